@@ -1,0 +1,132 @@
+"""Qwen3 text decoder of Qwen3-ASR, with its KV cache.
+
+Names follow the checkpoint (`thinker.model.*` minus the prefix). The official "interleaved
+MRoPE" reduces to plain 1-D RoPE for ASR because its three position rows are identical
+(REFERENCE.md §5), so `mx.fast.rope` (rotate-half, base 1e6) is exact.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import TextConfig
+
+
+class KVCache:
+    """Preallocated key/value buffers for every layer, grown in whole blocks when needed.
+
+    Buffers are [batch, kv_heads, capacity, head_dim]; `offset` is the number of filled
+    positions, shared by all rows.
+    """
+
+    block = 256
+
+    def __init__(self, num_layers: int, capacity: int = 0):
+        self.num_layers = num_layers
+        self.capacity = capacity
+        self.keys: list[mx.array | None] = [None] * num_layers
+        self.values: list[mx.array | None] = [None] * num_layers
+        self.offset = 0
+
+    def update_and_fetch(self, layer: int, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        start, new = self.offset, keys.shape[2]
+        end = start + new
+        buf_k, buf_v = self.keys[layer], self.values[layer]
+        if buf_k is None or end > buf_k.shape[2]:
+            capacity = max(self.capacity, -(-end // self.block) * self.block)
+            shape = (keys.shape[0], keys.shape[1], capacity, keys.shape[3])
+            grown_k = mx.zeros(shape, dtype=keys.dtype)
+            grown_v = mx.zeros(shape, dtype=values.dtype)
+            if buf_k is not None:
+                grown_k[:, :, :start, :] = buf_k[:, :, :start, :]
+                grown_v[:, :, :start, :] = buf_v[:, :, :start, :]
+            buf_k, buf_v = grown_k, grown_v
+            self.capacity = capacity
+        buf_k[:, :, start:end, :] = keys
+        buf_v[:, :, start:end, :] = values
+        self.keys[layer], self.values[layer] = buf_k, buf_v
+        return buf_k[:, :, :end, :], buf_v[:, :, :end, :]
+
+    def advance(self, steps: int) -> None:
+        """Called once per forward pass, after every layer has stored its keys."""
+        self.offset += steps
+
+    def state(self) -> list[mx.array]:
+        return [a for a in self.keys + self.values if a is not None]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.scale = self.head_dim ** -0.5
+        self.rope_theta = config.rope_theta
+        hidden = config.hidden_size
+        self.q_proj = nn.Linear(hidden, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def rope(self, x: mx.array, offset: int) -> mx.array:
+        return mx.fast.rope(x, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=offset)
+
+    def __call__(self, x: mx.array, cache: KVCache | None, layer: int) -> mx.array:
+        b, t, _ = x.shape
+        q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim)).transpose(0, 2, 1, 3)
+        k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
+        offset = cache.offset if cache is not None else 0
+        q, k = self.rope(q, offset), self.rope(k, offset)
+        if cache is not None:
+            k, v = cache.update_and_fetch(layer, k, v)
+        # GQA: SDPA takes fewer K/V heads than query heads without repeating them.
+        mask = "causal" if t > 1 else None
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        return self.o_proj(out.transpose(0, 2, 1, 3).reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.self_attn = Attention(config)
+        self.mlp = MLP(config)
+        self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def __call__(self, x: mx.array, cache: KVCache | None, layer: int) -> mx.array:
+        x = x + self.self_attn(self.input_layernorm(x), cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class TextModel(nn.Module):
+    """`thinker.model`: embeddings, decoder layers, final norm."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = [DecoderLayer(config) for _ in range(config.num_hidden_layers)]
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def __call__(self, embeddings: mx.array, cache: KVCache | None) -> mx.array:
+        x = embeddings
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cache, i)
+        if cache is not None:
+            cache.advance(embeddings.shape[1])
+        return self.norm(x)

@@ -1,0 +1,167 @@
+"""Qwen3-ASR audio encoder: conv stem over 1 s mel chunks, windowed transformer, projector.
+
+Module and parameter names are the checkpoint's (`thinker.audio_tower.*` minus the prefix).
+Follows `Qwen3ASRAudioEncoder` of the official modeling_qwen3_asr.py (REFERENCE.md §4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import AudioEncoderConfig
+
+
+def conv_output_length(frames: int) -> int:
+    """Frames left after the three stride-2 convs (13 for a full 100-frame chunk)."""
+    for _ in range(3):
+        frames = (frames - 1) // 2 + 1
+    return frames
+
+
+def audio_token_count(mel_frames: int, chunk_frames: int = 100) -> int:
+    """Audio tokens for `mel_frames` frames: `_get_feat_extract_output_lengths` of the official code."""
+    full, tail = divmod(mel_frames, chunk_frames)
+    return full * conv_output_length(chunk_frames) + (conv_output_length(tail) if tail else 0)
+
+
+def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -> mx.array:
+    """[sin | cos] position table of the official SinusoidsPositionEmbedding (float32)."""
+    log_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = mx.exp(-log_increment * mx.arange(channels // 2, dtype=mx.float32))
+    scaled = mx.arange(length, dtype=mx.float32)[:, None] * inv_timescales[None, :]
+    return mx.concatenate([mx.sin(scaled), mx.cos(scaled)], axis=1)
+
+
+class Conv3x3Stride2(nn.Module):
+    """3x3 conv, stride 2, padding 1, NHWC, computed as one GEMM over gathered patches.
+
+    A GEMM runs on the fast BLAS path of every backend; MLX's direct CPU convolution is
+    ~50x slower on this stem (PERF_NOTES.md). `weight` is kept in MLX conv layout
+    [out, kh, kw, in] so checkpoints convert with a plain transpose.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, 3, 3, in_channels))
+        self.bias = mx.zeros((out_channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        n, h, w, c = x.shape
+        out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        padded = mx.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+        patches = [
+            padded[:, ky: ky + 2 * out_h: 2, kx: kx + 2 * out_w: 2, :]
+            for ky in range(3) for kx in range(3)
+        ]
+        patches = mx.concatenate(patches, axis=-1)  # [n, out_h, out_w, 9*c], (ky, kx, c) order
+        weight = self.weight.reshape(self.weight.shape[0], -1)
+        return mx.addmm(self.bias, patches, weight.T)
+
+
+class EncoderAttention(nn.Module):
+    def __init__(self, dims: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dims // heads) ** -0.5
+        self.q_proj = nn.Linear(dims, dims)
+        self.k_proj = nn.Linear(dims, dims)
+        self.v_proj = nn.Linear(dims, dims)
+        self.out_proj = nn.Linear(dims, dims)
+
+    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
+        # x: [windows, tokens, dims]; attention never crosses a window.
+        b, t, d = x.shape
+
+        def split_heads(y):
+            return y.reshape(b, t, self.heads, -1).transpose(0, 2, 1, 3)
+
+        q, k, v = split_heads(self.q_proj(x)), split_heads(self.k_proj(x)), split_heads(self.v_proj(x))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(b, t, d))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: AudioEncoderConfig):
+        super().__init__()
+        d = config.d_model
+        self.self_attn = EncoderAttention(d, config.encoder_attention_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=1e-5)
+        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d, eps=1e-5)
+
+    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
+        x = x + self.fc2(nn.gelu(self.fc1(self.final_layer_norm(x))))
+        if x.dtype == mx.float16:
+            # The official layer clamps float16 activations the same way.
+            limit = float(mx.finfo(mx.float16).max) - 1000
+            x = mx.clip(x, -limit, limit)
+        return x
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, config: AudioEncoderConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.downsample_hidden_size
+        self.conv2d1 = Conv3x3Stride2(1, hidden)
+        self.conv2d2 = Conv3x3Stride2(hidden, hidden)
+        self.conv2d3 = Conv3x3Stride2(hidden, hidden)
+        freq_after_convs = conv_output_length(config.num_mel_bins)
+        self.conv_out = nn.Linear(hidden * freq_after_convs, config.d_model, bias=False)
+        self.layers = [EncoderLayer(config) for _ in range(config.encoder_layers)]
+        self.ln_post = nn.LayerNorm(config.d_model, eps=1e-5)
+        self.proj1 = nn.Linear(config.d_model, config.d_model)
+        self.proj2 = nn.Linear(config.d_model, config.output_dim)
+        self._positions = sinusoid_table(config.max_source_positions, config.d_model)
+
+    def conv_stem(self, mel: mx.array) -> mx.array:
+        """[n_mels, T] mel -> [chunks, tokens_per_chunk, d_model] (positions added, tail padded)."""
+        n_mels, frames = mel.shape
+        chunk = self.config.chunk_frames
+        num_chunks = -(-frames // chunk)
+        # The official code pads the tail chunk to the longest chunk in the batch: 100
+        # frames when there are several chunks, the chunk itself when there is one.
+        width = chunk if num_chunks > 1 else frames
+        mel = mx.pad(mel, [(0, 0), (0, num_chunks * width - frames)])
+        x = mel.reshape(n_mels, num_chunks, width).transpose(1, 0, 2)[..., None]  # NHWC
+        x = nn.gelu(self.conv2d1(x))
+        x = nn.gelu(self.conv2d2(x))
+        x = nn.gelu(self.conv2d3(x))
+        n, freq, time, channels = x.shape
+        # Flatten with feature index = channel * freq + f, as the official permute/view does.
+        x = self.conv_out(x.transpose(0, 2, 3, 1).reshape(n, time, channels * freq))
+        return x + self._positions[:time].astype(x.dtype)
+
+    def window_tokens(self, tokens_per_chunk: int) -> int:
+        return tokens_per_chunk * self.config.chunks_per_window
+
+    def __call__(self, mel: mx.array) -> mx.array:
+        """[n_mels, T] log-mel -> [N, output_dim] audio embeddings, N = audio_token_count(T)."""
+        frames = mel.shape[1]
+        if frames == 0:
+            raise ValueError("the audio encoder needs at least one mel frame")
+        mel = mel.astype(self.conv_out.weight.dtype)
+        stem = self.conv_stem(mel)
+        num_chunks, tokens_per_chunk, d = stem.shape
+        total = audio_token_count(frames, self.config.chunk_frames)
+        x = stem.reshape(num_chunks * tokens_per_chunk, d)[:total]
+
+        # Block-diagonal attention in windows of 8 chunks (104 tokens): pad to whole windows
+        # and run them as a batch; padded keys of the last window are masked out.
+        window = min(self.window_tokens(tokens_per_chunk), total)
+        num_windows = -(-total // window)
+        pad = num_windows * window - total
+        x = mx.pad(x, [(0, pad), (0, 0)]).reshape(num_windows, window, d)
+        mask = None
+        if pad:
+            mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
+        for layer in self.layers:
+            x = layer(x, mask)
+        x = x.reshape(num_windows * window, d)[:total]
+        x = self.ln_post(x)
+        return self.proj2(nn.gelu(self.proj1(x)))

@@ -1,0 +1,118 @@
+"""Find a checkpoint (local directory or Hugging Face hub id) and load it into MLX."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import mlx.core as mx
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+from .model import Qwen3ASR
+from .tokenizer import QwenTokenizer
+
+# Files a Qwen3-ASR repo has that inference needs; nothing else is downloaded.
+HUB_FILES = [
+    "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json",
+    "chat_template.json", "vocab.json", "merges.txt", "tokenizer.json",
+    "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
+]
+
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+
+def default_dtype() -> str:
+    """float32 on the CPU backend (fast BLAS paths exist only for fp32 there); bfloat16,
+    the checkpoint's own precision, on a GPU where fewer bytes per token win."""
+    return "float32" if mx.default_device() == mx.cpu else "bfloat16"
+
+
+def parse_dtype(dtype) -> mx.Dtype:
+    if dtype is None:
+        dtype = default_dtype()
+    if isinstance(dtype, mx.Dtype):
+        return dtype
+    name = str(dtype).replace("torch.", "").lower()
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
+    name = aliases.get(name, name)
+    if name not in DTYPES:
+        raise ModelLoadError(f"unsupported dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def resolve_model_dir(model: str | os.PathLike) -> Path:
+    """A local directory as it is, or a hub id downloaded (only the needed files) to the standard cache."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; --model takes a model directory or a hub id such as Qwen/Qwen3-ASR-0.6B")
+        return path
+    text = str(model)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model directory {text} does not exist (and it is not a hub id like Qwen/Qwen3-ASR-0.6B)")
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(repo_id=text, allow_patterns=HUB_FILES))
+    except Exception as exc:  # hub errors come in many classes; all mean the same to the user
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+        raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise ModelLoadError(f"{index} is not a valid safetensors index: {exc}") from None
+        files = [model_dir / name for name in sorted(set(weight_map.values()))]
+    else:
+        files = sorted(model_dir.glob("model*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{model_dir} has no model.safetensors (or sharded model-*.safetensors)")
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ModelLoadError(f"{model_dir} is missing weight files: {', '.join(missing)}")
+    return files
+
+
+def load_weights(files: list[Path]) -> dict[str, mx.array]:
+    weights = {}
+    for file in files:
+        try:
+            weights.update(mx.load(str(file)))
+        except Exception as exc:  # mlx raises RuntimeError/ValueError on bad files
+            raise ModelLoadError(f"cannot read weights from {file}: {exc}") from None
+    return weights
+
+
+def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype) -> Qwen3ASR:
+    network = Qwen3ASR(config)
+    weights = Qwen3ASR.sanitize(load_weights(weight_files(model_dir)), config)
+    weights = {k: (v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in weights.items()}
+    expected = {k for k, _ in _flat_parameters(network)}
+    missing = sorted(expected - weights.keys())
+    unexpected = sorted(weights.keys() - expected)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            detail.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(unexpected[:3])})")
+        raise ModelLoadError(f"{model_dir} does not match its config.json: {'; '.join(detail)}")
+    try:
+        network.load_weights(list(weights.items()), strict=True)
+    except ValueError as exc:
+        raise ModelLoadError(f"{model_dir}: weights do not fit config.json: {exc}") from None
+    network.eval()
+    mx.eval(network.parameters())
+    return network
+
+
+def _flat_parameters(module) -> list:
+    from mlx.utils import tree_flatten
+    return tree_flatten(module.parameters())

@@ -1,0 +1,71 @@
+"""Prompt text, language names and output parsing, checked against the official functions."""
+
+import random
+
+import pytest
+
+from mlx_qwen_asr.config import SUPPORTED_LANGUAGES
+from mlx_qwen_asr.errors import LanguageError
+from mlx_qwen_asr.prompt import fix_repetitions, normalize_language, parse_output, prompt_text
+
+import qwen_asr.inference.utils as official_utils  # the test extra installs qwen-asr
+
+
+def test_supported_languages_match_official():
+    assert list(SUPPORTED_LANGUAGES) == list(official_utils.SUPPORTED_LANGUAGES)
+
+
+def test_language_names_normalise_and_unknown_lists_options():
+    assert normalize_language("eNGLISH") == "English"
+    assert normalize_language(None) is None
+    assert normalize_language("  ") is None
+    with pytest.raises(LanguageError) as info:
+        normalize_language("Klingon")
+    message = str(info.value)
+    assert "Klingon" in message and "English" in message and "Macedonian" in message
+
+
+def _random_repetitive_text(rng: random.Random) -> str:
+    alphabet = "ab c,的了"
+    parts = []
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.random()
+        if kind < 0.4:
+            parts.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))))
+        elif kind < 0.7:
+            parts.append(rng.choice(alphabet) * rng.randint(15, 45))
+        else:
+            pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 22)))
+            parts.append(pattern * rng.randint(15, 30))
+    return "".join(parts)
+
+
+def test_fix_repetitions_equals_official_on_random_text():
+    rng = random.Random(0)
+    for _ in range(400):
+        text = _random_repetitive_text(rng)
+        assert fix_repetitions(text) == official_utils.detect_and_fix_repetitions(text), text
+
+
+@pytest.mark.parametrize("raw", [
+    "language English<asr_text>Hello world.",
+    "language None<asr_text>",
+    "language none<asr_text>  stray text ",
+    "language chinese\nextra<asr_text>你好",
+    "no tag at all",
+    "  ",
+    "language English<asr_text>" + "ha" * 40,
+    "<asr_text>text without language",
+])
+def test_parse_output_equals_official(raw):
+    assert parse_output(raw) == official_utils.parse_asr_output(raw)
+    assert parse_output(raw, "German") == official_utils.parse_asr_output(raw, user_language="German")
+
+
+def test_prompt_text_layout():
+    text = prompt_text(3, context="Names: Qwen", language="English")
+    assert text == (
+        "<|im_start|>system\nNames: Qwen<|im_end|>\n<|im_start|>user\n<|audio_start|>"
+        "<|audio_pad|><|audio_pad|><|audio_pad|><|audio_end|><|im_end|>\n<|im_start|>assistant\n"
+        "language English<asr_text>"
+    )
