@@ -7,6 +7,7 @@ import sys
 
 from .config import SUPPORTED_LANGUAGES
 from .errors import QwenASRError
+from .prompt import normalize_language
 from .transcribe import DEFAULT_MODEL, Transcription, load_model
 
 
@@ -40,6 +41,7 @@ def _report(path: str, result: Transcription) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        language = normalize_language(args.language)
         model = load_model(args.model, args.dtype)
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in args.audio:
         try:
-            result = model.transcribe(path, language=args.language, context=args.context,
+            result = model.transcribe(path, language=language, context=args.context,
                                       max_new_tokens=args.max_new_tokens)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)

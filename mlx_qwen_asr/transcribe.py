@@ -13,7 +13,6 @@ from .audio import SAMPLE_RATE, load_audio
 from .config import ModelConfig
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder import audio_token_count
-from .errors import AudioError
 from .loading import load_network, parse_dtype, resolve_model_dir
 from .mel import log_mel_spectrogram
 from .model import Qwen3ASR
@@ -74,8 +73,6 @@ class ASRModel:
         samples = load_audio(audio, sample_rate)
         duration = len(samples) / SAMPLE_RATE
         timings["load"] = time.perf_counter() - start
-        if duration == 0:
-            raise AudioError(f"{_describe(audio)}: the audio has no samples")
         if float(np.max(np.abs(samples))) < SILENCE_PEAK:
             return Transcription("", language or "", duration, [], "silence", timings)
         min_samples = int(MIN_SECONDS * SAMPLE_RATE)
@@ -104,10 +101,6 @@ class ASRModel:
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
         detected, text = parse_output(raw, language)
         return Transcription(text, detected, duration, result.tokens, result.finish_reason, timings, raw)
-
-
-def _describe(audio) -> str:
-    return str(audio) if isinstance(audio, (str, Path)) else "audio array"
 
 
 _loaded: dict[tuple, ASRModel] = {}
