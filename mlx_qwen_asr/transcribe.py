@@ -20,8 +20,11 @@ from .prompt import normalize_language, parse_output, prompt_text
 from .tokenizer import QwenTokenizer
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-# The official pipeline zero-pads audio shorter than this (utils.MIN_ASR_INPUT_SECONDS).
-MIN_SECONDS = 0.5
+# The official pipeline feeds audio of up to 20 min as it is, however short; only clips too
+# short for the mel's reflect padding (n_fft/2 samples, where the official code fails) are
+# zero-padded, to the 0.5 s it pads short long-audio chunks to (utils.MIN_ASR_INPUT_SECONDS).
+MIN_SAMPLES_AS_IS = 201
+PAD_TO_SECONDS = 0.5
 # Peak below -80 dBFS: nothing audible, so the model is not asked (it would only guess).
 SILENCE_PEAK = 1e-4
 
@@ -66,7 +69,13 @@ class ASRModel:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
 
     def transcribe(self, audio, *, sample_rate: int | None = None, language: str | None = None,
-                   context: str = "", max_new_tokens: int | None = None) -> Transcription:
+                   context: str = "", max_new_tokens: int | None = None,
+                   repetition_guard: bool = True) -> Transcription:
+        """Transcribe one file path or array (with `sample_rate`).
+
+        `repetition_guard=False` gives plain greedy decoding, token for token the official
+        `generate`, even through a runaway loop (until the token budget).
+        """
         language = normalize_language(language, self.config.support_languages)
         timings = {}
         start = time.perf_counter()
@@ -75,9 +84,8 @@ class ASRModel:
         timings["load"] = time.perf_counter() - start
         if float(np.max(np.abs(samples))) < SILENCE_PEAK:
             return Transcription("", language or "", duration, [], "silence", timings)
-        min_samples = int(MIN_SECONDS * SAMPLE_RATE)
-        if len(samples) < min_samples:
-            samples = np.pad(samples, (0, min_samples - len(samples)))
+        if len(samples) < MIN_SAMPLES_AS_IS:
+            samples = np.pad(samples, (0, int(PAD_TO_SECONDS * SAMPLE_RATE) - len(samples)))
 
         start = time.perf_counter()
         mel = log_mel_spectrogram(samples, self.config.audio.num_mel_bins)
@@ -93,7 +101,8 @@ class ASRModel:
         prompt = self.prompt_ids(num_audio_tokens, context, language)
         embeddings = self.network.embed_prompt(prompt, audio_embeddings)
         budget = token_budget(duration) if max_new_tokens is None else int(max_new_tokens)
-        result = greedy_decode(self.network, embeddings, budget, self.config.eos_token_ids, RepetitionGuard())
+        guard = RepetitionGuard() if repetition_guard else None
+        result = greedy_decode(self.network, embeddings, budget, self.config.eos_token_ids, guard)
         timings["prefill"] = result.prefill_s
         timings["decode"] = result.decode_s
         timings["decode_tokens_per_s"] = len(result.tokens) / result.decode_s if result.decode_s > 0 else 0.0
