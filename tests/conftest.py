@@ -1,0 +1,43 @@
+"""Session fixtures: random-weight Qwen3-ASR checkpoints in the Hugging Face layout.
+
+Built once per test session into pytest's temporary directory (well under a second
+each). The tokenizer is the real Qwen vocabulary when ../shared is present, otherwise a
+synthesized byte-level BPE with the special tokens on their real ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlx_qwen_asr.random_checkpoint import model_config_dict, random_weights, write_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_config_and_weights() -> tuple[dict, dict]:
+    """config.json dict and float32 weights of the tiny model (seed 0)."""
+    config = model_config_dict("tiny")
+    return config, random_weights(config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_config_and_weights) -> Path:
+    """Tiny random checkpoint stored in bfloat16, like the published ones."""
+    config, weights = tiny_config_and_weights
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-bf16"), config, weights, dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_fp32(tmp_path_factory, tiny_config_and_weights) -> Path:
+    """The same weights stored in float32: parity tests compare without bf16 rounding."""
+    config, weights = tiny_config_and_weights
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-fp32"), config, weights, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def synthetic_tokenizer_checkpoint(tmp_path_factory, tiny_config_and_weights) -> Path:
+    """Tiny bf16 checkpoint whose tokenizer is always the synthesized one."""
+    config, weights = tiny_config_and_weights
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-synth-tok"), config, weights,
+                            dtype="bfloat16", tokenizer_source=False)
