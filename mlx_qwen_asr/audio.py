@@ -1,0 +1,178 @@
+"""Audio input: a file or an array -> mono float32 at 16 kHz in [-1, 1].
+
+The result equals what the official ``qwen_asr.inference.utils.normalize_audio_input``
+produces, step for step: decode to float32 at the native rate, average the channels,
+resample to 16 kHz (our numpy resampler in place of librosa's soxr_hq; see resample.py),
+then divide by the peak if it exceeds 1 and clip to [-1, 1].
+
+Decoding: libsndfile (via soundfile) first - wav, flac, ogg/opus, mp3, aiff, ... - exactly
+as librosa does. For anything else (m4a, mp4, aac, wma, webm, ...) the ``ffmpeg`` program
+is used when it is on PATH. We ask it for 16-bit PCM at the file's own rate and channel
+count, which is exactly what the official path gets there (librosa falls back to
+audioread, which runs ``ffmpeg -i FILE -f s16le -``): the samples are then bit-identical,
+and the channel mix and resampling stay ours rather than ffmpeg's (its resampler is not
+soxr_hq). The PCM comes in an AU container so that its header carries rate and channels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+from .resample import resample
+
+SAMPLE_RATE = 16000
+
+__all__ = ["SAMPLE_RATE", "load_audio", "resample"]
+
+
+def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
+    """Mono float32 waveform at 16 kHz in [-1, 1], normalised as the official code does.
+
+    ``source`` is one of:
+
+    * a path (``str`` or ``os.PathLike``) to any file libsndfile reads, or that ffmpeg
+      decodes if it is installed;
+    * a numpy array (or array-like) with ``sample_rate`` given: 1-D, or 2-D as
+      ``(samples, channels)`` or ``(channels, samples)`` (the shorter axis is taken as
+      channels, as the official ``to_mono`` does for up to 8 channels);
+    * a tuple ``(array, sample_rate)``.
+
+    Arrays are used as they are, like the official code: integer PCM is not rescaled by
+    its type's range, so the "peak above 1" rule brings it to a peak of exactly 1. Divide
+    by 32768 (int16) first if the absolute level matters.
+
+    Audio shorter than the model's minimum is returned as is (the pipeline pads it);
+    all-zero audio is valid. Raises ``AudioError`` with a one-line message for anything
+    unusable: missing file, directory, empty or undecodable file, no samples, NaN or
+    infinite samples, arrays of the wrong shape or type.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if sample_rate is not None:
+            raise AudioError(f"{name}: sample_rate is only for arrays; a file has its own rate")
+        audio, sr = _read_file(name)
+        if audio.shape[1] > 1:
+            audio = np.mean(audio, axis=-1).astype(np.float32)
+        else:
+            audio = audio[:, 0]
+    else:
+        name = "audio array"
+        if isinstance(source, tuple):
+            if len(source) != 2:
+                raise AudioError(f"an audio tuple must be (array, sample_rate), got {len(source)} items")
+            source, tuple_sr = source
+            if sample_rate is not None and sample_rate != tuple_sr:
+                raise AudioError(f"sample_rate={sample_rate} contradicts the tuple's rate {tuple_sr}")
+            sample_rate = tuple_sr
+        if sample_rate is None:
+            raise AudioError("an audio array needs its sample rate: load_audio(array, sample_rate=...)")
+        sr = _check_rate(sample_rate)
+        audio = _to_mono(_as_array(source))
+
+    if audio.size == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    if sr != SAMPLE_RATE:
+        audio = resample(audio, sr, SAMPLE_RATE)
+    return _float_range_normalize(audio)
+
+
+def _float_range_normalize(audio: np.ndarray) -> np.ndarray:
+    # utils.float_range_normalize, operation for operation (float32 throughout).
+    audio = audio.astype(np.float32)
+    peak = float(np.max(np.abs(audio)))
+    if peak == 0.0:
+        return audio
+    if peak > 1.0:
+        audio = audio / peak
+    return np.clip(audio, -1.0, 1.0)
+
+
+def _check_rate(sample_rate) -> int:
+    try:
+        sr = int(sample_rate)
+        ok = sr == sample_rate and sr > 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise AudioError(f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}")
+    return sr
+
+
+def _as_array(source) -> np.ndarray:
+    try:
+        array = np.asarray(source)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"audio array: cannot be converted to a numpy array ({exc})") from None
+    if array.dtype.kind not in "fiu":
+        raise AudioError(f"audio array: dtype {array.dtype} is not supported; expected float or integer samples")
+    if array.ndim not in (1, 2):
+        raise AudioError(
+            f"audio array: expected 1-D (samples) or 2-D (samples, channels) audio, got shape {array.shape}"
+        )
+    if array.size == 0:
+        raise AudioError(f"audio array: contains no audio samples (shape {array.shape})")
+    return array
+
+
+def _to_mono(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 1:
+        return array
+    # The official to_mono transposes (channels, samples) when channels <= 8; beyond 8 it
+    # would average over time instead of channels, so we take the shorter axis as channels.
+    if array.shape[1] > array.shape[0]:
+        array = array.T
+    return np.mean(array, axis=-1).astype(np.float32)
+
+
+def _read_file(name: str) -> tuple[np.ndarray, int]:
+    """Decoded samples as float32 [frames, channels] and the file's sample rate."""
+    path = Path(name)
+    if not path.exists():
+        raise AudioError(f"{name}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{name}: is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{name}: permission denied")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{name}: file is empty (0 bytes)")
+    try:
+        # As librosa reads: open and read everything, no seek (sf.read seeks to 0 first,
+        # which restarts the MP3 decoder and changes its output in the last bit).
+        with sf.SoundFile(name) as f:
+            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        pass  # not a format libsndfile reads (or corrupt): try ffmpeg, as librosa does
+    return _read_with_ffmpeg(name)
+
+
+def _read_with_ffmpeg(name: str) -> tuple[np.ndarray, int]:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(
+            f"cannot decode {name}: libsndfile does not read this format and ffmpeg is not installed"
+        )
+    command = [
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-i", "file:" + os.path.abspath(name),  # "file:" so names like "a:b.m4a" stay local
+        "-vn", "-sn", "-dn", "-f", "au", "-c:a", "pcm_s16be", "-",
+    ]
+    result = subprocess.run(command, capture_output=True)
+    if result.returncode != 0 or not result.stdout:
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        raise AudioError(f"cannot decode {name}: not audio, or corrupt (ffmpeg: {reason})")
+    try:
+        audio, sr = sf.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioError(f"cannot decode {name}: ffmpeg output unreadable ({exc})") from None
+    return audio, int(sr)
