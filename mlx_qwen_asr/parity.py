@@ -1,0 +1,103 @@
+"""Stage-by-stage comparison of this engine with the official implementation.
+
+Each function runs one stage on both sides and returns its error figures; the parity tests
+assert bounds on them (tiny checkpoints) and scripts/parity_report.py prints them (real
+0.6B / 1.7B dimensions). Needs the `test` extra (see official.py).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from . import official
+from .decoding import greedy_decode
+from .encoder import audio_token_count
+from .mel import log_mel_spectrogram
+from .transcribe import ASRModel
+
+EOS_FILL = 151645
+
+
+def relative_error(actual, expected) -> float:
+    """||actual - expected|| / ||expected|| in float64."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def prefill_embeddings(model: ASRModel, audio: np.ndarray, context: str = "", language: str | None = None):
+    """(prompt ids, [1, P, hidden] embeddings) exactly as `ASRModel.transcribe` builds them."""
+    mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
+    ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), context, language)
+    return ids, model.network.embed_prompt(ids, model.network.encode_audio(mel))
+
+
+def compare_mel(model: ASRModel, reference, audio: np.ndarray) -> dict:
+    expected = official.features(reference, audio)
+    actual = np.array(log_mel_spectrogram(audio, model.config.audio.num_mel_bins))
+    return {"shape": list(actual.shape), "max_abs_diff": float(np.max(np.abs(actual - expected)))}
+
+
+def compare_encoder(model: ASRModel, reference, audio: np.ndarray) -> dict:
+    """Encoder on the official mel, so only the encoder's own error is measured."""
+    mel = official.features(reference, audio)
+    expected = official.encoder_output(reference, mel)
+    actual = np.array(model.network.encode_audio(mx.array(mel)))
+    return {
+        "shape": list(actual.shape),
+        "expected_shape": list(expected.shape),
+        "max_abs_diff": float(np.max(np.abs(actual - expected))),
+        "max_abs_reference": float(np.max(np.abs(expected))),
+        "relative_error": relative_error(actual, expected),
+    }
+
+
+def compare_prompt_ids(model: ASRModel, reference, audio: np.ndarray, context: str = "", language=None) -> dict:
+    expected = official.processor_inputs(reference, audio, context, language)["input_ids"][0].tolist()
+    actual, _ = prefill_embeddings(model, audio, context, language)
+    return {"equal": actual == expected, "length": len(actual)}
+
+
+def compare_prefill(model: ASRModel, reference, audio: np.ndarray) -> dict:
+    inputs = official.processor_inputs(reference, audio)
+    expected = official.logits_for(reference, inputs)
+    _, embeddings = prefill_embeddings(model, audio)
+    actual = np.array(model.network(embeddings, model.network.make_cache(), last_only=False)[0])
+    return {
+        "shape": list(actual.shape),
+        "relative_error": relative_error(actual, expected),
+        "max_abs_diff": float(np.max(np.abs(actual - expected))),
+        "argmax_agreement": float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
+    }
+
+
+def compare_teacher_forced(model: ASRModel, reference, audio: np.ndarray, steps: int = 32) -> dict:
+    """`steps` decode steps through our KV cache, each fed the official greedy token."""
+    inputs = official.processor_inputs(reference, audio)
+    forced = official.generate(reference, inputs, max_new_tokens=steps)
+    forced = (forced + [EOS_FILL] * steps)[:steps]  # keep `steps` steps even if it stopped early
+    expected = official.logits_for(reference, inputs, continuation=forced)
+    first = inputs["input_ids"].shape[1] - 1
+    expected = expected[first: first + steps]
+
+    _, embeddings = prefill_embeddings(model, audio)
+    cache = model.network.make_cache()
+    logits = [model.network(embeddings, cache)[0, -1]]
+    for token in forced[:-1]:
+        logits.append(model.network(model.network.embed_tokens(mx.array([[token]])), cache)[0, -1])
+    actual = np.array(mx.stack(logits))
+    errors = [relative_error(actual[i], expected[i]) for i in range(steps)]
+    return {
+        "steps": steps,
+        "max_relative_error": max(errors),
+        "relative_errors": errors,
+        "argmax_agreement": float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
+    }
+
+
+def compare_greedy(model: ASRModel, reference, audio: np.ndarray, tokens: int = 32, language=None) -> dict:
+    inputs = official.processor_inputs(reference, audio, language=language)
+    expected = official.generate(reference, inputs, max_new_tokens=tokens)
+    _, embeddings = prefill_embeddings(model, audio, language=language)
+    actual = greedy_decode(model.network, embeddings, tokens, model.config.eos_token_ids, guard=None).tokens
+    return {"equal": actual == expected, "ours": actual, "official": expected, "distinct": len(set(expected))}
