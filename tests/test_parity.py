@@ -26,9 +26,11 @@ def reference(tiny_checkpoint_fp32):
 
 
 def test_mel_matches_official(ours, reference):
+    # 3.5e-5 measured on JFK: the official float32 torch STFT is itself 4.4e-5 from the
+    # float64 recipe (ours 1.9e-5; tests/test_mel.py), so 1e-5 is below float32 noise.
     figures = parity.compare_mel(ours, reference, speech(11.0))
     assert figures["shape"] == [128, 1100]
-    assert figures["max_abs_diff"] < 1e-5
+    assert figures["max_abs_diff"] < 1e-4
 
 
 @pytest.mark.parametrize("seconds", [0.3, 2.29, 11.0, 17.3])
