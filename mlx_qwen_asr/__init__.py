@@ -6,9 +6,17 @@
     model.transcribe("a.wav").text                           # ... transcribe many
 """
 
-from .config import SUPPORTED_LANGUAGES
-from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError
-from .transcribe import ASRModel, Transcription, load_model, transcribe
+# Before anything imports mlx.core: on Linux x86-64, bind MLX's BLAS to MKL if installed.
+from . import fast_blas
+
+fast_blas.enable()
+
+from .config import SUPPORTED_LANGUAGES  # noqa: E402
+from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError  # noqa: E402
+
+from .transcribe import ASRModel, Transcription, load_model, transcribe  # noqa: E402
+
+fast_blas.self_check()
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,44 @@
+"""fast_blas: binds MKL only when it may, says why otherwise, and products stay correct."""
+
+import json
+import subprocess
+import sys
+
+import mlx_qwen_asr
+from mlx_qwen_asr import fast_blas
+
+
+def run_status(code_before: str = "", env_extra: dict | None = None) -> dict:
+    import os
+    env = {**os.environ, **(env_extra or {})}
+    code = f"{code_before}\nimport json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.fast_blas.status()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_status_reports_and_products_are_correct():
+    status = fast_blas.status()
+    assert {"active", "library", "reason"} <= status.keys()
+    assert fast_blas.self_check()
+    assert status.get("self_check") == "passed"
+    assert mlx_qwen_asr.fast_blas is fast_blas
+
+
+def test_opt_out_by_environment():
+    status = run_status(env_extra={fast_blas.ENV: "0"})
+    assert status["active"] is False and fast_blas.ENV in status["reason"]
+
+
+def test_nothing_bound_when_mlx_imported_first():
+    status = run_status("import mlx.core")
+    assert status["active"] is False
+    assert status["self_check"] == "passed"
+    if sys.platform == "linux":
+        assert "imported before" in status["reason"]
+
+
+def test_missing_library_is_reported_not_fatal():
+    status = run_status(env_extra={fast_blas.ENV: "/nonexistent/libnothing.so"})
+    assert status["active"] is False
+    if sys.platform == "linux" and fast_blas._applicable() is None:
+        assert "libnothing" in status["reason"]
