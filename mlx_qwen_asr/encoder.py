@@ -71,16 +71,24 @@ class EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(dims, dims)
         self.out_proj = nn.Linear(dims, dims)
 
-    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
-        # x: [windows, tokens, dims]; attention never crosses a window.
-        b, t, d = x.shape
+    def __call__(self, x: mx.array, window: int) -> mx.array:
+        # x: [tokens, dims], packed. Only attention needs the windows: the projections run
+        # on the packed tokens, and the tail window is padded here, its padding masked out.
+        total, d = x.shape
+        num_windows = -(-total // window)
+        pad = num_windows * window - total
 
-        def split_heads(y):
-            return y.reshape(b, t, self.heads, -1).transpose(0, 2, 1, 3)
+        def windows(y):
+            y = mx.pad(y, [(0, pad), (0, 0)]) if pad else y
+            return y.reshape(num_windows, window, self.heads, -1).transpose(0, 2, 1, 3)
 
-        q, k, v = split_heads(self.q_proj(x)), split_heads(self.k_proj(x)), split_heads(self.v_proj(x))
+        q, k, v = windows(self.q_proj(x)), windows(self.k_proj(x)), windows(self.v_proj(x))
+        mask = None
+        if pad:
+            mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
         out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
-        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(b, t, d))
+        out = out.transpose(0, 2, 1, 3).reshape(num_windows * window, d)
+        return self.out_proj(out[:total] if pad else out)
 
 
 class EncoderLayer(nn.Module):
@@ -93,8 +101,8 @@ class EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d, eps=1e-5)
 
-    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
+    def __call__(self, x: mx.array, window: int) -> mx.array:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), window)
         x = x + self.fc2(nn.gelu(self.fc1(self.final_layer_norm(x))))
         if x.dtype == mx.float16:
             # The official layer clamps float16 activations the same way.
@@ -151,17 +159,9 @@ class AudioEncoder(nn.Module):
         total = audio_token_count(frames, self.config.chunk_frames)
         x = stem.reshape(num_chunks * tokens_per_chunk, d)[:total]
 
-        # Block-diagonal attention in windows of 8 chunks (104 tokens): pad to whole windows
-        # and run them as a batch; padded keys of the last window are masked out.
+        # Block-diagonal attention in windows of 8 chunks (104 tokens); see EncoderAttention.
         window = min(self.window_tokens(tokens_per_chunk), total)
-        num_windows = -(-total // window)
-        pad = num_windows * window - total
-        x = mx.pad(x, [(0, pad), (0, 0)]).reshape(num_windows, window, d)
-        mask = None
-        if pad:
-            mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
         for layer in self.layers:
-            x = layer(x, mask)
-        x = x.reshape(num_windows * window, d)[:total]
+            x = layer(x, window)
         x = self.ln_post(x)
         return self.proj2(nn.gelu(self.proj1(x)))
