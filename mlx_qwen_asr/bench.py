@@ -1,0 +1,470 @@
+"""Benchmarks on fixed workloads: stage times, RTF, memory, size, provenance (JSON).
+
+    python -m mlx_qwen_asr.bench                       # random weights at real 0.6B dims
+    python -m mlx_qwen_asr.bench --size 1.7b --compare-official --profile
+    python -m mlx_qwen_asr.bench --model Qwen/Qwen3-ASR-0.6B --json bench.json
+
+Without `--model` a random-weight checkpoint in the exact Hugging Face layout is built once
+(cached in `--work-dir`): speed does not depend on the weights' values, only on their shapes,
+so the figures hold for the real model. The decoded token count is forced (EOS and the
+repetition guard off, `min_new_tokens` on the official side) so every run does the same work.
+
+Workloads: `clip11` (11 s of speech, 32 tokens), `clip60` (60 s, 32 tokens), `folder`
+(20 clips of 2-6 s from files, sequentially through `ASRModel.transcribe`, up to 16 tokens
+each). Each runs once to warm up, then `--runs` times; min and median are reported.
+`--compare-official` times the official PyTorch implementation (float32, 2 torch threads,
+as shipped: no encoder window mask) on the same checkpoint and clip in the same process.
+`--profile` adds a separate pass timing sub-modules behind `mx.eval` barriers (slower than
+a real run: it removes all overlap; read it as shares, not as totals).
+
+Benchmarks report; they never fail on timing. JSON goes to stdout (and `--json FILE`), a
+readable summary to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from . import fast_blas
+from .audio import SAMPLE_RATE, load_audio
+from .decoding import greedy_decode
+from .encoder import audio_token_count
+from .config import ModelConfig
+from .loading import load_network, parse_dtype, resolve_model_dir, weight_files
+from .mel import log_mel_spectrogram
+from .tokenizer import QwenTokenizer
+from .transcribe import ASRModel
+
+DEFAULT_WORK_DIR = Path("~/.cache/mlx_qwen_asr/bench").expanduser()
+# The project's shared test audio (JFK, 11.0 s), when this checkout sits beside it.
+SHARED_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "antirez" / "jfk.wav"
+WORKLOADS = ("clip11", "clip60", "folder")
+FOLDER_CLIPS, FOLDER_TOKENS = 20, 16
+
+
+# ----------------------------------------------------------------------------- audio
+
+def synthetic_speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced syllables (harmonics with moving pitch, syllable envelopes, pauses) at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    syllables = np.clip(np.sin(2 * np.pi * 3.3 * t + rng.uniform(0, 6)), 0, None) ** 2
+    pauses = (np.sin(2 * np.pi * 0.25 * t) > -0.7).astype(np.float64)
+    return (0.3 * voice * syllables * pauses + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def speech_source(path: str | None) -> tuple[np.ndarray, str]:
+    for candidate in ([Path(path)] if path else []) + [SHARED_SPEECH]:
+        if candidate.is_file():
+            return load_audio(candidate), str(candidate)
+    return synthetic_speech(11.0), "synthetic"
+
+
+def clip(source: np.ndarray, seconds: float, start: float = 0.0) -> np.ndarray:
+    """`seconds` of audio from `source` (looped), starting `start` seconds in."""
+    n, first = int(round(seconds * SAMPLE_RATE)), int(start * SAMPLE_RATE) % len(source)
+    reps = -(-(first + n) // len(source))
+    return np.tile(source, reps)[first:first + n].astype(np.float32)
+
+
+def write_folder(source: np.ndarray, folder: Path) -> list[Path]:
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(FOLDER_CLIPS):
+        seconds = float(rng.uniform(2.0, 6.0))
+        path = folder / f"clip{i:02d}.wav"
+        sf.write(path, clip(source, seconds, start=1.7 * i), SAMPLE_RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------- model
+
+def random_model_dir(size: str, work_dir: Path) -> Path:
+    """The cached random-weight checkpoint at real `size` dims (bf16, as the hub's)."""
+    from .random_checkpoint import build_random_checkpoint
+
+    out = work_dir / f"random-{size}-bfloat16"
+    if not (out / "config.json").is_file():
+        print(f"building a random-weight {size} checkpoint in {out} (once) ...", file=sys.stderr)
+        build_random_checkpoint(out, size=size, dtype="bfloat16")
+    return out
+
+
+def disk_bytes(model_dir: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in weight_files(model_dir))
+    except Exception:  # an unusual layout: report the directory's safetensors
+        return sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+
+
+def load_timed(model_dir: Path, dtype, quantize) -> tuple[ASRModel, dict]:
+    """`ASRModel.load`, piece by piece, timing the network and the tokenizer apart."""
+    config = ModelConfig.from_file(model_dir / "config.json")
+    mx_dtype = parse_dtype(dtype)
+    start = time.perf_counter()
+    network = load_network(model_dir, config, mx_dtype, **({"quantize": quantize} if quantize else {}))
+    network_s = time.perf_counter() - start
+    start = time.perf_counter()
+    tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
+    tokenizer_s = time.perf_counter() - start
+    return ASRModel(network, tokenizer, config, model_dir, mx_dtype), {"network_s": network_s, "tokenizer_s": tokenizer_s}
+
+
+def parameter_bytes(network) -> int:
+    from mlx.utils import tree_flatten
+    return sum(v.nbytes for _, v in tree_flatten(network.parameters()))
+
+
+def rss_peak_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+# ----------------------------------------------------------------------------- timing
+
+def summarize(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "runs": len(values)}
+
+
+def repeat(fn, runs: int, warmup: int = 1) -> list[dict]:
+    for _ in range(warmup):
+        fn()
+    return [fn() for _ in range(runs)]
+
+
+def stage_summary(samples: list[dict]) -> dict:
+    return {key: summarize([s[key] for s in samples]) for key in samples[0]}
+
+
+def ours_forced(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
+    """One pass of the offline pipeline with exactly `tokens` decoded tokens."""
+    start = time.perf_counter()
+    mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
+    mx.eval(mel)
+    t_mel = time.perf_counter()
+    audio_embeddings = model.network.encode_audio(mel)
+    mx.eval(audio_embeddings)
+    t_enc = time.perf_counter()
+    prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
+    embeddings = model.network.embed_prompt(prompt, audio_embeddings)
+    result = greedy_decode(model.network, embeddings, tokens, eos_ids=(), guard=None)
+    end = time.perf_counter()
+    assert len(result.tokens) == tokens
+    return {
+        "mel_s": t_mel - start,
+        "encoder_s": t_enc - t_mel,
+        "prefill_s": result.prefill_s,  # decoder over the prompt, first token included
+        "prefill_incl_encoder_s": (t_enc - t_mel) + result.prefill_s,
+        "decode_ms_per_token": 1e3 * result.decode_s / max(tokens - 1, 1),
+        "total_s": end - start,
+    }
+
+
+def ours_folder(model: ASRModel, paths: list[Path]) -> dict:
+    start = time.perf_counter()
+    tokens = 0
+    for path in paths:
+        tokens += len(model.transcribe(path, max_new_tokens=FOLDER_TOKENS).tokens)
+    return {"total_s": time.perf_counter() - start, "tokens": float(tokens)}
+
+
+class Official:
+    """The official implementation, timed stage by stage the same way as ours."""
+
+    def __init__(self, model_dir: Path, threads: int = 2):
+        import torch
+
+        from . import official
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        # As shipped (no window mask): this is the engine users run.
+        self.asr = official.load_official(model_dir, dtype="float32", window_mask=False)
+        self.load_s = time.perf_counter() - start
+        self.official, self.torch, self.threads = official, torch, threads
+
+    def forced(self, audio: np.ndarray, tokens: int) -> dict:
+        torch = self.torch
+        start = time.perf_counter()
+        inputs = self.official.processor_inputs(self.asr, audio)
+        t_proc = time.perf_counter()
+        mel = inputs["input_features"][0].float().numpy()
+        self.official.encoder_output(self.asr, mel)
+        t_enc = time.perf_counter()
+        with torch.no_grad():
+            self.asr.model.generate(**inputs, max_new_tokens=1, min_new_tokens=1, do_sample=False)
+            t_prefill = time.perf_counter()
+            out = self.asr.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        t_gen = time.perf_counter()
+        generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
+        assert generated == tokens, generated
+        generate_s = t_gen - t_prefill
+        prefill_s = t_prefill - t_enc
+        return {
+            "mel_s": t_proc - start,  # processor: mel + prompt
+            "encoder_s": t_enc - t_proc,
+            "prefill_incl_encoder_s": prefill_s,  # generate(1 token): encoder + prefill
+            "decode_ms_per_token": 1e3 * (generate_s - prefill_s) / max(tokens - 1, 1),
+            "total_s": (t_proc - start) + generate_s,  # processor + generate(tokens)
+        }
+
+
+# ----------------------------------------------------------------------------- profile
+
+class _Timed:
+    """Stands in for a sub-module (or method): runs it, evaluates, adds the time to a bucket."""
+
+    def __init__(self, profile: "Profile", inner, bucket: str):
+        self.profile, self.inner, self.bucket = profile, inner, bucket
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.inner(*args, **kwargs)
+        mx.eval(out)
+        self.profile.add(self.bucket, time.perf_counter() - start)
+        return out
+
+    def __getattr__(self, name):  # e.g. `conv_out.weight.dtype` still works
+        return getattr(self.inner, name)
+
+
+class Profile:
+    """Per-operation times from one extra pass with an `mx.eval` barrier after each piece."""
+
+    def __init__(self, network):
+        self.network = network
+        self.phase = ""
+        self.times: dict[str, float] = {}
+        self.patches: list[tuple[object, str, object]] = []
+
+    def add(self, bucket: str, seconds: float) -> None:
+        key = bucket.replace("{phase}", self.phase)
+        self.times[key] = self.times.get(key, 0.0) + seconds
+
+    def _patch(self, owner, name: str, bucket: str) -> None:
+        inner = getattr(owner, name)
+        self.patches.append((owner, name, inner))
+        setattr(owner, name, _Timed(self, inner, bucket))
+
+    def __enter__(self):
+        enc, dec = self.network.audio_tower, self.network.model
+        for name in ("conv2d1", "conv2d2", "conv2d3", "conv_out"):
+            self._patch(enc, name, "encoder.conv_stem")
+        for layer in enc.layers:
+            self._patch(layer, "self_attn", "encoder.attention")
+            self._patch(layer, "fc1", "encoder.mlp")
+            self._patch(layer, "fc2", "encoder.mlp")
+        for layer in dec.layers:
+            self._patch(layer, "self_attn", "{phase}.attention")
+            self._patch(layer, "mlp", "{phase}.mlp")
+        self._patch(self.network, "logits", "{phase}.head")
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, inner in reversed(self.patches):
+            if isinstance(inner, nn.Module):
+                setattr(owner, name, inner)  # back into the module's children
+            else:
+                delattr(owner, name)  # uncovers the class's method again
+        self.patches.clear()
+
+
+def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
+    network = model.network
+    with Profile(network) as prof:
+        start = time.perf_counter()
+        mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
+        mx.eval(mel)
+        prof.add("mel", time.perf_counter() - start)
+        start = time.perf_counter()
+        audio_embeddings = network.encode_audio(mel)
+        mx.eval(audio_embeddings)
+        prof.add("encoder.total", time.perf_counter() - start)
+        prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
+        embeddings = network.embed_prompt(prompt, audio_embeddings)
+        cache = network.make_cache(embeddings.shape[1] + tokens + 1)
+        prof.phase = "prefill"
+        start = time.perf_counter()
+        token = mx.argmax(network(embeddings, cache)[:, -1, :], axis=-1)
+        mx.eval(token)
+        prof.add("prefill.total", time.perf_counter() - start)
+        prof.phase = "decode"
+        start = time.perf_counter()
+        for _ in range(tokens - 1):
+            token = mx.argmax(network(network.embed_tokens(token)[:, None, :], cache)[:, -1, :], axis=-1)
+            mx.eval(token)
+        prof.add("decode.total", time.perf_counter() - start)
+    times = prof.times
+    for stage, parts in (("encoder", ("conv_stem", "attention", "mlp")),
+                         ("prefill", ("attention", "mlp", "head")),
+                         ("decode", ("attention", "mlp", "head"))):
+        known = sum(times.get(f"{stage}.{p}", 0.0) for p in parts)
+        times[f"{stage}.other"] = times[f"{stage}.total"] - known
+    steps = max(tokens - 1, 1)
+    out = {k: round(v * 1e3, 2) for k, v in sorted(times.items())}
+    out.update({f"{k}_per_token": round(v * 1e3 / steps, 3) for k, v in sorted(times.items()) if k.startswith("decode.")})
+    return {"unit": "ms", **out}
+
+
+# ----------------------------------------------------------------------------- provenance
+
+def cpu_name() -> str:
+    try:
+        if sys.platform == "darwin":
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=5).stdout.strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except Exception:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode:
+            return None
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except Exception:
+        return None
+
+
+def provenance() -> dict:
+    metal = False
+    try:
+        metal = bool(mx.metal.is_available())
+    except Exception:
+        pass
+    return {
+        "machine": platform.machine(), "os": platform.platform(), "cpu": cpu_name(),
+        "cpus": os.cpu_count(), "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(), "mlx": mx.__version__, "device": str(mx.default_device()),
+        "metal_available": metal, "fast_blas": {**fast_blas.status(), "mapped": fast_blas.mapped_blas_libraries()},
+        "numpy": np.__version__, "git_commit": git_commit(),
+    }
+
+
+# ----------------------------------------------------------------------------- main
+
+def run(args) -> dict:
+    work_dir = Path(args.work_dir).expanduser()
+    model_dir = resolve_model_dir(args.model) if args.model else random_model_dir(args.size, work_dir)
+    source, source_name = speech_source(args.audio)
+    report = {"provenance": provenance(), "model": str(model_dir),
+              "weights": "given" if args.model else f"random, {args.size} dims", "audio": source_name,
+              "tokens": args.tokens, "workloads": {}}
+
+    mx.reset_peak_memory()
+    model, load = load_timed(model_dir, args.dtype, args.quantize)
+    report["load"] = {
+        **load, "dtype": str(model.dtype),
+        "weight_bytes_in_use": parameter_bytes(model.network), "disk_bytes": disk_bytes(model_dir),
+        "mlx_peak_bytes": mx.get_peak_memory(), "rss_peak_bytes": rss_peak_bytes(),
+    }
+    if args.quantize:
+        report["load"]["quantize"] = args.quantize
+    print(f"loaded {model_dir}: network {load['network_s']:.2f} s, tokenizer {load['tokenizer_s']:.2f} s "
+          f"({model.dtype})", file=sys.stderr)
+
+    clips = {"clip11": clip(source, 11.0), "clip60": clip(source, 60.0)}
+    for name in [w for w in args.workloads if w in clips]:
+        audio = clips[name]
+        samples = repeat(lambda: ours_forced(model, audio, args.tokens), args.runs)
+        stages = stage_summary(samples)
+        seconds = len(audio) / SAMPLE_RATE
+        report["workloads"][name] = {"audio_s": seconds, "ours": stages,
+                                     "rtf": stages["total_s"]["min"] / seconds}
+        print(f"{name}: ours {stages['total_s']['min']:.2f} s, decode "
+              f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
+    if "folder" in args.workloads:
+        paths = write_folder(source, work_dir / "folder")
+        samples = repeat(lambda: ours_folder(model, paths), args.runs)
+        seconds = sum(len(load_audio(p)) for p in paths) / SAMPLE_RATE
+        stages = stage_summary(samples)
+        report["workloads"]["folder"] = {"audio_s": seconds, "clips": len(paths), "ours": stages,
+                                         "rtf": stages["total_s"]["min"] / seconds}
+        print(f"folder: ours {stages['total_s']['min']:.2f} s for {seconds:.1f} s of audio", file=sys.stderr)
+    report["memory"] = {
+        "weight_bytes_in_use": report["load"]["weight_bytes_in_use"],
+        "mlx_peak_bytes": mx.get_peak_memory(), "rss_peak_bytes": rss_peak_bytes(),
+    }
+    report["memory"]["mlx_peak_over_weights"] = report["memory"]["mlx_peak_bytes"] / report["memory"]["weight_bytes_in_use"]
+
+    if args.profile:
+        report["profile"] = profile_pass(model, clips["clip11"], args.tokens)
+
+    if args.compare_official:
+        if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
+            report["official"] = {"error": "--compare-official needs a checkpoint in the Hugging Face layout"}
+        else:
+            official = Official(model_dir, threads=args.torch_threads)
+            report["official"] = {"load_s": official.load_s, "torch_threads": official.threads,
+                                  "torch": official.torch.__version__, "workloads": {}}
+            for name in [w for w in args.official_workloads if w in clips]:
+                audio = clips[name]
+                samples = repeat(lambda: official.forced(audio, args.tokens), args.official_runs)
+                stages = stage_summary(samples)
+                report["official"]["workloads"][name] = stages
+                ours = report["workloads"].get(name, {}).get("ours")
+                if ours:
+                    report["workloads"][name]["ours_over_official"] = {
+                        key: ours[key]["min"] / stages[key]["min"]
+                        for key in stages if key in ours and stages[key]["min"] > 0}
+                print(f"{name}: official {stages['total_s']['min']:.2f} s, decode "
+                      f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
+    report["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlx_qwen_asr.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="model directory or hub id (default: random weights at --size dims)")
+    parser.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
+    parser.add_argument("--quantize", type=int, default=None, choices=[4, 8], help="quantize the decoder at load")
+    parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
+    parser.add_argument("--audio", help="speech file to cut the clips from (default: JFK if present, else synthetic)")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--tokens", type=int, default=32, help="forced decode tokens per clip")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare-official", action="store_true")
+    parser.add_argument("--official-workloads", nargs="+", default=["clip11"], choices=["clip11", "clip60"])
+    parser.add_argument("--official-runs", type=int, default=3)
+    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", help="also write the report to this file")
+    args = parser.parse_args(argv)
+    report = run(args)
+    text = json.dumps(report, indent=2, default=str)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
