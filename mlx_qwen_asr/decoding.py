@@ -61,21 +61,44 @@ class DecodeResult:
     decode_s: float
 
 
+def penalize_repeats(logits: mx.array, seen: mx.array, penalty: float) -> mx.array:
+    """The usual repetition penalty (CTRL / transformers): seen tokens' logits divided by
+    `penalty` when positive, multiplied when negative. Only a loop remedy, never the default."""
+    return mx.where(seen, mx.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
 def greedy_decode(
     network: Qwen3ASR,
     prompt_embeddings: mx.array,
     max_new_tokens: int,
     eos_ids: tuple[int, ...],
     guard: RepetitionGuard | None = None,
+    repetition_penalty: float = 1.0,
 ) -> DecodeResult:
-    """Greedy decoding for one prompt ([1, P, hidden] embeddings)."""
+    """Greedy decoding for one prompt ([1, P, hidden] embeddings).
+
+    With the default `repetition_penalty=1.0` this is plain greedy decoding, token for
+    token the official `generate`.
+    """
     if max_new_tokens <= 0:
         return DecodeResult([], "length", 0.0, 0.0)
     cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
 
+    seen = None
+    if repetition_penalty != 1.0:
+        seen = mx.zeros((network.config.text.vocab_size,), dtype=mx.bool_)
+
+    def pick(logits: mx.array) -> mx.array:
+        nonlocal seen
+        if seen is None:
+            return mx.argmax(logits, axis=-1)
+        token = mx.argmax(penalize_repeats(logits, seen, repetition_penalty), axis=-1)
+        seen = mx.logical_or(seen, mx.arange(seen.shape[0]) == token)  # token: [1]
+        return token
+
     start = time.perf_counter()
-    next_token = mx.argmax(network(prompt_embeddings, cache)[:, -1, :], axis=-1)
+    next_token = pick(network(prompt_embeddings, cache)[:, -1, :])
     mx.eval(next_token)
     prefill_s = time.perf_counter() - start
 
@@ -86,7 +109,7 @@ def greedy_decode(
         queued = None
         if len(tokens) + 1 < max_new_tokens:
             # Queue the following step before reading this token back.
-            queued = mx.argmax(network(network.embed_tokens(next_token)[:, None, :], cache)[:, -1, :], axis=-1)
+            queued = pick(network(network.embed_tokens(next_token)[:, None, :], cache)[:, -1, :])
             mx.async_eval(queued)
         token = int(next_token.item())
         if token in eos:

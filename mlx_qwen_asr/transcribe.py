@@ -1,15 +1,20 @@
-"""Offline transcription: audio -> mel -> encoder -> prompt -> greedy decoding -> language + text."""
+"""Offline transcription: audio -> segments -> mel -> encoder -> prompt -> greedy decoding -> text.
+
+Audio is read block by block and cut at quiet moments into segments of about 30 s; each is
+transcribed on its own (its own language, token budget and finish reason) and the results
+are joined. A segment that loops or runs out of budget is decoded again with a remedy.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE
+from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder import audio_token_count
@@ -17,6 +22,8 @@ from .loading import load_network, parse_dtype, resolve_model_dir
 from .mel import log_mel_spectrogram
 from .model import Qwen3ASR
 from .prompt import normalize_language, parse_output, prompt_text
+from .results import Segment, Transcription
+from .segment import DEFAULT_SEGMENT_SECONDS, ENERGY_WINDOW_SECONDS, iter_segments, quietest_cut
 from .tokenizer import QwenTokenizer
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
@@ -27,20 +34,9 @@ MIN_SAMPLES_AS_IS = 201
 PAD_TO_SECONDS = 0.5
 # Peak below -80 dBFS: nothing audible, so the model is not asked (it would only guess).
 SILENCE_PEAK = 1e-4
-
-
-@dataclass
-class Transcription:
-    text: str
-    language: str
-    duration: float                     # seconds of input audio
-    tokens: list[int]                   # generated ids, EOS excluded
-    finish_reason: str                  # "eos", "length", "repetition", or "silence" (not decoded)
-    timings: dict = field(default_factory=dict)  # seconds per stage, decode_tokens_per_s
-    raw: str = ""                       # the decoded output before parsing
-
-    def __str__(self) -> str:
-        return self.text
+# Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
+RETRY_PENALTY = 1.1
+MIN_SPLIT_SECONDS = 2.0
 
 
 class ASRModel:
@@ -69,47 +65,92 @@ class ASRModel:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
 
     def transcribe(self, audio, *, sample_rate: int | None = None, language: str | None = None,
-                   context: str = "", max_new_tokens: int | None = None,
-                   repetition_guard: bool = True) -> Transcription:
-        """Transcribe one file path or array (with `sample_rate`).
+                   context: str = "", max_new_tokens: int | None = None, repetition_guard: bool = True,
+                   segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True) -> Transcription:
+        """Transcribe one file path or array (with `sample_rate`), of any length.
 
-        `repetition_guard=False` gives plain greedy decoding, token for token the official
-        `generate`, even through a runaway loop (until the token budget).
+        Audio longer than `segment_seconds` is cut at quiet moments and transcribed segment
+        by segment (memory stays bounded); `max_new_tokens` is then a per-segment budget
+        (default: scaled to each segment's duration). `repetition_guard=False` gives plain
+        greedy decoding, token for token the official `generate`, even through a runaway
+        loop; `recover_loops` re-decodes a segment that looped or hit its default budget.
         """
         language = normalize_language(language, self.config.support_languages)
-        timings = {}
         start = time.perf_counter()
-        samples = load_audio(audio, sample_rate)
+        stream = open_audio_stream(audio, sample_rate)
+        timings = {"load": time.perf_counter() - start}
+        segments = []
+        for piece in iter_segments(stream.blocks, segment_seconds):
+            offset = piece.start / SAMPLE_RATE
+            found = self._decode_with_recovery(piece.audio, offset, language, context, max_new_tokens,
+                                               repetition_guard, recover_loops, timings)
+            segments.extend(found)
+        total_decode = timings.get("decode", 0.0)
+        tokens = sum(len(s.tokens) for s in segments)
+        timings["decode_tokens_per_s"] = tokens / total_decode if total_decode > 0 else 0.0
+        return Transcription.from_segments(segments, stream.duration, timings)
+
+    def _decode_with_recovery(self, samples, offset, language, context, max_new_tokens, repetition_guard,
+                              recover_loops, timings) -> list[Segment]:
+        segment = self.decode_segment(samples, offset, language, context, max_new_tokens, repetition_guard,
+                                      timings=timings)
+        budget_was_ours = max_new_tokens is None
+        if not (recover_loops and segment.finish_reason in ("repetition", "length") and budget_was_ours):
+            return [segment]
+        retry = self.decode_segment(samples, offset, language, context, max_new_tokens, repetition_guard,
+                                    repetition_penalty=RETRY_PENALTY, timings=timings)
+        retry.retries, retry.remedy = 1, "repetition_penalty"
+        if retry.finish_reason == "eos" or len(samples) < MIN_SPLIT_SECONDS * SAMPLE_RATE:
+            return [retry]
+        quarter = len(samples) // 4
+        cut = quietest_cut(samples, quarter, len(samples) - quarter, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
+        halves = []
+        for part, part_offset in ((samples[:cut], offset), (samples[cut:], offset + cut / SAMPLE_RATE)):
+            half = self.decode_segment(part, part_offset, language, context, max_new_tokens, repetition_guard,
+                                       repetition_penalty=RETRY_PENALTY, timings=timings)
+            half.retries, half.remedy = 2, "split"
+            halves.append(half)
+        return halves
+
+    def decode_segment(self, samples: np.ndarray, offset: float = 0.0, language: str | None = None,
+                       context: str = "", max_new_tokens: int | None = None, repetition_guard: bool = True,
+                       repetition_penalty: float = 1.0, timings: dict | None = None) -> Segment:
+        """One segment of 16 kHz mono audio through mel, encoder and decoder."""
+        timings = {} if timings is None else timings
         duration = len(samples) / SAMPLE_RATE
-        timings["load"] = time.perf_counter() - start
+        end = offset + duration
         if float(np.max(np.abs(samples))) < SILENCE_PEAK:
-            return Transcription("", language or "", duration, [], "silence", timings)
+            return Segment(offset, end, "", language or "", "silence")
         if len(samples) < MIN_SAMPLES_AS_IS:
             samples = np.pad(samples, (0, int(PAD_TO_SECONDS * SAMPLE_RATE) - len(samples)))
 
         start = time.perf_counter()
         mel = log_mel_spectrogram(samples, self.config.audio.num_mel_bins)
         mx.eval(mel)
-        timings["mel"] = time.perf_counter() - start
+        _add(timings, "mel", time.perf_counter() - start)
 
         start = time.perf_counter()
         audio_embeddings = self.network.encode_audio(mel)
         mx.eval(audio_embeddings)
-        timings["encoder"] = time.perf_counter() - start
+        _add(timings, "encoder", time.perf_counter() - start)
 
         num_audio_tokens = audio_token_count(mel.shape[1], self.config.audio.chunk_frames)
         prompt = self.prompt_ids(num_audio_tokens, context, language)
         embeddings = self.network.embed_prompt(prompt, audio_embeddings)
         budget = token_budget(duration) if max_new_tokens is None else int(max_new_tokens)
         guard = RepetitionGuard() if repetition_guard else None
-        result = greedy_decode(self.network, embeddings, budget, self.config.eos_token_ids, guard)
-        timings["prefill"] = result.prefill_s
-        timings["decode"] = result.decode_s
-        timings["decode_tokens_per_s"] = len(result.tokens) / result.decode_s if result.decode_s > 0 else 0.0
+        result = greedy_decode(self.network, embeddings, budget, self.config.eos_token_ids, guard,
+                               repetition_penalty=repetition_penalty)
+        _add(timings, "prefill", result.prefill_s)
+        _add(timings, "decode", result.decode_s)
 
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
         detected, text = parse_output(raw, language)
-        return Transcription(text, detected, duration, result.tokens, result.finish_reason, timings, raw)
+        return Segment(offset, end, text, detected, result.finish_reason, result.tokens, raw=raw)
+
+
+def _add(timings: dict, stage: str, seconds: float) -> None:
+    timings[stage] = timings.get(stage, 0.0) + seconds
 
 
 _loaded: dict[tuple, ASRModel] = {}

@@ -1,0 +1,92 @@
+"""What a transcription returns: per-segment results and the whole-file result that joins them."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+# Finish reasons, worst first: the whole file reports the worst of its segments.
+FINISH_SEVERITY = ("length", "repetition", "eos", "silence")
+
+
+@dataclass
+class Segment:
+    start: float                 # seconds from the start of the input
+    end: float
+    text: str
+    language: str
+    finish_reason: str           # "eos", "length" (budget hit: truncated), "repetition", "silence"
+    tokens: list[int] = field(default_factory=list)
+    retries: int = 0             # re-decodes spent on a loop or a missing EOS
+    remedy: str = ""             # what the last retry did ("repetition_penalty", "split")
+    raw: str = ""                # decoded output before parsing
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass
+class Transcription:
+    text: str
+    language: str                # detected (or forced) language; "A,B" when segments differ
+    duration: float              # seconds of input audio
+    tokens: list[int]            # generated ids of all segments, EOS excluded
+    finish_reason: str           # the worst of the segments' (see FINISH_SEVERITY)
+    timings: dict = field(default_factory=dict)   # seconds per stage, decode_tokens_per_s
+    raw: str = ""                # decoded output before parsing (segments joined)
+    segments: list[Segment] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def truncated(self) -> bool:
+        return any(s.truncated for s in self.segments)
+
+    @property
+    def retries(self) -> int:
+        return sum(s.retries for s in self.segments)
+
+    @classmethod
+    def from_segments(cls, segments: list[Segment], duration: float, timings: dict) -> "Transcription":
+        reasons = [s.finish_reason for s in segments] or ["silence"]
+        worst = min(reasons, key=FINISH_SEVERITY.index)
+        return cls(
+            text=join_texts([s.text for s in segments]),
+            language=merge_languages([s.language for s in segments]),
+            duration=duration,
+            tokens=[t for s in segments for t in s.tokens],
+            finish_reason=worst,
+            timings=timings,
+            raw=join_texts([s.raw for s in segments]),
+            segments=segments,
+        )
+
+
+def merge_languages(languages: list[str]) -> str:
+    """Consecutive duplicates and blanks dropped, comma-joined (the official `merge_languages`)."""
+    merged: list[str] = []
+    for language in languages:
+        language = (language or "").strip()
+        if language and (not merged or merged[-1] != language):
+            merged.append(language)
+    return ",".join(merged)
+
+
+def _is_cjk(char: str) -> bool:
+    name = unicodedata.name(char, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "FULLWIDTH", "IDEOGRAPHIC"))
+
+
+def join_texts(texts: list[str]) -> str:
+    """Segment texts joined with a space, except where either side is CJK (no spaces there)."""
+    out = ""
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        if out and not (_is_cjk(out[-1]) or _is_cjk(text[0])):
+            out += " "
+        out += text
+    return out
