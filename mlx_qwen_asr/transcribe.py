@@ -90,6 +90,11 @@ class ASRModel:
         timings["decode_tokens_per_s"] = tokens / total_decode if total_decode > 0 else 0.0
         return Transcription.from_segments(segments, stream.duration, timings)
 
+    def transcribe_many(self, audios: list, **options) -> list[Transcription]:
+        """Transcribe several inputs; same options as `transcribe`. Bad inputs raise, as in
+        `transcribe` (a folder run catches them per file)."""
+        return [self.transcribe(audio, **options) for audio in audios]
+
     def _decode_with_recovery(self, samples, offset, language, context, max_new_tokens, repetition_guard,
                               recover_loops, timings) -> list[Segment]:
         segment = self.decode_segment(samples, offset, language, context, max_new_tokens, repetition_guard,
@@ -167,12 +172,17 @@ def load_model(model: str | Path = DEFAULT_MODEL, dtype=None) -> ASRModel:
 
 def transcribe(audio, *, model: str | Path | ASRModel = DEFAULT_MODEL, language: str | None = None,
                context: str = "", dtype=None, max_new_tokens: int | None = None,
-               sample_rate: int | None = None) -> Transcription:
-    """Transcribe one audio file path or array (with `sample_rate`).
+               sample_rate: int | None = None, **options) -> Transcription | list[Transcription]:
+    """Transcribe an audio file path or array (with `sample_rate`), or a list of them.
 
-    `model` is a hub id, a local directory, or an `ASRModel` from `load_model()`.
+    `model` is a hub id, a local directory, or an `ASRModel` from `load_model()`. A list in
+    gives a list out, in the same order. Other keyword options go to `ASRModel.transcribe`
+    (segment_seconds, repetition_guard, recover_loops).
     """
     if not isinstance(model, ASRModel):
         model = load_model(model, dtype)
-    return model.transcribe(audio, sample_rate=sample_rate, language=language, context=context,
-                            max_new_tokens=max_new_tokens)
+    kwargs = dict(sample_rate=sample_rate, language=language, context=context, max_new_tokens=max_new_tokens,
+                  **options)
+    if isinstance(audio, list):
+        return model.transcribe_many(audio, **kwargs)
+    return model.transcribe(audio, **kwargs)
