@@ -66,7 +66,8 @@ class ASRModel:
 
     def transcribe(self, audio, *, sample_rate: int | None = None, language: str | None = None,
                    context: str = "", max_new_tokens: int | None = None, repetition_guard: bool = True,
-                   segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True) -> Transcription:
+                   segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True,
+                   progress=None) -> Transcription:
         """Transcribe one file path or array (with `sample_rate`), of any length.
 
         Audio longer than `segment_seconds` is cut at quiet moments and transcribed segment
@@ -74,6 +75,7 @@ class ASRModel:
         (default: scaled to each segment's duration). `repetition_guard=False` gives plain
         greedy decoding, token for token the official `generate`, even through a runaway
         loop; `recover_loops` re-decodes a segment that looped or hit its default budget.
+        `progress`, if given, is called as progress(done_seconds, total_seconds) after each segment.
         """
         language = normalize_language(language, self.config.support_languages)
         start = time.perf_counter()
@@ -85,6 +87,8 @@ class ASRModel:
             found = self._decode_with_recovery(piece.audio, offset, language, context, max_new_tokens,
                                                repetition_guard, recover_loops, timings)
             segments.extend(found)
+            if progress is not None:
+                progress(min(piece.end / SAMPLE_RATE, stream.duration), stream.duration)
         total_decode = timings.get("decode", 0.0)
         tokens = sum(len(s.tokens) for s in segments)
         timings["decode_tokens_per_s"] = tokens / total_decode if total_decode > 0 else 0.0
