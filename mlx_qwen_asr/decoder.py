@@ -75,17 +75,22 @@ class Attention(nn.Module):
     def rope(self, x: mx.array, offset: int) -> mx.array:
         return mx.fast.rope(x, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=offset)
 
-    def __call__(self, x: mx.array, cache: KVCache | None, layer: int) -> mx.array:
+    def __call__(self, x: mx.array, cache: KVCache | None, layer: int,
+                 mask: mx.array | None = None, positions: mx.array | None = None) -> mx.array:
+        """`positions` ([B] first position of each row) and `mask` ([B, 1, T, S] boolean)
+        serve batches of prompts of different lengths; by default every row starts at the
+        cache offset and attention is causal."""
         b, t, _ = x.shape
         q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim)).transpose(0, 2, 1, 3)
         k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)).transpose(0, 2, 1, 3)
         v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
-        offset = cache.offset if cache is not None else 0
+        offset = positions if positions is not None else (cache.offset if cache is not None else 0)
         q, k = self.rope(q, offset), self.rope(k, offset)
         if cache is not None:
             k, v = cache.update_and_fetch(layer, k, v)
+        if mask is None and t > 1:
+            mask = "causal"
         # GQA: SDPA takes fewer K/V heads than query heads without repeating them.
-        mask = "causal" if t > 1 else None
         out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         return self.o_proj(out.transpose(0, 2, 1, 3).reshape(b, t, -1))
 
@@ -109,8 +114,9 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def __call__(self, x: mx.array, cache: KVCache | None, layer: int) -> mx.array:
-        x = x + self.self_attn(self.input_layernorm(x), cache, layer)
+    def __call__(self, x: mx.array, cache: KVCache | None, layer: int,
+                 mask: mx.array | None = None, positions: mx.array | None = None) -> mx.array:
+        x = x + self.self_attn(self.input_layernorm(x), cache, layer, mask, positions)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -123,10 +129,11 @@ class TextModel(nn.Module):
         self.layers = [DecoderLayer(config) for _ in range(config.num_hidden_layers)]
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def __call__(self, embeddings: mx.array, cache: KVCache | None) -> mx.array:
+    def __call__(self, embeddings: mx.array, cache: KVCache | None,
+                 mask: mx.array | None = None, positions: mx.array | None = None) -> mx.array:
         x = embeddings
         for i, layer in enumerate(self.layers):
-            x = layer(x, cache, i)
+            x = layer(x, cache, i, mask, positions)
         if cache is not None:
             cache.advance(embeddings.shape[1])
         return self.norm(x)

@@ -124,3 +124,69 @@ def greedy_decode(
         next_token = queued
     decode_s = time.perf_counter() - start
     return DecodeResult(tokens, finish_reason, prefill_s, decode_s)
+
+
+def greedy_decode_batch(
+    network: Qwen3ASR,
+    prompts: list[mx.array],
+    max_new_tokens: list[int],
+    eos_ids: tuple[int, ...],
+    guard: RepetitionGuard | None = None,
+) -> list[DecodeResult]:
+    """Greedy decoding of several prompts ([P_i, hidden] embeddings each) in one batch.
+
+    Prompts are right-padded to the longest; row i keeps its own positions (its prompt at
+    0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
+    those of `greedy_decode` on that prompt alone. Rows stop on their own (EOS, budget,
+    loop); the batch runs until the last one does. Prefill/decode times are the batch's.
+    """
+    rows = len(prompts)
+    lengths = [int(p.shape[0]) for p in prompts]
+    longest = max(lengths)
+    steps = max(max_new_tokens)
+    dtype = prompts[0].dtype
+    padded = mx.stack([mx.pad(p, [(0, longest - p.shape[0]), (0, 0)]) for p in prompts])
+    length = mx.array(lengths)[:, None, None, None]                     # [B,1,1,1]
+    cache = network.make_cache(longest + steps + 1)
+
+    start = time.perf_counter()
+    query = mx.arange(longest)[None, None, :, None]
+    key = mx.arange(longest)[None, None, None, :]
+    prefill_mask = (key <= query) & (key < length)
+    last = mx.array([n - 1 for n in lengths])
+    next_tokens = mx.argmax(network(padded.astype(dtype), cache, mask=prefill_mask, last_index=last)[:, -1, :], axis=-1)
+    mx.eval(next_tokens)
+    prefill_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    reasons: list[str | None] = [None] * rows
+    eos = set(eos_ids)
+    step = 0
+    while True:
+        queued = None
+        if step + 1 < steps:
+            # Keys: each row's real prompt, then every generated slot (index >= longest).
+            key = mx.arange(longest + step + 1)[None, None, None, :]
+            mask = (key < length) | (key >= longest)
+            positions = mx.array([n + step for n in lengths])
+            embeddings = network.embed_tokens(next_tokens)[:, None, :]
+            queued = mx.argmax(network(embeddings, cache, mask=mask, positions=positions)[:, -1, :], axis=-1)
+            mx.async_eval(queued)
+        for row, token in enumerate(next_tokens.tolist()):
+            if reasons[row] is not None:
+                continue
+            if token in eos:
+                reasons[row] = "eos"
+                continue
+            tokens[row].append(token)
+            if guard is not None and guard.is_looping(tokens[row]):
+                reasons[row] = "repetition"
+            elif len(tokens[row]) >= max_new_tokens[row]:
+                reasons[row] = "length"
+        step += 1
+        if all(r is not None for r in reasons) or queued is None:
+            break
+        next_tokens = queued
+    decode_s = time.perf_counter() - start
+    return [DecodeResult(t, r or "length", prefill_s, decode_s) for t, r in zip(tokens, reasons)]
