@@ -8,6 +8,7 @@ are joined. A segment that loops or runs out of budget is decoded again with a r
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlx.core as mx
@@ -16,8 +17,9 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .audio_stream import open_audio_stream
 from .config import ModelConfig
-from .decoding import RepetitionGuard, greedy_decode, token_budget
+from .decoding import DecodeResult, RepetitionGuard, greedy_decode, greedy_decode_batch, token_budget
 from .encoder import audio_token_count
+from .errors import QwenASRError
 from .loading import load_network, parse_dtype, resolve_model_dir
 from .mel import log_mel_spectrogram
 from .model import Qwen3ASR
@@ -37,6 +39,8 @@ SILENCE_PEAK = 1e-4
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
 RETRY_PENALTY = 1.1
 MIN_SPLIT_SECONDS = 2.0
+# Segments decoded together by transcribe_many.
+DEFAULT_BATCH_SIZE = 8
 
 
 class ASRModel:
@@ -89,20 +93,101 @@ class ASRModel:
             segments.extend(found)
             if progress is not None:
                 progress(min(piece.end / SAMPLE_RATE, stream.duration), stream.duration)
-        total_decode = timings.get("decode", 0.0)
-        tokens = sum(len(s.tokens) for s in segments)
-        timings["decode_tokens_per_s"] = tokens / total_decode if total_decode > 0 else 0.0
-        return Transcription.from_segments(segments, stream.duration, timings)
+        return Transcription.from_segments(segments, stream.duration, _with_speed(timings, segments))
 
-    def transcribe_many(self, audios: list, **options) -> list[Transcription]:
-        """Transcribe several inputs; same options as `transcribe`. Bad inputs raise, as in
-        `transcribe` (a folder run catches them per file)."""
-        return [self.transcribe(audio, **options) for audio in audios]
+    def transcribe_many(self, audios: list, *, batch_size: int = DEFAULT_BATCH_SIZE, on_error: str = "raise",
+                        sample_rate: int | None = None, language: str | None = None, context: str = "",
+                        max_new_tokens: int | None = None, repetition_guard: bool = True,
+                        segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True,
+                        progress=None) -> list:
+        """Transcribe several inputs, decoding up to `batch_size` segments (of any of them)
+        together. Each result equals `transcribe` of that input alone.
+
+        `on_error="raise"` stops at the first bad input; `"return"` puts its exception in
+        the result list instead, so one bad file does not stop the others. `progress`, if
+        given, is called as progress(index, result) when input `index` is done.
+        """
+        if on_error not in ("raise", "return"):
+            raise ValueError('on_error must be "raise" or "return"')
+        language = normalize_language(language, self.config.support_languages)
+        results: list = [None] * len(audios)
+        jobs: list[_SegmentJob] = []
+        files: dict[int, _FileState] = {}
+
+        def finish_ready() -> None:
+            for index in [i for i, f in files.items() if f.complete]:
+                state = files.pop(index)
+                segments = [seg for part in state.parts for seg in part]
+                results[index] = Transcription.from_segments(segments, state.duration, _with_speed(state.timings, segments))
+                if progress is not None:
+                    progress(index, results[index])
+
+        def run_batch() -> None:
+            decoded = self._decode_jobs(jobs, language, context, max_new_tokens, repetition_guard)
+            for job, segment in zip(jobs, decoded):
+                state = files[job.index]
+                parts = [segment]
+                if recover_loops and max_new_tokens is None and segment.finish_reason in ("repetition", "length"):
+                    parts = self._decode_with_recovery(job.audio, job.offset, language, context, None,
+                                                       repetition_guard, True, state.timings, first=segment)
+                state.parts[job.order] = parts
+            jobs.clear()
+            finish_ready()
+
+        for index, audio in enumerate(audios):
+            try:
+                start = time.perf_counter()
+                stream = open_audio_stream(audio, sample_rate)
+                state = files[index] = _FileState(stream.duration, {"load": time.perf_counter() - start})
+                for order, piece in enumerate(iter_segments(stream.blocks, segment_seconds)):
+                    state.parts.append(None)
+                    jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
+                    if len(jobs) >= batch_size:
+                        run_batch()
+                state.read = True
+            except QwenASRError as exc:
+                files.pop(index, None)
+                jobs[:] = [job for job in jobs if job.index != index]
+                if on_error == "raise":
+                    raise
+                results[index] = exc
+                if progress is not None:
+                    progress(index, exc)
+        if jobs:
+            run_batch()
+        finish_ready()
+        return results
+
+    def _decode_jobs(self, jobs: list["_SegmentJob"], language, context, max_new_tokens,
+                     repetition_guard) -> list[Segment]:
+        """Segments of a batch: silent ones skipped, the rest decoded together."""
+        prompts, budgets, live = [], [], []
+        segments: list[Segment | None] = []
+        for job in jobs:
+            embeddings = self._prompt_embeddings(job.audio, language, context, job.timings)
+            end = job.offset + len(job.audio) / SAMPLE_RATE
+            if embeddings is None:
+                segments.append(Segment(job.offset, end, "", language or "", "silence"))
+                continue
+            segments.append(None)
+            prompts.append(embeddings)
+            budgets.append(self._budget(job.audio, max_new_tokens))
+            live.append(len(segments) - 1)
+        if prompts:
+            guard = RepetitionGuard() if repetition_guard else None
+            decoded = greedy_decode_batch(self.network, prompts, budgets, self.config.eos_token_ids, guard)
+            for slot, result in zip(live, decoded):
+                job = jobs[slot]
+                # The batch's time is shared: each row is charged an equal part.
+                _add(job.timings, "prefill", result.prefill_s / len(prompts))
+                _add(job.timings, "decode", result.decode_s / len(prompts))
+                segments[slot] = self._segment(result, job.offset, job.offset + len(job.audio) / SAMPLE_RATE, language)
+        return segments
 
     def _decode_with_recovery(self, samples, offset, language, context, max_new_tokens, repetition_guard,
-                              recover_loops, timings) -> list[Segment]:
-        segment = self.decode_segment(samples, offset, language, context, max_new_tokens, repetition_guard,
-                                      timings=timings)
+                              recover_loops, timings, first: Segment | None = None) -> list[Segment]:
+        segment = first or self.decode_segment(samples, offset, language, context, max_new_tokens,
+                                               repetition_guard, timings=timings)
         budget_was_ours = max_new_tokens is None
         if not (recover_loops and segment.finish_reason in ("repetition", "length") and budget_was_ours):
             return [segment]
@@ -126,10 +211,24 @@ class ASRModel:
                        repetition_penalty: float = 1.0, timings: dict | None = None) -> Segment:
         """One segment of 16 kHz mono audio through mel, encoder and decoder."""
         timings = {} if timings is None else timings
-        duration = len(samples) / SAMPLE_RATE
-        end = offset + duration
-        if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        end = offset + len(samples) / SAMPLE_RATE
+        embeddings = self._prompt_embeddings(samples, language, context, timings)
+        if embeddings is None:
             return Segment(offset, end, "", language or "", "silence")
+        guard = RepetitionGuard() if repetition_guard else None
+        result = greedy_decode(self.network, embeddings[None], self._budget(samples, max_new_tokens),
+                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty)
+        _add(timings, "prefill", result.prefill_s)
+        _add(timings, "decode", result.decode_s)
+        return self._segment(result, offset, end, language)
+
+    def _budget(self, samples: np.ndarray, max_new_tokens: int | None) -> int:
+        return token_budget(len(samples) / SAMPLE_RATE) if max_new_tokens is None else int(max_new_tokens)
+
+    def _prompt_embeddings(self, samples: np.ndarray, language, context, timings) -> mx.array | None:
+        """[P, hidden] prompt embeddings with the audio in place; None for silence."""
+        if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+            return None
         if len(samples) < MIN_SAMPLES_AS_IS:
             samples = np.pad(samples, (0, int(PAD_TO_SECONDS * SAMPLE_RATE) - len(samples)))
 
@@ -145,21 +244,45 @@ class ASRModel:
 
         num_audio_tokens = audio_token_count(mel.shape[1], self.config.audio.chunk_frames)
         prompt = self.prompt_ids(num_audio_tokens, context, language)
-        embeddings = self.network.embed_prompt(prompt, audio_embeddings)
-        budget = token_budget(duration) if max_new_tokens is None else int(max_new_tokens)
-        guard = RepetitionGuard() if repetition_guard else None
-        result = greedy_decode(self.network, embeddings, budget, self.config.eos_token_ids, guard,
-                               repetition_penalty=repetition_penalty)
-        _add(timings, "prefill", result.prefill_s)
-        _add(timings, "decode", result.decode_s)
+        return self.network.embed_prompt(prompt, audio_embeddings)[0]
 
+    def _segment(self, result: DecodeResult, start: float, end: float, language: str | None) -> Segment:
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
         detected, text = parse_output(raw, language)
-        return Segment(offset, end, text, detected, result.finish_reason, result.tokens, raw=raw)
+        return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
 
 
 def _add(timings: dict, stage: str, seconds: float) -> None:
     timings[stage] = timings.get(stage, 0.0) + seconds
+
+
+def _with_speed(timings: dict, segments: list[Segment]) -> dict:
+    """Adds decode_tokens_per_s: tokens generated per second of decoding."""
+    decode = timings.get("decode", 0.0)
+    tokens = sum(len(s.tokens) for s in segments)
+    timings["decode_tokens_per_s"] = tokens / decode if decode > 0 else 0.0
+    return timings
+
+
+@dataclass
+class _SegmentJob:
+    index: int          # which input
+    order: int          # which segment of it
+    audio: np.ndarray
+    offset: float
+    timings: dict       # the input's timings, charged as its segments are processed
+
+
+@dataclass
+class _FileState:
+    duration: float
+    timings: dict
+    parts: list = field(default_factory=list)   # per segment: its resulting Segments, None while pending
+    read: bool = False                          # all segments cut (the file is fully read)
+
+    @property
+    def complete(self) -> bool:
+        return self.read and all(part is not None for part in self.parts)
 
 
 _loaded: dict[tuple, ASRModel] = {}
