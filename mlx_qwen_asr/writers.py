@@ -1,0 +1,259 @@
+"""Writing a Transcription to files: txt, json, srt, vtt, tsv.
+
+Subtitle cue times come only from real boundaries: the segments' start and end (later,
+word timestamps). `build_cues` takes (start, end, text) items and never invents a time
+inside an item: each segment is one cue, its text wrapped into lines of at most 42
+columns; a segment whose text needs more than 2 such lines (a ~30 s segment of fast speech
+can need 10) stays one cue with that many lines rather than being split at made-up times.
+Word items will instead be joined: `join_seconds` lets consecutive items share a cue while
+the joined text still fits in `max_lines` lines and the cue lasts at most that long.
+
+Every file is written atomically (`atomic_write`): a temporary file in the same directory,
+flushed to disk, then renamed over the target, so a reader never sees half an output and a
+failure leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import unicodedata
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .results import Transcription, _is_cjk
+
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+# Common subtitle guidance (Netflix, BBC): about 42 characters a line, two lines a cue.
+MAX_LINE_WIDTH = 42
+MAX_LINES = 2
+
+
+def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """'srt,vtt' or ['txt', 'json'] or 'all' -> formats in FORMATS order, without duplicates."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    wanted = set()
+    for name in names:
+        for part in str(name).split(","):
+            part = part.strip().lower().lstrip(".")
+            if part == "all":
+                wanted.update(FORMATS)
+            elif part in FORMATS:
+                wanted.add(part)
+            elif part:
+                raise ValueError(f"unknown output format {part!r}; choose from: {', '.join(FORMATS)}, all")
+    if not wanted:
+        raise ValueError(f"no output format given; choose from: {', '.join(FORMATS)}, all")
+    return tuple(f for f in FORMATS if f in wanted)
+
+
+# --- cues -------------------------------------------------------------------------------
+
+@dataclass
+class Cue:
+    start: float
+    end: float
+    lines: list[str]
+
+
+def _char_width(char: str) -> int:
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def _width(text: str) -> int:
+    return sum(_char_width(c) for c in text)
+
+
+def _units(text: str) -> Iterator[tuple[str, bool]]:
+    """Breakable pieces of text and whether a space precedes them: words, and single CJK
+    characters (which break anywhere and join without spaces)."""
+    for match in re.finditer(r"(\s*)(\S+)", text):
+        spaced = bool(match.group(1))
+        run = ""
+        for char in match.group(2):
+            if not _is_cjk(char):
+                run += char
+                continue
+            for piece in (run, char):
+                if piece:
+                    yield piece, spaced
+                    spaced = False
+            run = ""
+        if run:
+            yield run, spaced
+
+
+def wrap(text: str, max_width: int = MAX_LINE_WIDTH) -> list[str]:
+    """Greedy wrap into the fewest lines of at most `max_width` columns (CJK counts 2).
+    A single word wider than that gets a line of its own."""
+    lines: list[str] = []
+    line = ""
+    for unit, spaced in _units(text):
+        joined = line + (" " if spaced and line else "") + unit
+        if line and _width(joined) > max_width:
+            lines.append(line)
+            line = unit
+        else:
+            line = joined
+    if line:
+        lines.append(line)
+    return lines
+
+
+def build_cues(items: Iterable[tuple[float, float, str]], max_width: int = MAX_LINE_WIDTH,
+               max_lines: int = MAX_LINES, join_seconds: float = 0.0) -> list[Cue]:
+    """Cues from (start, end, text) items, in order; empty texts are dropped. With the
+    default `join_seconds=0` every item is its own cue."""
+    cues: list[Cue] = []
+    current: tuple[float, float, str] | None = None
+    for start, end, text in items:
+        text = " ".join(str(text).split())
+        if not text:
+            continue
+        if current is not None:
+            joined = _join(current[2], text)
+            if end - current[0] <= join_seconds and len(wrap(joined, max_width)) <= max_lines:
+                current = (current[0], end, joined)
+                continue
+            cues.append(Cue(current[0], current[1], wrap(current[2], max_width)))
+        current = (start, end, text)
+    if current is not None:
+        cues.append(Cue(current[0], current[1], wrap(current[2], max_width)))
+    return cues
+
+
+def _join(left: str, right: str) -> str:
+    return left + right if _is_cjk(left[-1]) or _is_cjk(right[0]) else left + " " + right
+
+
+def segment_items(result: Transcription) -> list[tuple[float, float, str]]:
+    return [(s.start, s.end, s.text) for s in result.segments]
+
+
+def format_timestamp(seconds: float, separator: str = ".") -> str:
+    """HH:MM:SS.mmm (SRT uses ',' as the separator)."""
+    ms = max(0, int(round(seconds * 1000)))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
+# --- writers: each writes one format to an open text file ---------------------------------
+
+def write_txt(result: Transcription, file: TextIO, **_) -> None:
+    """One line per segment (segments are ~30 s: lines read as paragraphs)."""
+    for segment in result.segments:
+        text = " ".join(segment.text.split())
+        if text:
+            file.write(text + "\n")
+
+
+def write_srt(result: Transcription, file: TextIO, **_) -> None:
+    for index, cue in enumerate(build_cues(segment_items(result)), start=1):
+        file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
+        file.write("\n".join(cue.lines) + "\n\n")
+
+
+def write_vtt(result: Transcription, file: TextIO, **_) -> None:
+    file.write("WEBVTT\n\n")
+    for cue in build_cues(segment_items(result)):
+        # "-->" may not appear in a WebVTT cue payload; "&" and "<" must be escaped.
+        lines = [line.replace("&", "&amp;").replace("<", "&lt;").replace("-->", "--&gt;") for line in cue.lines]
+        file.write(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n")
+        file.write("\n".join(lines) + "\n\n")
+
+
+def write_tsv(result: Transcription, file: TextIO, **_) -> None:
+    """Like whisper's: integer milliseconds, one row per segment, tabs in text made spaces."""
+    file.write("start\tend\ttext\n")
+    for segment in result.segments:
+        text = " ".join(segment.text.split())
+        if text:
+            file.write(f"{int(round(segment.start * 1000))}\t{int(round(segment.end * 1000))}\t{text}\n")
+
+
+def result_dict(result: Transcription, *, input: str | None = None, model: str | None = None,
+                options: dict | None = None) -> dict:
+    """Everything known about a transcription, JSON-ready."""
+    segments = [
+        {"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "language": s.language,
+         "finish_reason": s.finish_reason, "truncated": s.truncated, "retries": s.retries, "remedy": s.remedy,
+         "tokens": list(s.tokens), "raw": s.raw}
+        for i, s in enumerate(result.segments)
+    ]
+    languages = []
+    for s in result.segments:
+        if s.language and s.language not in languages:
+            languages.append(s.language)
+    return {
+        "input": input,
+        "model": model,
+        "options": options or {},
+        "text": result.text,
+        "language": result.language,
+        "languages": languages,
+        "duration": round(result.duration, 3),
+        "finish_reason": result.finish_reason,
+        "finish_reasons": dict(Counter(s.finish_reason for s in result.segments)),
+        "truncated": result.truncated,
+        "retries": result.retries,
+        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "segments": segments,
+    }
+
+
+def write_json(result: Transcription, file: TextIO, **metadata) -> None:
+    json.dump(result_dict(result, **metadata), file, ensure_ascii=False, indent=2)
+    file.write("\n")
+
+
+WRITERS = {"txt": write_txt, "json": write_json, "srt": write_srt, "vtt": write_vtt, "tsv": write_tsv}
+
+
+def to_string(result: Transcription, fmt: str, **metadata) -> str:
+    buffer = io.StringIO()
+    WRITERS[fmt](result, buffer, **metadata)
+    return buffer.getvalue()
+
+
+# --- files ---------------------------------------------------------------------------------
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[TextIO]:
+    """Open a temporary file next to `path` for writing text; on success it replaces `path`,
+    on any error it is removed and `path` is left untouched."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open with 0o666 lets the umask decide the mode, as for a plainly created file.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_result(result: Transcription, path: str | os.PathLike, fmt: str, **metadata) -> Path:
+    """Write one format to `path` atomically (metadata: input, model, options; json only)."""
+    with atomic_write(path) as file:
+        WRITERS[fmt](result, file, **metadata)
+    return Path(path)
+
+
+def write_outputs(result: Transcription, base: str | os.PathLike, formats: Iterable[str], **metadata) -> list[Path]:
+    """Write `base`.<fmt> for each format (parent folders created); returns the paths."""
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    return [write_result(result, base.with_name(f"{base.name}.{fmt}"), fmt, **metadata) for fmt in formats]
