@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -24,6 +25,9 @@ class Segment:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    def _repr_html_(self) -> str:
+        return _segments_table([self])
 
 
 @dataclass
@@ -48,6 +52,17 @@ class Transcription:
     def retries(self) -> int:
         return sum(s.retries for s in self.segments)
 
+    def _repr_html_(self) -> str:
+        """Jupyter view: the text, a summary line and the segments with their times."""
+        note = ""
+        if self.finish_reason in ("length", "repetition"):
+            note = " &mdash; <b>decoding stopped early: the text may be incomplete</b>"
+        retries = f", retries {self.retries}" if self.retries else ""
+        return (f"<div><p>{html.escape(self.text)}</p>"
+                f"<p><small>language {html.escape(self.language or '-')}, "
+                f"{format_clock(self.duration)} of audio, finish {html.escape(self.finish_reason)}{retries}"
+                f"{note}</small></p>{_segments_table(self.segments)}</div>")
+
     @classmethod
     def from_segments(cls, segments: list[Segment], duration: float, timings: dict) -> "Transcription":
         reasons = [s.finish_reason for s in segments] or ["silence"]
@@ -62,6 +77,25 @@ class Transcription:
             raw=join_texts([s.raw for s in segments]),
             segments=segments,
         )
+
+
+def format_clock(seconds: float) -> str:
+    """mm:ss.s (minutes keep counting past 59)."""
+    minutes, tenths = divmod(int(round(seconds * 10)), 600)
+    return f"{minutes:02d}:{tenths / 10:04.1f}"
+
+
+def _segments_table(segments: list[Segment]) -> str:
+    if not segments:
+        return ""
+    head = "".join(f"<th>{name}</th>" for name in ("start", "end", "language", "finish", "text"))
+    rows = "".join(
+        f"<tr><td>{format_clock(s.start)}</td><td>{format_clock(s.end)}</td><td>{html.escape(s.language or '-')}</td>"
+        f"<td>{html.escape(s.finish_reason)}{f' (retries {s.retries}: {html.escape(s.remedy)})' if s.retries else ''}</td>"
+        f"<td style='text-align:left'>{html.escape(s.text)}</td></tr>"
+        for s in segments
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def merge_languages(languages: list[str]) -> str:
