@@ -153,7 +153,7 @@ class AudioEncoder(nn.Module):
         frames = mel.shape[1]
         if frames == 0:
             raise ValueError("the audio encoder needs at least one mel frame")
-        mel = mel.astype(self.conv_out.weight.dtype)
+        mel = mel.astype(self.conv2d1.weight.dtype)  # the conv stem stays float when quantized
         stem = self.conv_stem(mel)
         num_chunks, tokens_per_chunk, d = stem.shape
         total = audio_token_count(frames, self.config.chunk_frames)

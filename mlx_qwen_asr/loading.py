@@ -11,6 +11,7 @@ import mlx.core as mx
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .model import Qwen3ASR
+from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
 
 # Files a Qwen3-ASR repo has that inference needs; nothing else is downloaded.
@@ -19,6 +20,9 @@ HUB_FILES = [
     "chat_template.json", "vocab.json", "merges.txt", "tokenizer.json",
     "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
 ]
+
+# config.json key of a converted directory: {"format": 1, "layout": "mlx", "dtype": ...}.
+MLX_FORMAT_KEY = "mlx_qwen_asr"
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -90,9 +94,34 @@ def load_weights(files: list[Path]) -> dict[str, mx.array]:
     return weights
 
 
-def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype) -> Qwen3ASR:
+def is_mlx_layout(config: ModelConfig) -> bool:
+    """A directory written by `mlx_qwen_asr.convert`: MLX names and layouts, maybe quantized."""
+    return isinstance(config.raw.get(MLX_FORMAT_KEY), dict)
+
+
+def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
+                 quantize: int | QuantizationSpec | None = None) -> Qwen3ASR:
+    """Build the network and load its weights (lazily read, cast tensor by tensor).
+
+    A converted directory is loaded as stored (quantized layers built first from its
+    config's "quantization"); a Hugging Face checkpoint goes through `sanitize`. `quantize`
+    (bits or a QuantizationSpec) quantizes a float model once loaded.
+    """
     network = Qwen3ASR(config)
-    weights = Qwen3ASR.sanitize(load_weights(weight_files(model_dir)), config)
+    mlx_layout = is_mlx_layout(config)
+    stored = config.raw.get("quantization") if mlx_layout else None
+    if stored:
+        if quantize:
+            raise ModelLoadError(f"{model_dir} is already quantized ({stored}); load it without quantize")
+        try:
+            quantize_network(network, QuantizationSpec.from_config(stored))
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{model_dir}/config.json has a bad \"quantization\" entry: {exc}") from None
+    weights = load_weights(weight_files(model_dir))
+    if not mlx_layout:
+        weights = Qwen3ASR.sanitize(weights, config)
+    # Lazy casts: each float tensor is read and converted when evaluated, and the stored
+    # copy is freed right after, so the peak stays near the converted size.
     weights = {k: (v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in weights.items()}
     expected = {k for k, _ in _flat_parameters(network)}
     missing = sorted(expected - weights.keys())
@@ -108,6 +137,9 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype) -> Qwen3
         network.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:
         raise ModelLoadError(f"{model_dir}: weights do not fit config.json: {exc}") from None
+    if quantize:
+        spec = quantize if isinstance(quantize, QuantizationSpec) else QuantizationSpec(bits=int(quantize))
+        quantize_network(network, spec)
     network.eval()
     mx.eval(network.parameters())
     return network
