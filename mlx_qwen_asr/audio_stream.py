@@ -30,31 +30,60 @@ class AudioStream:
     duration: float                # seconds
 
 
-def stream_resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Resample a stream of blocks; the concatenated output equals `resample` of the whole.
+class StreamResampler:
+    """Stateful rate conversion: `push` blocks as they come, `flush` at the end; the
+    concatenated output equals `resample` of the whole signal.
 
     Every piece is resampled with `pad` input samples of real context on both sides (pad
     covers the filter's span and is a whole number of periods, so pieces land on the
     output grid), and only its own outputs are kept.
     """
-    if orig_sr == target_sr:
-        yield from blocks
-        return
-    g = math.gcd(orig_sr, target_sr)
-    up, down = target_sr // g, orig_sr // g
-    pad = _filter(up, down)[1]
-    piece = max(pad, -(-int(BLOCK_SECONDS * orig_sr) // down) * down)
-    skip = pad * up // down
-    history = np.zeros(pad, np.float32)   # the signal is zero before the start
-    pending = np.zeros(0, np.float32)
+
+    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE, piece_seconds: float = BLOCK_SECONDS):
+        self.orig_sr, self.target_sr = int(orig_sr), int(target_sr)
+        g = math.gcd(self.orig_sr, self.target_sr)
+        self.up, self.down = self.target_sr // g, self.orig_sr // g
+        self.pad = _filter(self.up, self.down)[1] if self.up != self.down else 0
+        self.piece = max(self.pad, -(-int(piece_seconds * self.orig_sr) // self.down) * self.down)
+        self.history = np.zeros(self.pad, np.float32)   # the signal is zero before the start
+        self.pending: list[np.ndarray] = []
+        self.held = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.float32)
+        if self.up == self.down:
+            return block
+        self.pending.append(block)
+        self.held += len(block)
+        if self.held < self.piece + self.pad:
+            return np.zeros(0, np.float32)
+        pending = np.concatenate(self.pending)
+        skip, outputs = self.pad * self.up // self.down, []
+        while len(pending) >= self.piece + self.pad:
+            chunk = np.concatenate([self.history, pending[:self.piece + self.pad]])
+            outputs.append(resample(chunk, self.orig_sr, self.target_sr)[skip:skip + self.piece * self.up // self.down])
+            self.history, pending = pending[self.piece - self.pad:self.piece], pending[self.piece:]
+        self.pending, self.held = [pending], len(pending)
+        return np.concatenate(outputs)
+
+    def flush(self) -> np.ndarray:
+        if self.up == self.down or not self.held:
+            return np.zeros(0, np.float32)
+        tail = np.concatenate([self.history] + self.pending)
+        self.pending, self.held = [], 0
+        return resample(tail, self.orig_sr, self.target_sr)[self.pad * self.up // self.down:]
+
+
+def stream_resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Resample a stream of blocks (see StreamResampler)."""
+    resampler = StreamResampler(orig_sr, target_sr)
     for block in blocks:
-        pending = np.concatenate([pending, np.asarray(block, np.float32)])
-        while len(pending) >= piece + pad:
-            chunk = np.concatenate([history, pending[:piece + pad]])
-            yield resample(chunk, orig_sr, target_sr)[skip:skip + piece * up // down]
-            history, pending = pending[piece - pad:piece], pending[piece:]
-    if len(pending):
-        yield resample(np.concatenate([history, pending]), orig_sr, target_sr)[skip:]
+        out = resampler.push(block)
+        if len(out):
+            yield out
+    tail = resampler.flush()
+    if len(tail):
+        yield tail
 
 
 def open_audio_stream(source, sample_rate: int | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioStream:
