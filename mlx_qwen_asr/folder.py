@@ -1,0 +1,421 @@
+"""Batch runs: every audio file under the given files and folders, transcribed into an
+output folder, resumably, without one bad file stopping the run.
+
+* Inputs: files, and folders walked recursively for audio extensions (hidden files and
+  folders skipped, such as macOS `._x.wav`), sorted, so every run sees the same order.
+* Output names mirror each input's path relative to the folder it was found under
+  (`talks/day1/a.wav` -> `OUT/day1/a.txt`); files given directly use their own name. Names
+  that would still collide (`a.wav` and `a.mp3`, two given `x/a.wav` and `y/a.wav`, also
+  ignoring case as macOS does) get the extension kept, then a hash of the full input path;
+  the run says so. `summary` and `manifest` at the top are the run's own files.
+* Resumable: `OUT/manifest.json` records each finished input (size, mtime, options, output
+  files). An input whose outputs exist for the same options is skipped, unless `overwrite`.
+  Every output and the manifest are written atomically (temp file + rename).
+* A file that fails is reported on one line and recorded in the summary; the rest go on.
+* `OUT/summary.json`: done / skipped / failed (with reasons), audio hours, wall time, RTF,
+  truncations and retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from .errors import QwenASRError
+from .prompt import normalize_language
+from .results import Transcription
+from .segment import DEFAULT_SEGMENT_SECONDS
+from .transcribe import DEFAULT_MODEL, ASRModel, load_model
+from .writers import atomic_write, parse_formats, write_outputs
+
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a", ".mp4", ".aac", ".webm",
+    ".wma", ".mkv", ".mov", ".caf", ".au", ".snd", ".w64",
+})
+MANIFEST_NAME = "manifest.json"
+SUMMARY_NAME = "summary.json"
+RESERVED_NAMES = frozenset({"manifest", "summary"})
+# Files up to this long go to `transcribe_many` together (so batched decoding can fill a
+# batch across files); longer ones, or ones whose length libsndfile cannot tell, go alone
+# with a progress bar over their segments.
+GROUP_MAX_SECONDS = 300.0
+GROUP_FILES = 8
+# Rewriting the manifest after every short file of a big folder would write O(n^2) bytes;
+# it is saved at most this often, and always when the run ends or is interrupted.
+MANIFEST_SAVE_SECONDS = 5.0
+TRANSCRIBE_OPTIONS = ("language", "context", "max_new_tokens", "segment_seconds", "repetition_guard",
+                      "recover_loops")
+
+
+@dataclass
+class Job:
+    source: Path          # the audio file
+    name: str             # output path relative to the output folder, without the format extension
+    key: str              # the resolved source path: one manifest entry per real file
+
+
+@dataclass
+class FoundInputs:
+    jobs: list[Job] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)   # (input, reason)
+    notes: list[str] = field(default_factory=list)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk(root: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not _hidden(d))
+        found += [Path(folder, f) for f in files
+                  if not _hidden(f) and os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def find_audio(inputs) -> FoundInputs:
+    """Jobs for `inputs` (paths of files and folders), with collision-free output names."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found = FoundInputs()
+    candidates: list[tuple[Path, PurePosixPath, str]] = []   # (source, path relative to its root, key)
+    seen = set()
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            files = [(p, PurePosixPath(p.relative_to(path).as_posix())) for p in _walk(path)]
+            if not files:
+                found.notes.append(f"{given}: no audio files ({', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})")
+        elif path.is_file():
+            files = [(path, PurePosixPath(path.name))]
+        else:
+            found.missing.append((str(given), "no such file or folder"))
+            continue
+        for source, relative in files:
+            key = str(source.resolve())
+            if key not in seen:   # the same file given twice, or inside a given folder too
+                seen.add(key)
+                candidates.append((source, relative, key))
+    names = _output_names([(relative, key) for _, relative, key in candidates])
+    for (source, relative, key), (name, level) in zip(candidates, names):
+        found.jobs.append(Job(source, name, key))
+        if level:
+            plain = relative.with_suffix("").as_posix()
+            why = "a name the run uses itself" if plain.lower() in RESERVED_NAMES else "another input has that name"
+            found.notes.append(f"{source}: output name {name}.* rather than {plain}.* ({why})")
+    return found
+
+
+def _output_names(items: list[tuple[PurePosixPath, str]]) -> list[tuple[str, int]]:
+    """Output names (and how far each was disambiguated): the relative path without its
+    extension; where names collide, with the extension; then with a hash of the full path.
+    Each name depends only on the inputs that collide with it, not on the order given."""
+
+    def name(relative: PurePosixPath, key: str, level: int) -> str:
+        if level == 0:
+            return relative.with_suffix("").as_posix() if relative.suffix else relative.as_posix()
+        if level == 1:
+            return relative.as_posix()
+        return f"{relative.as_posix()}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+    levels = [0] * len(items)
+    while True:
+        groups = defaultdict(list)
+        for i, (relative, key) in enumerate(items):
+            groups[name(relative, key, levels[i]).lower()].append(i)
+        clashing = [i for k, members in groups.items() if len(members) > 1 or k in RESERVED_NAMES for i in members]
+        clashing = [i for i in clashing if levels[i] < 2]
+        if not clashing:
+            break
+        for i in clashing:
+            levels[i] += 1
+    return [(name(relative, key, level), level) for (relative, key), level in zip(items, levels)]
+
+
+class Manifest:
+    """What earlier runs finished in this output folder, keyed by resolved input path."""
+
+    def __init__(self, output_dir: Path):
+        self.path = output_dir / MANIFEST_NAME
+        self.entries: dict[str, dict] = {}
+        self.problem = ""
+        self._saved_at = time.monotonic()
+        self._dirty = False
+        if self.path.exists():
+            try:
+                self.entries = dict(json.loads(self.path.read_text(encoding="utf-8"))["files"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.problem = f"{self.path}: unreadable ({type(exc).__name__}); finished files will be redone"
+
+    def is_done(self, job: Job, stat: os.stat_result, options: dict, formats, output_dir: Path) -> bool:
+        entry = self.entries.get(job.key)
+        if not entry or entry.get("options") != options:
+            return False
+        if entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
+            return False
+        outputs = entry.get("outputs", {})
+        return all(outputs.get(fmt) == f"{job.name}.{fmt}" and (output_dir / outputs[fmt]).is_file()
+                   for fmt in formats)
+
+    def record(self, job: Job, entry: dict) -> None:
+        self.entries[job.key] = entry
+        self._dirty = True
+
+    def save(self, force: bool = False) -> None:
+        if not self._dirty or (not force and time.monotonic() - self._saved_at < MANIFEST_SAVE_SECONDS):
+            return
+        with atomic_write(self.path) as file:
+            json.dump({"version": 1, "files": self.entries}, file, ensure_ascii=False, indent=1)
+            file.write("\n")
+        self._saved_at, self._dirty = time.monotonic(), False
+
+
+def _probe_seconds(path: Path) -> float | None:
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 else None
+
+
+def _say(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
+
+
+def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, formats=("txt",),
+                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, **options) -> dict:
+    """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
+
+    `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
+    json, srt, vtt, tsv or "all"; other keyword options go to `ASRModel.transcribe`
+    (language, context, max_new_tokens, segment_seconds, repetition_guard, recover_loops).
+    Finished inputs are skipped on a rerun with the same options unless `overwrite`.
+    Files that fail are listed in the summary's `failures`; `quiet` turns off the progress
+    bars and the printed summary (errors are still printed).
+    """
+    unknown = sorted(set(options) - set(TRANSCRIBE_OPTIONS))
+    if unknown:
+        raise TypeError(f"transcribe_folder() got unexpected option(s): {', '.join(unknown)}")
+    formats = parse_formats(formats)
+    options = {"language": None, "context": "", "max_new_tokens": None, "segment_seconds": DEFAULT_SEGMENT_SECONDS,
+               "repetition_guard": True, "recover_loops": True, **options}
+    options["language"] = normalize_language(options["language"])
+    options["context"] = options["context"] or ""
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    found = find_audio(inputs)
+    if not found.jobs and not found.missing:
+        raise QwenASRError("no audio files found in: " + ", ".join(map(str, inputs)))
+    if isinstance(model, ASRModel):
+        settings = {"model": str(model.path), "dtype": str(model.dtype)}
+    else:
+        settings = {"model": str(model), "dtype": dtype}
+    settings.update({name: options[name] for name in TRANSCRIBE_OPTIONS})
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started, wall_start = datetime.now(timezone.utc), time.perf_counter()
+    manifest = Manifest(output_dir)
+    records: list[dict] = []
+    for note in ([manifest.problem] if manifest.problem else []) + found.notes:
+        _say(f"note: {note}")
+    for given, reason in found.missing:
+        _say(f"error: {given}: {reason}")
+        records.append({"input": given, "status": "failed", "error": reason})
+
+    todo: list[tuple[Job, os.stat_result]] = []
+    for job in found.jobs:
+        try:
+            stat = job.source.stat()
+        except OSError as exc:
+            _say(f"error: {job.source}: {exc.strerror or exc}")
+            records.append({"input": str(job.source), "status": "failed", "error": exc.strerror or str(exc)})
+            continue
+        if not overwrite and manifest.is_done(job, stat, settings, formats, output_dir):
+            entry = manifest.entries[job.key]
+            records.append({"input": str(job.source), "status": "skipped",
+                             "outputs": [entry["outputs"][f] for f in formats], "duration": entry.get("duration")})
+        else:
+            todo.append((job, stat))
+
+    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
+    interrupted = None
+    transcribe_seconds = 0.0
+    try:
+        if todo:
+            asr = model if isinstance(model, ASRModel) else load_model(model, dtype)
+            transcribe_start = time.perf_counter()
+            run.transcribe_all(asr, todo)
+            transcribe_seconds = time.perf_counter() - transcribe_start
+    except BaseException as exc:
+        interrupted = _first_line(exc) or type(exc).__name__
+        raise
+    finally:
+        manifest.save(force=True)
+        summary = _summary(records, inputs, output_dir, settings, formats, started,
+                           time.perf_counter() - wall_start, transcribe_seconds, interrupted)
+        with atomic_write(output_dir / SUMMARY_NAME) as file:
+            json.dump(summary, file, ensure_ascii=False, indent=2)
+            file.write("\n")
+        if not quiet:
+            print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+class _Run:
+    """The transcribing part of a folder run: groups, progress bars, outputs, manifest."""
+
+    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose):
+        self.output_dir, self.formats, self.settings = output_dir, formats, settings
+        self.options, self.manifest, self.records = options, manifest, records
+        self.quiet, self.verbose = quiet, verbose
+
+    def transcribe_all(self, asr, todo) -> None:
+        with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
+            for group in self._groups(todo):
+                bar.set_postfix_str(group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}")
+                for (job, stat), result in zip(group, self._transcribe_group(asr, group)):
+                    self._finish(job, stat, result)
+                    bar.update(1)
+                self.manifest.save()
+
+    def _groups(self, todo):
+        group = []
+        for item in todo:
+            seconds = _probe_seconds(item[0].source)
+            if seconds is not None and seconds <= GROUP_MAX_SECONDS:
+                group.append(item)
+                if len(group) == GROUP_FILES:
+                    yield group
+                    group = []
+                continue
+            if group:
+                yield group
+                group = []
+            yield [item]
+        if group:
+            yield group
+
+    def _transcribe_group(self, asr, group) -> list:
+        if len(group) > 1:
+            try:
+                return asr.transcribe_many([str(job.source) for job, _ in group], **self.options)
+            except Exception:
+                pass   # some file in the group is bad: find out which, one by one
+        return [self._transcribe_one(asr, job) for job, _ in group]
+
+    def _transcribe_one(self, asr, job):
+        bar = None
+
+        def progress(done, total):
+            nonlocal bar
+            if bar is None and total > self.options["segment_seconds"] and not self.quiet:
+                bar = tqdm(total=round(total, 1), unit="s", desc=job.source.name, leave=False, dynamic_ncols=True)
+            if bar is not None:
+                bar.update(round(done, 1) - bar.n)
+
+        try:
+            return asr.transcribe(str(job.source), progress=progress, **self.options)
+        except Exception as exc:
+            return exc
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _finish(self, job: Job, stat, result) -> None:
+        record = {"input": str(job.source), "status": "failed"}
+        if isinstance(result, Transcription):
+            try:
+                paths = write_outputs(result, self.output_dir / job.name, self.formats, input=str(job.source),
+                                      model=self.settings["model"], options=self.settings)
+            except Exception as exc:
+                result = exc
+        if not isinstance(result, Transcription):
+            record["error"] = _first_line(result)
+            _say(f"error: {record['error']}" if str(job.source) in record["error"] else
+                 f"error: {job.source}: {record['error']}")
+            self.records.append(record)
+            return
+        outputs = {fmt: path.relative_to(self.output_dir).as_posix() for fmt, path in zip(self.formats, paths)}
+        record.update(status="done", outputs=list(outputs.values()), duration=round(result.duration, 3),
+                      language=result.language, finish_reason=result.finish_reason,
+                      truncated=result.truncated, retries=result.retries)
+        self.records.append(record)
+        self.manifest.record(job, {
+            "input": str(job.source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "options": self.settings, "outputs": outputs, "duration": record["duration"],
+            "language": result.language, "finish_reason": result.finish_reason,
+            "truncated": result.truncated, "retries": result.retries,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        if result.finish_reason in ("length", "repetition"):
+            _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
+        if self.verbose:
+            _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
+                 f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
+
+
+def _summary(records, inputs, output_dir, settings, formats, started, wall, transcribe_seconds, interrupted) -> dict:
+    done = [r for r in records if r["status"] == "done"]
+    audio = sum(r["duration"] for r in done)
+    return {
+        "output_dir": str(output_dir),
+        "inputs": [str(i) for i in inputs],
+        "model": settings["model"],
+        "options": settings,
+        "formats": list(formats),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 3),
+        "interrupted": interrupted,
+        "done": len(done),
+        "skipped": sum(r["status"] == "skipped" for r in records),
+        "failed": sum(r["status"] == "failed" for r in records),
+        "failures": [{"input": r["input"], "error": r["error"]} for r in records if r["status"] == "failed"],
+        "audio_seconds": round(audio, 3),
+        "audio_hours": round(audio / 3600, 4),
+        "transcribe_seconds": round(transcribe_seconds, 3),
+        # Real-time factor: seconds spent transcribing per second of audio (model load excluded).
+        "rtf": round(transcribe_seconds / audio, 4) if audio > 0 else None,
+        "truncated": sum(bool(r.get("truncated")) for r in done),
+        "truncated_files": [r["input"] for r in done if r.get("truncated")],
+        "retries": sum(r.get("retries", 0) for r in done),
+        "files": records,
+    }
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_summary(summary: dict) -> str:
+    total = summary["done"] + summary["skipped"] + summary["failed"]
+    lines = [f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']} "
+             f"(of {total} inputs) -> {summary['output_dir']}"]
+    lines += [f"  failed: {f['input']}: {f['error']}" for f in summary["failures"]]
+    rtf = f", RTF {summary['rtf']:.3f}" if summary["rtf"] is not None else ""
+    lines.append(f"audio {summary['audio_hours']:.2f} h ({_clock(summary['audio_seconds'])}), "
+                 f"wall {_clock(summary['wall_seconds'])}{rtf}")
+    truncated = f" ({', '.join(summary['truncated_files'])})" if summary["truncated_files"] else ""
+    lines.append(f"truncated: {summary['truncated']}{truncated}; retries: {summary['retries']}")
+    if summary["interrupted"]:
+        lines.append(f"interrupted ({summary['interrupted']}): run again to continue")
+    lines.append(f"summary: {Path(summary['output_dir']) / SUMMARY_NAME}")
+    return "\n".join(lines)
