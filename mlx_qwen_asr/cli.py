@@ -1,14 +1,25 @@
-"""Command line: `python -m mlx_qwen_asr AUDIO [AUDIO ...]`. Text on stdout, diagnostics on stderr."""
+"""Command line. Text on stdout, diagnostics on stderr.
+
+    python -m mlx_qwen_asr AUDIO_OR_FOLDER ...                  # text to stdout
+    python -m mlx_qwen_asr AUDIO_OR_FOLDER ... -o OUT -f srt,json  # files in OUT (folder.py)
+
+Exit status: 0 all done, 1 some file failed, 2 setup error (model, language, options),
+130 interrupted (rerun the same command to continue a folder run).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import SUPPORTED_LANGUAGES
 from .errors import QwenASRError
+from .folder import find_audio, transcribe_folder
 from .prompt import normalize_language
+from .segment import DEFAULT_SEGMENT_SECONDS
 from .transcribe import DEFAULT_MODEL, Transcription, load_model
+from .writers import FORMATS, parse_formats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlx_qwen_asr",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
     )
-    parser.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg)")
+    parser.add_argument("audio", nargs="+", metavar="AUDIO_OR_FOLDER",
+                        help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg) and folders (searched recursively)")
+    parser.add_argument("-o", "--output-dir", default=None,
+                        help="write output files here, mirroring the input folders; resumable (without -o: text to stdout)")
+    parser.add_argument("-f", "--format", action="append", default=None,
+                        help=f"with -o: output format(s), repeatable or comma-separated: {', '.join(FORMATS)}, all "
+                             "(default: txt)")
+    parser.add_argument("--overwrite", action="store_true", help="with -o: redo inputs that are already done")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or final summary")
+    parser.add_argument("--segment-seconds", type=_positive_seconds, default=DEFAULT_SEGMENT_SECONDS,
+                        help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
     parser.add_argument("--language", default=None,
@@ -25,9 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="compute precision (default: float32 on CPU, bfloat16 on GPU)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="token budget per file (default: scales with the audio duration)")
+                        help="token budget per segment (default: scales with each segment's duration)")
     parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
+    return value
 
 
 def _report(path: str, result: Transcription) -> str:
@@ -39,23 +70,32 @@ def _report(path: str, result: Transcription) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output_dir is None and (args.format or args.overwrite):
+        parser.error("-f/--format and --overwrite write files: give an output folder with -o")
     try:
         language = normalize_language(args.language)
+        if args.output_dir is not None:
+            return _folder_mode(args, language)
         model = load_model(args.model, args.dtype)
-    except QwenASRError as exc:
+    except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    paths = _expand(args.audio)
     failures = 0
-    for path in args.audio:
+    for path in paths:
         try:
             result = model.transcribe(path, language=language, context=args.context,
-                                      max_new_tokens=args.max_new_tokens)
+                                      max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        prefix = f"{path}: " if len(args.audio) > 1 else ""
+        prefix = f"{path}: " if len(paths) > 1 else ""
         print(prefix + result.text, flush=True)
         if args.verbose:
             print(_report(path, result), file=sys.stderr)
@@ -63,3 +103,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {path}: decoding stopped early ({result.finish_reason}); the text may be incomplete",
                   file=sys.stderr)
     return 1 if failures else 0
+
+
+def _expand(inputs: list[str]) -> list[str]:
+    """Folders become the audio files under them; anything else is passed on as given."""
+    paths = []
+    for given in inputs:
+        if os.path.isdir(given):
+            found = find_audio([given])
+            for note in found.notes:
+                print(f"note: {note}", file=sys.stderr)
+            paths += [str(job.source) for job in found.jobs]
+        else:
+            paths.append(given)
+    return paths
+
+
+def _folder_mode(args, language) -> int:
+    formats = parse_formats(args.format or ["txt"])
+    try:
+        summary = transcribe_folder(
+            args.audio, args.output_dir, model=args.model, dtype=args.dtype, formats=formats,
+            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, language=language,
+            context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return 130
+    return 1 if summary["failed"] else 0
