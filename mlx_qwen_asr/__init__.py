@@ -15,6 +15,7 @@ from .config import SUPPORTED_LANGUAGES  # noqa: E402
 from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError  # noqa: E402
 
 from .transcribe import ASRModel, Transcription, load_model, transcribe  # noqa: E402
+from .folder import transcribe_folder  # noqa: E402
 
 fast_blas.self_check()
 
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASRModel", "AudioError", "LanguageError", "ModelLoadError", "QwenASRError",
-    "SUPPORTED_LANGUAGES", "Transcription", "load_model", "transcribe",
+    "SUPPORTED_LANGUAGES", "Transcription", "load_model", "transcribe", "transcribe_folder",
 ]
