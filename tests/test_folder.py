@@ -181,3 +181,17 @@ def test_cli_without_output_dir_prints_text_of_folders(tiny_checkpoint, tmp_path
     assert exit_info.value.code == 2 and "-o" in capsys.readouterr().err
     assert main([str(talks), "-o", str(tmp_path / "out"), "-f", "docx"]) == 2
     assert "unknown output format 'docx'" in capsys.readouterr().err
+
+
+def test_loaded_model_single_file_with_progress_bars(tiny_checkpoint, tmp_path, capsys):
+    from mlx_qwen_asr.transcribe import load_model
+    sf.write(tmp_path / "long.wav", speech(4.0), 16000)
+    model = load_model(tiny_checkpoint)
+    summary = transcribe_folder(tmp_path / "long.wav", tmp_path / "out", model=model, formats="all",
+                                segment_seconds=1.5, max_new_tokens=2)
+    assert summary["done"] == 1 and summary["options"]["model"] == str(model.path)
+    assert outputs(tmp_path / "out") == ["long.json", "long.srt", "long.tsv", "long.txt", "long.vtt",
+                                         "manifest.json", "summary.json"]
+    assert len(json.loads((tmp_path / "out" / "long.json").read_text())["segments"]) >= 2
+    err = capsys.readouterr().err
+    assert "files" in err and "long.wav" in err and "done 1, skipped 0, failed 0" in err
