@@ -254,12 +254,13 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
         else:
             todo.append((job, stat))
 
+    # Loaded only when there is work: a rerun of a finished folder needs no model.
+    asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
     run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
     interrupted = None
     transcribe_seconds = 0.0
     try:
         if todo:
-            asr = model if isinstance(model, ASRModel) else load_model(model, dtype)
             transcribe_start = time.perf_counter()
             run.transcribe_all(asr, todo)
             transcribe_seconds = time.perf_counter() - transcribe_start
@@ -315,7 +316,9 @@ class _Run:
     def _transcribe_group(self, asr, group) -> list:
         if len(group) > 1:
             try:
-                return asr.transcribe_many([str(job.source) for job, _ in group], **self.options)
+                results = asr.transcribe_many([str(job.source) for job, _ in group], **self.options)
+                if len(results) == len(group):
+                    return results
             except Exception:
                 pass   # some file in the group is bad: find out which, one by one
         return [self._transcribe_one(asr, job) for job, _ in group]
