@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         language = normalize_language(args.language)
         if args.output_dir is not None:
             return _folder_mode(args, language)
+        paths = _expand(args.audio)
+        if not paths:
+            raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
         model = load_model(args.model, args.dtype)
     except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -85,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    paths = _expand(args.audio)
     failures = 0
     for path in paths:
         try:
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
         prefix = f"{path}: " if len(paths) > 1 else ""
         print(prefix + result.text, flush=True)
         if args.verbose:
