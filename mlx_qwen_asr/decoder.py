@@ -48,6 +48,10 @@ class KVCache:
         self.keys[layer], self.values[layer] = buf_k, buf_v
         return buf_k[:, :, :end, :], buf_v[:, :, :end, :]
 
+    def rollback(self, offset: int) -> None:
+        """Forget every position from `offset` on (streaming re-feeds a changed tail)."""
+        self.offset = min(self.offset, offset)
+
     def advance(self, steps: int) -> None:
         """Called once per forward pass, after every layer has stored its keys."""
         self.offset += steps

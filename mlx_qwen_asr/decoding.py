@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from .decoder import KVCache
 from .model import Qwen3ASR
 
 # Budget: 12 tokens per second of audio covers the fastest speech in any supported
@@ -74,15 +75,18 @@ def greedy_decode(
     eos_ids: tuple[int, ...],
     guard: RepetitionGuard | None = None,
     repetition_penalty: float = 1.0,
+    cache: KVCache | None = None,
 ) -> DecodeResult:
     """Greedy decoding for one prompt ([1, P, hidden] embeddings).
 
     With the default `repetition_penalty=1.0` this is plain greedy decoding, token for
-    token the official `generate`.
+    token the official `generate`. A `cache` already holding the start of the prompt
+    (streaming) is continued: then `prompt_embeddings` is only the part after it.
     """
     if max_new_tokens <= 0:
         return DecodeResult([], "length", 0.0, 0.0)
-    cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
+    if cache is None:
+        cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
 
     seen = None

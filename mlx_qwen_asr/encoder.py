@@ -160,7 +160,11 @@ class AudioEncoder(nn.Module):
         x = stem.reshape(num_chunks * tokens_per_chunk, d)[:total]
 
         # Block-diagonal attention in windows of 8 chunks (104 tokens); see EncoderAttention.
-        window = min(self.window_tokens(tokens_per_chunk), total)
+        return self.transform(x, min(self.window_tokens(tokens_per_chunk), total))
+
+    def transform(self, x: mx.array, window: int) -> mx.array:
+        """Packed stem tokens [N, d_model] -> [N, output_dim]: the transformer layers with
+        attention inside consecutive `window`-token blocks, then the projector."""
         for layer in self.layers:
             x = layer(x, window)
         x = self.ln_post(x)

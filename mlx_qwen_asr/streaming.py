@@ -1,0 +1,401 @@
+"""Streaming transcription: text while people speak, without limit, in flat memory.
+
+The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s. Here:
+
+* Audio is kept for the current *region* only. The encoder's 8 s windows attend only
+  within themselves, so a completed window's output is cached and reused as long as its
+  mel frames are unchanged (the mel of the region is recomputed each step - it is cheap -
+  and compared, which also covers the utterance-global `max - 8` clamp moving); in the open
+  tail window, conv-stem outputs of completed 1 s chunks are cached the same way.
+* The decoder's KV cache keeps the prompt up to the first changed audio token; each step
+  feeds only the changed tail, the prompt suffix and the text prefix.
+* Text follows the official policy: for the first `unfixed_steps` steps of a region nothing
+  is fixed; afterwards the previous output minus its last `unfixed_tokens` tokens (more
+  while that would end inside a UTF-8 character) is fed back as a fixed prefix, and that
+  prefix is what `committed` shows: it only ever grows.
+* When a region exceeds `max_region_seconds`, it is closed at the quietest moment at least
+  `keep_seconds` before its end: the model, given the audio before the cut and the
+  committed text, shows where that audio's transcript ends (the most likely end-of-text
+  position, or, if the committed text falls short of the cut, a greedy continuation up to
+  its end of text). Text before that point is archived; the rest carries over as the fixed
+  prefix of the next region, which starts at the cut. So memory and cost per step stay
+  flat for a stream of any length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .audio_stream import StreamResampler, open_audio_stream
+from .decoding import RepetitionGuard, greedy_decode, token_budget
+from .encoder import audio_token_count, conv_output_length
+from .errors import AudioError
+from .mel import log_mel_spectrogram
+from .prompt import ASR_TEXT_TAG, normalize_language, parse_output
+from .results import join_texts
+from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .transcribe import SILENCE_PEAK, ASRModel
+
+STEP_SECONDS = 2.0
+UNFIXED_STEPS = 2
+UNFIXED_TOKENS = 5
+MAX_REGION_SECONDS = 24.0
+KEEP_SECONDS = 4.0
+
+
+@dataclass
+class StreamUpdate:
+    committed: str          # stable text so far: never rewritten, only extended
+    partial: str            # the tail after it, which may still change
+    new_committed: str      # what this update added to `committed`
+    audio_seconds: float    # audio consumed so far
+    language: str = ""
+    final: bool = False
+
+    @property
+    def text(self) -> str:
+        return join_texts([self.committed, self.partial])
+
+
+class StreamingEncoder:
+    """Audio embeddings of a growing region, reusing completed windows and 1 s chunks."""
+
+    def __init__(self, model: ASRModel):
+        self.encoder = model.network.audio_tower
+        config = model.config.audio
+        self.chunk = config.chunk_frames
+        self.window_frames = config.chunk_frames * config.chunks_per_window
+        self.tokens_per_chunk = conv_output_length(config.chunk_frames)
+        self.windows: list[tuple[np.ndarray, mx.array]] = []   # (mel frames, output) of full windows
+        self.chunks: dict[int, tuple[np.ndarray, mx.array]] = {}  # tail-window chunk index -> (mel, stem)
+
+    def reset(self) -> None:
+        self.windows, self.chunks = [], {}
+
+    def __call__(self, mel: mx.array) -> tuple[mx.array, int]:
+        """[n_mels, T] mel of the whole region -> (embeddings [N, D], leading tokens unchanged
+        since the previous call)."""
+        frames = mel.shape[1]
+        mel_np = np.array(mel)
+        full = frames // self.window_frames
+        outputs, stable, still_stable = [], 0, True
+        for w in range(full):
+            window_mel = mel_np[:, w * self.window_frames:(w + 1) * self.window_frames]
+            if w < len(self.windows) and np.array_equal(self.windows[w][0], window_mel):
+                output = self.windows[w][1]
+                if still_stable:
+                    stable += output.shape[0]
+            else:
+                still_stable = False
+                output = self._encode(mel[:, w * self.window_frames:(w + 1) * self.window_frames], pad_tail=True,
+                                      first_chunk=w * self.window_frames // self.chunk)
+                del self.windows[w:]
+                self.windows.append((window_mel, output))
+            outputs.append(output)
+        del self.windows[full:]
+        tail = frames - full * self.window_frames
+        if tail:
+            start = full * self.window_frames
+            outputs.append(self._encode(mel[:, start:], pad_tail=frames > self.chunk, first_chunk=start // self.chunk,
+                                        cache_chunks=True))
+        embeddings = mx.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
+        return embeddings, stable
+
+    def _encode(self, mel: mx.array, pad_tail: bool, first_chunk: int, cache_chunks: bool = False) -> mx.array:
+        """One window: stem per 1 s chunk (cached ones reused), then the transformer."""
+        frames = mel.shape[1]
+        mel = mel.astype(self.encoder.conv2d1.weight.dtype)
+        count = -(-frames // self.chunk)
+        stems: list[mx.array | None] = [None] * count
+        todo = []
+        for c in range(count):
+            piece = mel[:, c * self.chunk:(c + 1) * self.chunk]
+            complete = piece.shape[1] == self.chunk
+            key = first_chunk + c
+            if cache_chunks and complete and key in self.chunks:
+                cached_mel, stem = self.chunks[key]
+                if np.array_equal(cached_mel, np.array(piece)):
+                    stems[c] = stem
+                    continue
+            todo.append(c)
+        if todo:
+            # The official stem pads a short last chunk to a full one whenever the audio has
+            # more than one chunk; a lone short chunk is used as it is.
+            width = self.chunk if (pad_tail or count > 1) else frames
+            batch = [mx.pad(mel[:, c * self.chunk:(c + 1) * self.chunk],
+                            [(0, 0), (0, width - min(self.chunk, frames - c * self.chunk))]) for c in todo]
+            computed = self.encoder.conv_stem(mx.concatenate(batch, axis=1))
+            for i, c in enumerate(todo):
+                stems[c] = computed[i]
+                if cache_chunks and (c + 1) * self.chunk <= frames:
+                    self.chunks[first_chunk + c] = (np.array(mel[:, c * self.chunk:(c + 1) * self.chunk]), computed[i])
+        if cache_chunks:
+            for key in [k for k in self.chunks if k < first_chunk or k >= first_chunk + count]:
+                del self.chunks[key]
+        tokens = mx.concatenate(stems, axis=0)[:audio_token_count(frames, self.chunk)]
+        return self.encoder.transform(tokens, tokens.shape[0])
+
+
+class StreamingSession:
+    """Feed audio as it arrives; get committed and partial text back.
+
+        session = StreamingSession(model)
+        for chunk in chunks:
+            update = session.feed(chunk, 16000)
+            print(update.committed, "|", update.partial)
+        final = session.finish()
+    """
+
+    def __init__(self, model: ASRModel, language: str | None = None, context: str = "",
+                 step_seconds: float = STEP_SECONDS, unfixed_steps: int = UNFIXED_STEPS,
+                 unfixed_tokens: int = UNFIXED_TOKENS, max_region_seconds: float = MAX_REGION_SECONDS,
+                 keep_seconds: float = KEEP_SECONDS):
+        self.model = model
+        self.language = normalize_language(language, model.config.support_languages)
+        self.context = context
+        self.step = int(step_seconds * SAMPLE_RATE)
+        self.unfixed_steps = unfixed_steps
+        self.unfixed_tokens = unfixed_tokens
+        self.max_region = int(max_region_seconds * SAMPLE_RATE)
+        self.keep = int(keep_seconds * SAMPLE_RATE)
+        if self.max_region < 4 * self.keep:
+            raise ValueError("max_region_seconds must be at least four times keep_seconds")
+        self.encoder = StreamingEncoder(model)
+        self.resampler: StreamResampler | None = None
+        self.region = np.zeros(0, np.float32)   # audio of the current region
+        self.unprocessed = 0                    # samples of it not yet decoded
+        self.consumed = 0                       # samples fed so far
+        self.archived = ""                      # text of closed regions
+        self.continues = False                  # this region's text continues the archived text mid-sentence
+        self.region_tokens: list[int] = []      # committed tokens of this region (with the language header)
+        self.output_tokens: list[int] = []      # last output of this region (committed + partial)
+        self.steps_in_region = 0
+        self.language_found = ""
+        self.cache = model.network.make_cache()
+        self.cache_valid = 0                    # prompt positions in the KV cache that are still right
+        self.finished = False
+
+    # ------------------------------------------------------------------ public
+
+    def feed(self, pcm, sample_rate: int = SAMPLE_RATE) -> StreamUpdate:
+        if self.finished:
+            raise RuntimeError("this session is finished; start a new StreamingSession")
+        samples = self._to_16k(pcm, sample_rate)
+        self.region = np.concatenate([self.region, samples])
+        self.unprocessed += len(samples)
+        self.consumed += len(samples)
+        before = self._committed_text()
+        while self.unprocessed >= self.step:
+            self.unprocessed -= self.step
+            self._run_step(upto=len(self.region) - self.unprocessed)
+        return self._update(before)
+
+    def finish(self) -> StreamUpdate:
+        """Flush what is left and return the final text (everything committed)."""
+        if self.finished:
+            raise RuntimeError("this session is already finished")
+        before = self._committed_text()
+        if self.resampler is not None:
+            tail = self.resampler.flush()
+            self.region = np.concatenate([self.region, tail])
+            self.consumed += len(tail)
+        self._run_step(upto=len(self.region), final=True)
+        self.finished = True
+        self.region_tokens = list(self.output_tokens)
+        update = self._update(before)
+        update.final = True
+        return update
+
+    # ------------------------------------------------------------------ steps
+
+    def _to_16k(self, pcm, sample_rate: int) -> np.ndarray:
+        samples = np.asarray(pcm)
+        if samples.ndim == 2:   # (frames, channels) as sounddevice delivers
+            samples = samples.mean(axis=1)
+        if samples.ndim != 1:
+            raise AudioError(f"streamed audio must be 1-D or (frames, channels), got shape {samples.shape}")
+        if samples.dtype.kind in "iu":   # live PCM: scale by the type's range
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+        samples = samples.astype(np.float32)
+        if not np.all(np.isfinite(samples)):
+            raise AudioError("streamed audio contains NaN or infinite samples")
+        if sample_rate != SAMPLE_RATE:
+            if self.resampler is None:
+                self.resampler = StreamResampler(sample_rate, SAMPLE_RATE, piece_seconds=0.5)
+            samples = self.resampler.push(samples)
+        return np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
+
+    def _run_step(self, upto: int, final: bool = False) -> None:
+        if upto > self.max_region and not final:
+            self._close_region(upto)
+        audio = self.region[:upto]
+        self.steps_in_region += 1
+        if len(audio) == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+            self.output_tokens = list(self.region_tokens)   # silence adds nothing
+            return
+        fixed = self.steps_in_region > self.unfixed_steps or bool(self.region_tokens) or final
+        prefix = list(self.region_tokens) if fixed else []
+        generated = self._decode(audio, prefix)
+        self.output_tokens = prefix + generated
+        if self.steps_in_region >= self.unfixed_steps and not final:
+            self._commit(self.output_tokens[:max(0, len(self.output_tokens) - self.unfixed_tokens)])
+
+    def _commit(self, candidate: list[int]) -> None:
+        tokenizer = self.model.tokenizer
+        while candidate and tokenizer.decode(candidate).endswith("\ufffd"):
+            candidate = candidate[:-1]   # never cut a UTF-8 character in half
+        if self.language is None and ASR_TEXT_TAG not in tokenizer.decode(candidate):
+            return   # the language header is not complete yet
+        if len(candidate) > len(self.region_tokens) and candidate[:len(self.region_tokens)] == self.region_tokens:
+            self.region_tokens = candidate
+
+    def _prompt_pieces(self, num_audio_tokens: int) -> tuple[list[int], list[int]]:
+        ids = self.model.prompt_ids(num_audio_tokens, self.context, self.language)
+        first = ids.index(self.model.config.audio_token_id)
+        return ids[:first], ids[first + num_audio_tokens:]
+
+    def _embeddings(self, audio: np.ndarray) -> tuple[mx.array, list[int], list[int], int]:
+        mel = log_mel_spectrogram(audio, self.model.config.audio.num_mel_bins)
+        audio_embeddings, stable = self.encoder(mel)
+        before, after = self._prompt_pieces(audio_embeddings.shape[0])
+        return audio_embeddings, before, after, stable
+
+    def _decode(self, audio: np.ndarray, prefix: list[int]) -> list[int]:
+        network = self.model.network
+        audio_embeddings, before, after, stable = self._embeddings(audio)
+        embed = network.embed_tokens
+        sequence = mx.concatenate([embed(mx.array(before)), audio_embeddings.astype(network.model.norm.weight.dtype),
+                                   embed(mx.array(after + prefix))], axis=0)
+        reuse = min(self.cache_valid, len(before) + stable)
+        self.cache.rollback(reuse)
+        # The region's whole text (prefix included) stays within the budget for its audio,
+        # so a runaway model cannot grow the state without bound.
+        budget = max(1, token_budget(len(audio) / SAMPLE_RATE) - len(prefix))
+        result = greedy_decode(network, sequence[reuse:][None], budget, self.model.config.eos_token_ids,
+                               RepetitionGuard(), cache=self.cache)
+        # The cache now holds this step's prompt; the next step keeps what of it precedes
+        # its first changed audio token (the encoder reports how many are unchanged).
+        self.cache_valid = len(before) + audio_embeddings.shape[0]
+        return result.tokens
+
+    def _close_region(self, upto: int) -> None:
+        """Archive the start of the region up to a quiet cut, carry the rest over."""
+        # Cut late (the next region starts short) but leave `keep` seconds for the words
+        # still being decoded: the quietest moment between 3 and 1 keep-lengths before the end.
+        cut = quietest_cut(self.region, upto - 3 * self.keep, upto - self.keep, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
+        closing = self.region[:cut]
+        header = self._header_length(self.region_tokens)
+        archived, carried = self.region_tokens, []
+        if float(np.max(np.abs(closing))) >= SILENCE_PEAK and len(self.region_tokens) > header:
+            split = self._end_of_text(closing, self.region_tokens, header)
+            # What is carried over belongs to the audio after the cut: at most its budget.
+            split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
+            while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
+                split += 1   # never split a UTF-8 character between archive and carry-over
+            if split < len(self.region_tokens):
+                archived, carried = self.region_tokens[:split], self.region_tokens[split:]
+            else:
+                self.cache_valid = 0
+                archived = self.region_tokens + self._decode(closing, self.region_tokens)
+        self.archived = self._joined(archived)
+        self.continues = bool(carried)
+        self.region_tokens = (self.region_tokens[:header] + carried) if carried else self.region_tokens[:header]
+        if not carried and header and self.language is None:
+            self.region_tokens = []   # let the next region find its own language
+        self.output_tokens = list(self.region_tokens)
+        self.region = self.region[cut:]
+        self.encoder.reset()
+        self.cache_valid = 0
+        self.steps_in_region = self.unfixed_steps   # carried text is already fixed
+
+    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
+        """Where in `tokens` the transcript of `audio` most likely ends (teacher forcing)."""
+        network = self.model.network
+        self.encoder.reset()
+        audio_embeddings, before, after, _ = self._embeddings(audio)
+        embed = network.embed_tokens
+        sequence = mx.concatenate([embed(mx.array(before)), audio_embeddings.astype(network.model.norm.weight.dtype),
+                                   embed(mx.array(after + tokens))], axis=0)
+        logits = network(sequence[None], network.make_cache(), last_only=False)[0]
+        prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
+        # logits[prompt_length - 1 + j] predict the token after tokens[:j].
+        eos = mx.array(list(self.model.config.eos_token_ids))
+        log_probs = logits[prompt_length - 1 + header:] - mx.logsumexp(logits[prompt_length - 1 + header:], axis=-1,
+                                                                        keepdims=True)
+        end_scores = mx.max(log_probs[:, eos], axis=-1)
+        return header + int(mx.argmax(end_scores).item())
+
+    def _header_length(self, tokens: list[int]) -> int:
+        """Tokens of the "language X<asr_text>" header at the start (0 when the language is forced)."""
+        if self.language is not None:
+            return 0
+        tag = self.model.tokenizer.token_to_id(ASR_TEXT_TAG)
+        return tokens.index(tag) + 1 if tag in tokens else 0
+
+    # ------------------------------------------------------------------ text
+
+    def _body(self, tokens: list[int]) -> str:
+        """Raw text after the language header, as decoded (leading spaces kept, so pieces of one
+        region concatenate exactly). Unlike offline parsing, long repetitions are not collapsed:
+        that would rewrite text already committed."""
+        raw = self.model.tokenizer.decode(tokens)
+        if self.language is not None:
+            return raw
+        if ASR_TEXT_TAG not in raw:
+            return ""
+        meta, text = raw.split(ASR_TEXT_TAG, 1)
+        language, _ = parse_output(meta + ASR_TEXT_TAG)
+        if language:
+            self.language_found = language
+        return text
+
+    def _joined(self, tokens: list[int]) -> str:
+        """The archived text followed by this region's text of `tokens`."""
+        body = self._body(tokens)
+        if self.continues:
+            return self.archived + body
+        return join_texts([self.archived, body])
+
+    def _committed_text(self) -> str:
+        return self._joined(self.region_tokens).strip()
+
+    def _update(self, before: str) -> StreamUpdate:
+        committed = self._committed_text()
+        full = self._joined(self.output_tokens).strip()
+        partial = full[len(committed):].strip() if full.startswith(committed) else ""
+        new = committed[len(before):].strip() if committed.startswith(before) else committed
+        return StreamUpdate(committed, partial, new, self.consumed / SAMPLE_RATE,
+                            self.language or self.language_found)
+
+
+def transcribe_stream(source, model, *, language: str | None = None, context: str = "",
+                      chunk_seconds: float = 0.5, sample_rate: int | None = None,
+                      realtime: bool = False, **options) -> Iterator[StreamUpdate]:
+    """Stream a file (or an array with `sample_rate`) through a StreamingSession, yielding an
+    update per `chunk_seconds` of audio and the final one last. `realtime` paces the feed
+    at the speed of the audio (a live-caption demo)."""
+    import time
+
+    if not isinstance(model, ASRModel):
+        from .transcribe import load_model
+        model = load_model(model)
+    session = StreamingSession(model, language=language, context=context, **options)
+    stream = open_audio_stream(source, sample_rate, block_seconds=chunk_seconds)
+    started = time.perf_counter()
+    fed = 0.0
+    for block in stream.blocks:
+        step = int(chunk_seconds * SAMPLE_RATE)
+        for i in range(0, len(block), step):
+            piece = block[i:i + step]
+            fed += len(piece) / SAMPLE_RATE
+            if realtime:
+                delay = fed - (time.perf_counter() - started)
+                if delay > 0:
+                    time.sleep(delay)
+            yield session.feed(piece, SAMPLE_RATE)
+    yield session.finish()

@@ -1,0 +1,121 @@
+"""Streaming: caches equal recomputation, committed text only grows, flat state on long streams."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_qwen_asr.errors import AudioError
+from mlx_qwen_asr.mel import log_mel_spectrogram
+from mlx_qwen_asr.parity import relative_error
+from mlx_qwen_asr.streaming import StreamingEncoder, StreamingSession, transcribe_stream
+from mlx_qwen_asr.transcribe import ASRModel
+
+from audio_samples import speech
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint_fp32):
+    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
+
+
+def test_streaming_encoder_equals_full_encoder_as_audio_grows(model):
+    audio = speech(21.0)
+    audio[int(17.2 * SR):int(17.4 * SR)] *= 3.0   # a loud burst late: the global mel clamp moves
+    encoder = StreamingEncoder(model)
+    reused = []
+    for seconds in range(2, 22, 2):
+        mel = log_mel_spectrogram(audio[:seconds * SR])
+        streamed, stable = encoder(mel)
+        full = model.network.encode_audio(mel)
+        assert streamed.shape == full.shape
+        assert relative_error(np.array(streamed), np.array(full)) < 1e-5, seconds
+        reused.append(stable)
+    assert max(reused) >= 104  # completed 8 s windows were reused, not recomputed
+
+
+def test_decoder_kv_reuse_equals_recomputation(model):
+    """Logits of a step that reuses the cached prompt equal those computed from scratch."""
+    session = StreamingSession(model, language="English")
+    audio = speech(14.0)
+    session.feed(audio[:12 * SR])
+    embeddings, before, after, stable = session._embeddings(audio)
+    assert stable >= 104
+    embed = model.network.embed_tokens
+    sequence = mx.concatenate([embed(mx.array(before)), embeddings, embed(mx.array(after + session.region_tokens))])
+    reuse = min(session.cache_valid, len(before) + stable)
+    assert reuse > len(before)
+    session.cache.rollback(reuse)
+    with_cache = model.network(sequence[reuse:][None], session.cache, last_only=False)[0]
+    scratch = model.network(sequence[None], model.network.make_cache(), last_only=False)[0, reuse:]
+    assert relative_error(np.array(with_cache), np.array(scratch)) < 1e-5
+
+
+def feed_all(session, audio, chunk):
+    updates = [session.feed(audio[i:i + chunk]) for i in range(0, len(audio), chunk)]
+    return updates, session.finish()
+
+
+def test_committed_text_only_grows_and_final_commits_everything(model):
+    updates, final = feed_all(StreamingSession(model, language="English"), speech(12.0), 3000)
+    committed = [u.committed for u in updates] + [final.committed]
+    assert all(later.startswith(earlier) for earlier, later in zip(committed, committed[1:]))
+    assert any(u.committed for u in updates)  # text was committed before the end
+    assert final.final and final.partial == "" and final.committed
+
+
+def test_chunk_size_does_not_change_the_result(model):
+    audio = speech(9.0)
+    _, small = feed_all(StreamingSession(model, language="English"), audio, 1234)
+    _, large = feed_all(StreamingSession(model, language="English"), audio, 16000)
+    assert small.committed == large.committed
+
+
+def test_short_clip_without_fixed_prefix_equals_offline(model):
+    """Under 4 s nothing is fixed yet, so the final decode is the offline one."""
+    audio = speech(3.5)
+    _, final = feed_all(StreamingSession(model, language="English"), audio, 4000)
+    offline = model.transcribe(audio, sample_rate=SR, language="English", recover_loops=False)
+    assert final.committed == offline.raw.strip()  # streaming never collapses repeats (see _text_of)
+
+
+def test_silence_gives_no_text(model):
+    updates, final = feed_all(StreamingSession(model), np.zeros(10 * SR, np.float32), 8000)
+    assert all(u.committed == "" and u.partial == "" for u in updates) and final.committed == ""
+
+
+def test_long_stream_keeps_flat_state(model):
+    session = StreamingSession(model, language="English", max_region_seconds=16, keep_seconds=4)
+    audio = speech(70.0)
+    regions, offsets, committed = [], [], []
+    for i in range(0, len(audio), SR):
+        update = session.feed(audio[i:i + SR])
+        regions.append(len(session.region))
+        offsets.append(session.cache.offset)
+        committed.append(update.committed)
+    final = session.finish()
+    assert max(regions) <= 18 * SR            # the region slides instead of growing
+    assert max(offsets[-30:]) <= max(offsets[:40]) + 64   # decoder state does not grow
+    assert len(session.archived) >= 3
+    assert all(b.startswith(a) for a, b in zip(committed, committed[1:] + [final.committed]))
+
+
+def test_feed_validates_input(model):
+    session = StreamingSession(model)
+    with pytest.raises(AudioError, match="NaN"):
+        session.feed(np.array([0.1, np.nan], np.float32))
+    session.feed(np.zeros(100, np.int16))   # int16 PCM is scaled, not rejected
+    session.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        session.feed(np.zeros(100, np.float32))
+
+
+def test_transcribe_stream_generator_on_a_file(model, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech(5.0), 44100 // 2)   # written as if 22.05 kHz: resampled on the fly
+    updates = list(transcribe_stream(path, model, language="English", chunk_seconds=0.5))
+    assert updates[-1].final and not any(u.final for u in updates[:-1])
+    assert updates[-1].audio_seconds == pytest.approx(5.0 * 16000 / 22050, abs=0.01)
