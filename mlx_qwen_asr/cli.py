@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlx_qwen_asr",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
     )
-    parser.add_argument("audio", nargs="+", metavar="AUDIO_OR_FOLDER",
+    parser.add_argument("audio", nargs="*", metavar="AUDIO_OR_FOLDER",
                         help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg) and folders (searched recursively)")
     parser.add_argument("-o", "--output-dir", default=None,
                         help="write output files here, mirroring the input folders; resumable (without -o: text to stdout)")
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
     parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
+    live = parser.add_mutually_exclusive_group()
+    live.add_argument("--stream", action="store_true",
+                      help="stream the file(s) at real-time speed, printing text as it is recognised")
+    live.add_argument("--stream-fast", action="store_true", help="stream the file(s) as fast as possible")
+    live.add_argument("--mic", action="store_true",
+                      help="transcribe the microphone live until Ctrl-C (needs: pip install 'mlx-qwen-asr[mic]')")
     return parser
 
 
@@ -74,10 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.output_dir is None and (args.format or args.overwrite):
         parser.error("-f/--format and --overwrite write files: give an output folder with -o")
+    if not args.audio and not args.mic:
+        parser.error("give audio files or folders (or --mic)")
+    if args.mic and args.audio:
+        parser.error("--mic takes no audio files")
+    if (args.stream or args.stream_fast or args.mic) and args.output_dir is not None:
+        parser.error("--stream/--stream-fast/--mic print text; they do not write files with -o")
     try:
         language = normalize_language(args.language)
         if args.output_dir is not None:
             return _folder_mode(args, language)
+        if args.mic:
+            return _live_mode(args, language, [])
         paths = _expand(args.audio)
         if not paths:
             raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
@@ -88,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    if args.stream or args.stream_fast:
+        return _live_mode(args, language, paths, model)
     failures = 0
     for path in paths:
         try:
@@ -135,3 +151,29 @@ def _folder_mode(args, language) -> int:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130
     return 1 if summary["failed"] else 0
+
+
+def _live_mode(args, language, paths, model=None) -> int:
+    from .live import stream_file, stream_microphone
+
+    try:
+        model = model or load_model(args.model, args.dtype)
+        if args.mic:
+            stream_microphone(model, language=language, context=args.context)
+            return 0
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failures = 0
+    for path in paths:
+        try:
+            if len(paths) > 1:
+                print(f"{path}:", flush=True)
+            stream_file(path, model, realtime=args.stream, language=language, context=args.context)
+        except QwenASRError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+    return 1 if failures else 0

@@ -45,3 +45,27 @@ def test_missing_model_directory(tmp_path):
     done = run_cli(tmp_path / "x.wav", "--model", tmp_path / "missing-model")
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and "does not exist" in done.stderr
+
+
+def test_stream_fast_prints_the_final_text(tiny_checkpoint, tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech(5.0), 16000)
+    done = run_cli(path, "--model", tiny_checkpoint, "--stream-fast", "--language", "English")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("\n") and len(done.stdout.strip()) > 0
+
+
+def test_mic_without_sounddevice_is_a_clear_error(tiny_checkpoint):
+    import importlib.util
+
+    if importlib.util.find_spec("sounddevice") is not None:
+        import pytest
+        pytest.skip("sounddevice is installed: this checks the message shown when it is not")
+    done = run_cli("--mic", "--model", tiny_checkpoint)
+    assert done.returncode == 2
+    assert "pip install 'mlx-qwen-asr[mic]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stream_options_conflict_with_output_dir(tmp_path):
+    done = run_cli(tmp_path / "a.wav", "--stream", "-o", tmp_path / "out")
+    assert done.returncode == 2 and "do not write files" in done.stderr

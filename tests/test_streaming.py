@@ -119,3 +119,25 @@ def test_transcribe_stream_generator_on_a_file(model, tmp_path):
     updates = list(transcribe_stream(path, model, language="English", chunk_seconds=0.5))
     assert updates[-1].final and not any(u.final for u in updates[:-1])
     assert updates[-1].audio_seconds == pytest.approx(5.0 * 16000 / 22050, abs=0.01)
+
+
+def test_live_printer_redraws_partial_on_a_terminal_and_appends_elsewhere():
+    import io
+
+    from mlx_qwen_asr.live import LivePrinter
+    from mlx_qwen_asr.streaming import StreamUpdate
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    updates = [StreamUpdate("", "hel", "", 2.0), StreamUpdate("hello", "wor", "hello", 4.0),
+               StreamUpdate("hello world", "", " world", 5.0, final=True)]
+    terminal, pipe = Terminal(), io.StringIO()
+    for update in updates:
+        LivePrinter(terminal).show(update)
+    printer = LivePrinter(pipe)
+    for update in updates:
+        printer.show(update)
+    assert pipe.getvalue() == "hello world\n"          # committed text only, appended
+    assert "\r\033[K" in terminal.getvalue() and "\033[2mwor" in terminal.getvalue()

@@ -1,0 +1,99 @@
+"""Live output of streaming transcription: a file at real time or as fast as possible, or the microphone.
+
+Committed text is append-only; the partial tail is redrawn in place on a terminal (and
+left out when output goes to a file or pipe, where nothing can be redrawn).
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import QwenASRError
+from .streaming import StreamingSession, StreamUpdate, transcribe_stream
+from .transcribe import ASRModel
+
+MIC_BLOCK_SECONDS = 0.25
+
+
+class LivePrinter:
+    """Prints stream updates: finished lines scroll up, the current line is redrawn."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
+        self.printed = ""      # committed text already on screen (completed lines or current line)
+        self.line_start = 0    # where the current (unfinished) line begins in the committed text
+
+    def show(self, update: StreamUpdate) -> None:
+        if not self.tty:
+            if update.committed.startswith(self.printed) and len(update.committed) > len(self.printed):
+                self.out.write(update.committed[len(self.printed):] if self.printed else update.committed)
+                self.printed = update.committed
+            if update.final:
+                self.out.write("\n")
+            self.out.flush()
+            return
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        committed = update.committed
+        line = committed[self.line_start:]
+        # Close the current line once it is long enough, at a word boundary.
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width)
+            cut = cut if cut > 0 else width
+            self.out.write("\r\033[K" + line[:cut] + "\n")
+            self.line_start += cut + (1 if cut < len(line) and line[cut] == " " else 0)
+            line = committed[self.line_start:]
+        partial = update.partial
+        room = width - len(line) - 1
+        shown = line + (" \033[2m" + partial[-room:] + "\033[0m" if partial and room > 3 else "")
+        self.out.write("\r\033[K" + shown + ("\n" if update.final else ""))
+        self.out.flush()
+
+
+def microphone_blocks(device=None) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 blocks from the microphone, until Ctrl-C (needs `sounddevice`)."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise QwenASRError("--mic needs the optional sounddevice package: pip install 'mlx-qwen-asr[mic]'") from None
+    blocks: queue.Queue = queue.Queue()
+
+    def callback(indata, frames, time, status):  # noqa: ARG001 (sounddevice's signature)
+        blocks.put(indata[:, 0].copy())
+
+    try:
+        stream = sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
+                                         blocksize=int(MIC_BLOCK_SECONDS * SAMPLE_RATE), callback=callback)
+    except Exception as exc:  # PortAudio errors: no device, permission denied, ...
+        raise QwenASRError(f"cannot open the microphone: {exc}") from None
+    with stream:
+        while True:
+            yield blocks.get()
+
+
+def stream_file(path: str, model: ASRModel, *, realtime: bool, language=None, context: str = "", out=None) -> str:
+    printer = LivePrinter(out)
+    update = None
+    for update in transcribe_stream(path, model, language=language, context=context, realtime=realtime):
+        printer.show(update)
+    return update.committed if update else ""
+
+
+def stream_microphone(model: ASRModel, *, language=None, context: str = "", out=None) -> str:
+    printer = LivePrinter(out)
+    session = StreamingSession(model, language=language, context=context)
+    print("listening... (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        for block in microphone_blocks():
+            printer.show(session.feed(block, SAMPLE_RATE))
+    except KeyboardInterrupt:
+        pass
+    final = session.finish()
+    printer.show(final)
+    return final.committed
