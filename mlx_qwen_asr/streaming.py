@@ -154,8 +154,12 @@ class StreamingSession:
     def __init__(self, model: ASRModel, language: str | None = None, context: str = "",
                  step_seconds: float = STEP_SECONDS, unfixed_steps: int = UNFIXED_STEPS,
                  unfixed_tokens: int = UNFIXED_TOKENS, max_region_seconds: float = MAX_REGION_SECONDS,
-                 keep_seconds: float = KEEP_SECONDS):
+                 keep_seconds: float = KEEP_SECONDS, max_step_tokens: int | None = None):
+        """`max_step_tokens` caps the tokens generated per step (default: the region's
+        budget); benchmarks on random weights, which never say end-of-text, use it to
+        model a real transcript's pace."""
         self.model = model
+        self.max_step_tokens = max_step_tokens
         self.language = normalize_language(language, model.config.support_languages)
         self.context = context
         self.step = int(step_seconds * SAMPLE_RATE)
@@ -276,6 +280,8 @@ class StreamingSession:
         # The region's whole text (prefix included) stays within the budget for its audio,
         # so a runaway model cannot grow the state without bound.
         budget = max(1, token_budget(len(audio) / SAMPLE_RATE) - len(prefix))
+        if self.max_step_tokens is not None:
+            budget = min(budget, self.max_step_tokens)
         result = greedy_decode(network, sequence[reuse:][None], budget, self.model.config.eos_token_ids,
                                RepetitionGuard(), cache=self.cache)
         # The cache now holds this step's prompt; the next step keeps what of it precedes

@@ -1,0 +1,96 @@
+"""Streaming cost, latency and memory over a long stream (default: real 0.6B dimensions).
+
+Feeds looped speech in 0.5 s chunks as fast as possible and records, per 2 s step, the
+compute time (it must stay below the step length to keep up with real time), when the
+first words are committed, and the process RSS at every minute (it must stay flat).
+Random weights never end a transcript, so each step's new tokens are capped at
+`--step-tokens` (about what real speech gives per 2 s step with the 5 re-decoded tokens).
+
+    python scripts/stream_bench.py --minutes 10 [--size 0.6b] [--model DIR] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlx_qwen_asr.audio import SAMPLE_RATE
+from mlx_qwen_asr.bench import DEFAULT_WORK_DIR, provenance, random_model_dir, speech_source
+from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.transcribe import ASRModel
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--step-tokens", type=int, default=16)
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--unfixed-steps", type=int, default=2)
+    parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    model_dir = args.model or random_model_dir(args.size, Path(args.work_dir).expanduser())
+    model = ASRModel.load(model_dir, dtype=args.dtype)
+    source, source_name = speech_source(None)
+    session = StreamingSession(model, language="English", step_seconds=args.step_seconds,
+                               unfixed_steps=args.unfixed_steps, max_step_tokens=args.step_tokens)
+    chunk = SAMPLE_RATE // 2
+    total = int(args.minutes * 60 * SAMPLE_RATE)
+    steps, rss, first_commit = [], {}, None
+    fed = 0
+    started = time.perf_counter()
+    while fed < total:
+        piece = np.take(source, np.arange(fed, fed + chunk), mode="wrap")
+        before_steps = session.steps_in_region
+        t0 = time.perf_counter()
+        update = session.feed(piece)
+        elapsed = time.perf_counter() - t0
+        fed += chunk
+        if session.steps_in_region != before_steps or elapsed > 0.05:
+            steps.append({"audio_s": fed / SAMPLE_RATE, "compute_s": elapsed})
+        if first_commit is None and update.committed:
+            first_commit = {"audio_s": fed / SAMPLE_RATE, "step_compute_s": elapsed,
+                            "latency_after_speech_start_s": fed / SAMPLE_RATE + elapsed}
+        if fed % (60 * SAMPLE_RATE) == 0:
+            rss[int(fed / SAMPLE_RATE / 60)] = rss_bytes()
+            print(f"minute {fed // (60 * SAMPLE_RATE)}: rss {rss_bytes() / 2**20:.0f} MiB, "
+                  f"last step {elapsed:.2f} s", file=sys.stderr)
+    session.finish()
+    compute = np.array([s["compute_s"] for s in steps[5:]]) if len(steps) > 5 else np.array([0.0])
+    minutes = sorted(rss)
+    report = {
+        "model": str(model_dir), "audio": source_name, "minutes": args.minutes, "dtype": str(model.dtype),
+        "step_seconds": args.step_seconds, "step_tokens_cap": args.step_tokens, "unfixed_steps": args.unfixed_steps,
+        "step_compute_s": {"median": float(np.median(compute)), "p90": float(np.percentile(compute, 90)),
+                           "max": float(compute.max())},
+        "keeps_up_with_real_time": bool(np.percentile(compute, 90) < args.step_seconds),
+        "first_commit": first_commit,
+        "rss_mib_by_minute": {m: round(rss[m] / 2**20, 1) for m in minutes},
+        "rss_growth_first_to_last_minute": (rss[minutes[-1]] / rss[minutes[0]] - 1) if len(minutes) > 1 else 0.0,
+        "wall_s": time.perf_counter() - started,
+        "provenance": provenance(),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
