@@ -100,14 +100,16 @@ def _build_from_vocab(model_dir: Path, config: dict) -> Tokenizer:
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{tokenizer_config_path} is not valid JSON: {exc}") from None
     # Added tokens take the next free ids in order, so adding them sorted by id reproduces
-    # the checkpoint's numbering; a gap would shift every later id, which we refuse.
-    for token_id, token in _added_tokens(tokenizer_config):
-        if tokenizer.token_to_id(token.content) is not None:
-            continue
-        if tokenizer.get_vocab_size(with_added_tokens=True) != token_id:
+    # the checkpoint's numbering; a gap would shift every later id, which we refuse. One
+    # add_tokens call for all of them: each call rebuilds the added-token matcher.
+    added = [(token_id, token) for token_id, token in _added_tokens(tokenizer_config)
+             if tokenizer.token_to_id(token.content) is None]
+    first = tokenizer.get_vocab_size(with_added_tokens=True)
+    for position, (token_id, token) in enumerate(added):
+        if token_id != first + position:
             raise ModelLoadError(f"tokenizer_config.json: added token {token.content!r} has id {token_id}, "
-                                 f"but the vocabulary has {tokenizer.get_vocab_size()} entries before it")
-        tokenizer.add_tokens([token])
+                                 f"but it would get id {first + position} (ids must follow the vocabulary without gaps)")
+    tokenizer.add_tokens([token for _, token in added])
     return tokenizer
 
 
