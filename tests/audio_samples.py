@@ -33,20 +33,6 @@ def _espeak(text: str) -> np.ndarray | None:
     return load_audio(audio, sr)
 
 
-def _synthetic(seconds: float, seed: int = 0) -> np.ndarray:
-    """Voiced syllables: harmonic tones with moving pitch and formant-like envelopes, plus pauses."""
-    rng = np.random.default_rng(seed)
-    sr = 16000
-    t = np.arange(int(seconds * sr)) / sr
-    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / sr
-    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
-    syllables = np.clip(np.sin(2 * np.pi * 3.3 * t + rng.uniform(0, 6)), 0, None) ** 2
-    pauses = (np.sin(2 * np.pi * 0.25 * t) > -0.7).astype(np.float64)
-    audio = 0.3 * voice * syllables * pauses + 0.003 * rng.standard_normal(t.size)
-    return audio.astype(np.float32)
-
-
 def speech(seconds: float) -> np.ndarray:
     """About `seconds` of 16 kHz mono speech (exactly that many samples)."""
     n = int(round(seconds * 16000))
@@ -57,6 +43,7 @@ def speech(seconds: float) -> np.ndarray:
     if audio is None:
         audio = _espeak(SENTENCE)
     if audio is None:
-        audio = _synthetic(seconds)
+        from mlx_qwen_asr.bench import synthetic_speech
+        audio = synthetic_speech(seconds)
     reps = -(-n // len(audio))
     return np.tile(audio, reps)[:n].astype(np.float32)

@@ -70,6 +70,13 @@ def test_model_directory_missing(tmp_path):
         ASRModel.load(tmp_path / "no-such-model")
 
 
+def copy_of(checkpoint, tmp_path):
+    """A copy of the checkpoint to break."""
+    broken = tmp_path / "model"
+    shutil.copytree(checkpoint, broken)
+    return broken
+
+
 def test_model_directory_without_weights(tiny_checkpoint, tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, broken, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -78,32 +85,28 @@ def test_model_directory_without_weights(tiny_checkpoint, tmp_path):
 
 
 def test_model_directory_without_config(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     (broken / "config.json").unlink()
     with pytest.raises(ModelLoadError, match="config.json"):
         ASRModel.load(broken)
 
 
 def test_broken_config_json(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     (broken / "config.json").write_text("{ not json")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
         ASRModel.load(broken)
 
 
 def test_config_of_another_model(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     (broken / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
     with pytest.raises(ModelLoadError, match="not a Qwen3-ASR config"):
         ASRModel.load(broken)
 
 
 def test_config_that_does_not_fit_the_weights(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     config = json.loads((broken / "config.json").read_text())
     config["thinker_config"]["text_config"]["num_hidden_layers"] += 1
     (broken / "config.json").write_text(json.dumps(config))
@@ -112,16 +115,14 @@ def test_config_that_does_not_fit_the_weights(tiny_checkpoint, tmp_path):
 
 
 def test_missing_tokenizer_files(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     (broken / "vocab.json").unlink()
     with pytest.raises(ModelLoadError, match="vocab.json"):
         ASRModel.load(broken)
 
 
 def test_corrupt_weights(tiny_checkpoint, tmp_path):
-    broken = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, broken)
+    broken = copy_of(tiny_checkpoint, tmp_path)
     (broken / "model.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(ModelLoadError, match="cannot read weights"):
         ASRModel.load(broken)
