@@ -371,7 +371,9 @@ def weight_shapes(config: dict) -> dict[str, tuple[int, ...]]:
         shapes[p + "input_layernorm.weight"] = (h,)
         shapes[p + "post_attention_layernorm.weight"] = (h,)
     shapes[m + "norm.weight"] = (h,)
-    shapes["thinker.lm_head.weight"] = (text["vocab_size"], h)
+    # A forced aligner's head classifies timestamps (classify_num classes), not tokens.
+    head_rows = thinker["classify_num"] if is_forced_aligner(config) else text["vocab_size"]
+    shapes["thinker.lm_head.weight"] = (head_rows, h)
     return shapes
 
 
@@ -432,10 +434,11 @@ def random_weights(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
 
     thinker.lm_head.weight is embed_tokens (tied, as in the real model, which still stores
     both): the same array object, so a 0.6B model costs one vocabulary matrix, not two.
+    A forced aligner's head is its own [classify_num, hidden] matrix.
     """
     weights: dict[str, np.ndarray] = {}
     for name, shape in weight_shapes(config).items():
-        if name == "thinker.lm_head.weight":
+        if name == "thinker.lm_head.weight" and not is_forced_aligner(config):
             weights[name] = weights["thinker.model.embed_tokens.weight"]
             continue
         weights[name] = _draw(name, shape, _init_spec(name, shape, config), seed)
@@ -531,17 +534,17 @@ def synthesize_bpe() -> tuple[str, str]:
     return json.dumps(vocab, ensure_ascii=False), merges_text
 
 
-def tokenizer_config_dict() -> dict:
+def tokenizer_config_dict(added_tokens=ADDED_TOKENS) -> dict:
     added = {
         str(i): {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
                  "single_word": False, "special": special}
-        for i, content, special in ADDED_TOKENS
+        for i, content, special in added_tokens
     }
     return {
         "add_bos_token": False,
         "add_prefix_space": False,
         "added_tokens_decoder": added,
-        "additional_special_tokens": [c for _, c, s in ADDED_TOKENS if s and
+        "additional_special_tokens": [c for _, c, s in added_tokens if s and
                                       c not in ("<|endoftext|>", "<|im_end|>")],
         "bos_token": None,
         "clean_up_tokenization_spaces": False,
@@ -565,7 +568,7 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_tokenizer_files(out_dir, source_dir=None) -> None:
+def write_tokenizer_files(out_dir, source_dir=None, added_tokens=ADDED_TOKENS) -> None:
     """Write vocab.json, merges.txt, tokenizer_config.json, chat_template.json,
     preprocessor_config.json and generation_config.json into `out_dir`.
 
@@ -584,7 +587,7 @@ def write_tokenizer_files(out_dir, source_dir=None) -> None:
         vocab_text, merges_text = synthesize_bpe()
         (out / "vocab.json").write_text(vocab_text, encoding="utf-8")
         (out / "merges.txt").write_text(merges_text, encoding="utf-8")
-    _write_json(out / "tokenizer_config.json", tokenizer_config_dict())
+    _write_json(out / "tokenizer_config.json", tokenizer_config_dict(added_tokens))
     _write_json(out / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
     _write_json(out / "preprocessor_config.json", PREPROCESSOR_CONFIG)
     _write_json(out / "generation_config.json", GENERATION_CONFIG)
@@ -626,7 +629,8 @@ def write_checkpoint(out_dir, config: dict, weights: dict[str, np.ndarray],
     # A rebuild in place must not leave an older layout's files (or a stale config) behind.
     for stale in ["config.json", "model.safetensors.index.json", *out.glob("model*.safetensors")]:
         (out / stale).unlink(missing_ok=True)
-    write_tokenizer_files(out, tokenizer_source)
+    write_tokenizer_files(out, tokenizer_source,
+                          ADDED_TOKENS + ALIGNER_ADDED_TOKENS if is_forced_aligner(config) else ADDED_TOKENS)
 
     itemsize = _DTYPE_BYTES[dtype]
     names = list(expected)
@@ -676,3 +680,49 @@ def build_random_checkpoint(out_dir, size: str = "tiny", seed: int = 0, dtype: s
     weights = random_weights(config, seed)
     return write_checkpoint(out_dir, config, weights, dtype=dtype,
                             max_shard_bytes=max_shard_bytes, tokenizer_source=tokenizer_source)
+
+
+# ---------------------------------------------------------------------------------------
+# Qwen3-ForcedAligner
+
+# The aligner is the ASR architecture with another head: `thinker.lm_head` maps the hidden
+# state at each <timestamp> token to classify_num classes of timestamp_segment_time ms
+# (modeling_qwen3_asr.py, "forced_aligner" in the thinker's model_type). Values from
+# shared/data/configs/HYPERPARAMETERS.md (ForcedAligner column).
+ALIGNER_VOCAB_SIZE = 152064
+TIMESTAMP_TOKEN_ID = 151705
+ALIGNER_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = ((TIMESTAMP_TOKEN_ID, "<timestamp>", True),)
+ALIGNER_SIZES = ("tiny", "0.6b")
+# The aligner's encoder is the 1.7B ASR's width (1024, 24 layers) projecting to 1024.
+_ALIGNER_AUDIO_0_6B = dict(d_model=1024, encoder_layers=24, encoder_attention_heads=16,
+                           encoder_ffn_dim=4096, output_dim=1024, downsample_hidden_size=480)
+
+
+def is_forced_aligner(config: dict) -> bool:
+    return "forced_aligner" in str(config.get("thinker_config", {}).get("model_type", ""))
+
+
+def aligner_config_dict(size: str = "tiny", classify_num: int = 5000,
+                        timestamp_segment_time: int = 80, **overrides) -> dict:
+    """config.json of a Qwen3-ForcedAligner of `size` ("tiny" or "0.6b"); other keyword
+    overrides as for `model_config_dict`."""
+    if size not in ALIGNER_SIZES:
+        raise ValueError(f"size must be one of {ALIGNER_SIZES}, got {size!r}")
+    if size == "0.6b":
+        overrides["audio_config"] = {**_ALIGNER_AUDIO_0_6B, **overrides.get("audio_config", {})}
+    overrides["text_config"] = {"vocab_size": ALIGNER_VOCAB_SIZE, "tie_word_embeddings": False,
+                                **overrides.get("text_config", {})}
+    config = model_config_dict(size, **overrides)
+    config["thinker_config"]["model_type"] = "qwen3_forced_aligner"
+    config["thinker_config"]["classify_num"] = classify_num
+    config["timestamp_token_id"] = TIMESTAMP_TOKEN_ID
+    config["timestamp_segment_time"] = timestamp_segment_time
+    return config
+
+
+def build_random_aligner(out_dir, size: str = "tiny", seed: int = 0, dtype: str = "bfloat16",
+                         tokenizer_source=None, **overrides) -> Path:
+    """aligner_config_dict + random_weights + write_checkpoint in one call."""
+    config = aligner_config_dict(size, **overrides)
+    return write_checkpoint(out_dir, config, random_weights(config, seed), dtype=dtype,
+                            tokenizer_source=tokenizer_source)
