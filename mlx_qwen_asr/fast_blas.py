@@ -91,8 +91,26 @@ def _mkl_parts_present(path: str) -> str | None:
     return None
 
 
+def _other_openmp_loaded() -> str | None:
+    """An OpenMP runtime already in the process (torch brings libgomp), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            for line in maps:
+                name = os.path.basename(line.split()[-1]) if "/" in line else ""
+                if name.startswith(("libgomp", "libiomp", "libomp")):
+                    return name
+    except OSError:
+        pass
+    return None
+
+
 def _threading_layer(folder: str) -> str:
-    wanted = os.environ.get("MKL_THREADING_LAYER", "").lower() or DEFAULT_THREADING
+    wanted = os.environ.get("MKL_THREADING_LAYER", "").lower()
+    if not wanted:
+        # A second OpenMP runtime next to one already loaded gives WRONG products (measured:
+        # torch imported first, then MKL on Intel OpenMP: mx.addmm off by ~40 for >= 64
+        # rows). Sequential MKL has no runtime of its own to clash with.
+        wanted = "sequential" if _other_openmp_loaded() else DEFAULT_THREADING
     for layer in (wanted, "sequential"):
         if layer in _MKL_LAYER_FILES and glob.glob(os.path.join(folder, _MKL_LAYER_FILES[layer])):
             return layer
@@ -183,6 +201,17 @@ def self_check() -> bool:
         err = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
         if not np.isfinite(err) or err > 1e-5:
             failures.append(f"{m}x{k}x{n} ta={ta} tb={tb}: relative error {err:.2e}")
+    # addmm (GEMM with beta = 1, every biased Linear) on sizes big enough to be threaded:
+    # the path a threading-runtime clash broke while plain matmul stayed right.
+    for m, k, n in [(64, 64, 96), (300, 128, 256)]:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        w = rng.standard_normal((n, k), dtype=np.float32)
+        bias = rng.standard_normal(n, dtype=np.float32)
+        expected = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+        got = np.array(mx.addmm(mx.array(bias), mx.array(x), mx.array(w).T, stream=mx.cpu), dtype=np.float64)
+        err = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
+        if not np.isfinite(err) or err > 1e-5:
+            failures.append(f"addmm {m}x{k}x{n}: relative error {err:.2e}")
     _status["self_check"] = "failed: " + "; ".join(failures) if failures else "passed"
     if failures and _status.get("active"):
         warnings.warn(

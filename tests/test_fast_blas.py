@@ -42,3 +42,19 @@ def test_missing_library_is_reported_not_fatal():
     assert status["active"] is False
     if sys.platform == "linux" and fast_blas._applicable() is None:
         assert "libnothing" in status["reason"]
+
+
+def test_products_stay_right_when_torch_was_imported_first():
+    """torch brings its own OpenMP runtime; a second one under MKL gave wrong addmm results.
+    The binding then uses sequential MKL, and the self-check covers addmm."""
+    code = (
+        "import torch\nimport numpy as np, mlx_qwen_asr\nimport mlx.core as mx\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.standard_normal((256, 64)).astype(np.float32); w = rng.standard_normal((96, 64)).astype(np.float32)\n"
+        "b = rng.standard_normal(96).astype(np.float32)\n"
+        "y = np.array(mx.addmm(mx.array(b), mx.array(x), mx.array(w).T))\n"
+        "print('ERR', float(np.abs(y - (x @ w.T + b)).max()), mlx_qwen_asr.fast_blas.status().get('self_check'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    _, err, check = done.stdout.strip().splitlines()[-1].split()
+    assert float(err) < 1e-3 and check == "passed"
