@@ -384,7 +384,8 @@ def load_aligner(model: str | Path = DEFAULT_ALIGNER, dtype=None) -> Aligner:
     return _loaded[key]
 
 
-def _as_aligner(aligner, dtype=None) -> Aligner:
+def get_aligner(aligner, dtype=None) -> Aligner:
+    """`aligner` itself if it is a loaded Aligner, else the (cached) one it names."""
     return aligner if isinstance(aligner, Aligner) else load_aligner(aligner, dtype)
 
 
@@ -393,7 +394,7 @@ def align(audio, text: str, language: str | None = None, *, aligner: str | Path 
           official: bool = False) -> list[WordTiming]:
     """Word timings of `text` spoken in `audio`; see `Aligner.align`. `aligner` is a hub id,
     a local directory or a loaded `Aligner`."""
-    return _as_aligner(aligner, dtype).align(audio, text, language, sample_rate=sample_rate,
+    return get_aligner(aligner, dtype).align(audio, text, language, sample_rate=sample_rate,
                                              min_duration=min_duration, official=official)
 
 
@@ -402,7 +403,7 @@ def words_for_segments(aligner: str | Path | Aligner, audio_16k: np.ndarray, seg
     """Word timings for each transcribed segment (anything with start, end, text, language):
     its text aligned to its slice of `audio_16k`, times relative to the whole audio, spans
     relative to the segment's text. Segments without text get []."""
-    aligner = _as_aligner(aligner)
+    aligner = get_aligner(aligner)
     audio_16k = np.asarray(audio_16k, dtype=np.float32)
     out = []
     for segment in segments:

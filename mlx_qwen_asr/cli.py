@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from .aligner import DEFAULT_ALIGNER
 from .config import SUPPORTED_LANGUAGES
 from .errors import QwenASRError
 from .folder import find_audio, transcribe_folder
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
     parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
+    parser.add_argument("--timestamps", action="store_true",
+                        help="time every word with the forced aligner: word-timed srt/vtt cues, words in json/tsv")
+    parser.add_argument("--aligner", default=DEFAULT_ALIGNER,
+                        help=f"forced aligner for --timestamps: hub id or directory (default: {DEFAULT_ALIGNER})")
     live = parser.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         try:
             result = model.transcribe(path, language=language, context=args.context,
-                                      max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds)
+                                      max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
+                                      word_timestamps=args.timestamps, aligner=args.aligner)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -146,7 +152,8 @@ def _folder_mode(args, language) -> int:
         summary = transcribe_folder(
             args.audio, args.output_dir, model=args.model, dtype=args.dtype, formats=formats,
             overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, language=language,
-            context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds)
+            context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
+            word_timestamps=args.timestamps, aligner=args.aligner)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

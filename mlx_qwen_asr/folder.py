@@ -35,6 +35,7 @@ from .errors import QwenASRError
 from .prompt import normalize_language
 from .results import Transcription
 from .segment import DEFAULT_SEGMENT_SECONDS
+from .aligner import DEFAULT_ALIGNER
 from .transcribe import DEFAULT_MODEL, ASRModel, load_model
 from .writers import atomic_write, parse_formats, write_outputs
 
@@ -54,7 +55,7 @@ GROUP_FILES = 8
 # it is saved at most this often, and always when the run ends or is interrupted.
 MANIFEST_SAVE_SECONDS = 5.0
 TRANSCRIBE_OPTIONS = ("language", "context", "max_new_tokens", "segment_seconds", "repetition_guard",
-                      "recover_loops")
+                      "recover_loops", "word_timestamps", "aligner")
 
 
 @dataclass
@@ -215,7 +216,8 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
         raise TypeError(f"transcribe_folder() got unexpected option(s): {', '.join(unknown)}")
     formats = parse_formats(formats)
     options = {"language": None, "context": "", "max_new_tokens": None, "segment_seconds": DEFAULT_SEGMENT_SECONDS,
-               "repetition_guard": True, "recover_loops": True, **options}
+               "repetition_guard": True, "recover_loops": True, "word_timestamps": False,
+               "aligner": DEFAULT_ALIGNER, **options}
     options["language"] = normalize_language(options["language"])
     options["context"] = options["context"] or ""
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -227,6 +229,9 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     else:
         settings = {"model": str(model), "dtype": dtype}
     settings.update({name: options[name] for name in TRANSCRIBE_OPTIONS})
+    # The aligner matters (and is recorded) only with word timestamps; a loaded one by its path.
+    aligner = options["aligner"]
+    settings["aligner"] = str(getattr(aligner, "path", aligner)) if options["word_timestamps"] else None
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

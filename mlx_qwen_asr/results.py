@@ -21,10 +21,25 @@ class Segment:
     retries: int = 0             # re-decodes spent on a loop or a missing EOS
     remedy: str = ""             # what the last retry did ("repetition_penalty", "split")
     raw: str = ""                # decoded output before parsing
+    words: list | None = None    # WordTiming (aligner.py) with times from the input's start, if asked for
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    def word_items(self) -> list[tuple[float, float, str]]:
+        """(start, end, text as written) per timed word: each word's text runs to the next
+        word's start, so punctuation stays attached to the word before it."""
+        if not self.words:
+            return []
+        items = []
+        for i, word in enumerate(self.words):
+            if word.span is None:
+                items.append((word.start, word.end, word.word))
+                continue
+            following = next((w.span[0] for w in self.words[i + 1:] if w.span is not None), len(self.text))
+            items.append((word.start, word.end, self.text[word.span[0]:following].strip()))
+        return items
 
     def _repr_html_(self) -> str:
         return _segments_table([self])
@@ -40,9 +55,17 @@ class Transcription:
     timings: dict = field(default_factory=dict)   # seconds per stage, decode_tokens_per_s
     raw: str = ""                # decoded output before parsing (segments joined)
     segments: list[Segment] = field(default_factory=list)
+    source: object = field(default=None, repr=False)   # the input (path or array), for the Jupyter player
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def words(self) -> list | None:
+        """All timed words (None unless transcribed with word_timestamps=True)."""
+        if all(s.words is None for s in self.segments):
+            return None
+        return [w for s in self.segments for w in (s.words or [])]
 
     @property
     def truncated(self) -> bool:
@@ -58,6 +81,11 @@ class Transcription:
         if self.finish_reason in ("length", "repetition"):
             note = " &mdash; <b>decoding stopped early: the text may be incomplete</b>"
         retries = f", retries {self.retries}" if self.retries else ""
+        if self.words is not None:
+            return (f"<div>{_player_with_words(self)}"
+                    f"<p><small>language {html.escape(self.language or '-')}, "
+                    f"{format_clock(self.duration)} of audio, finish {html.escape(self.finish_reason)}{retries}"
+                    f"{note}</small></p>{_segments_table(self.segments)}</div>")
         return (f"<div><p>{html.escape(self.text)}</p>"
                 f"<p><small>language {html.escape(self.language or '-')}, "
                 f"{format_clock(self.duration)} of audio, finish {html.escape(self.finish_reason)}{retries}"
@@ -83,6 +111,51 @@ def format_clock(seconds: float) -> str:
     """mm:ss.s (minutes keep counting past 59)."""
     minutes, tenths = divmod(int(round(seconds * 10)), 600)
     return f"{minutes:02d}:{tenths / 10:04.1f}"
+
+
+# Longest audio embedded in the notebook for the player (16 kHz 16-bit: ~2 MB a minute).
+PLAYER_MAX_SECONDS = 600
+
+
+def _player_with_words(result: "Transcription") -> str:
+    """An audio player and the text as clickable words: a click plays from that word."""
+    import uuid
+
+    player_id = f"mlx-qwen-asr-{uuid.uuid4().hex[:8]}"
+    audio_html = ""
+    data = _wav_data_uri(result.source, result.duration)
+    if data:
+        audio_html = f'<audio id="{player_id}" controls src="{data}" style="width:100%"></audio>'
+    spans = []
+    for segment in result.segments:
+        for start, end, text in segment.word_items():
+            click = (f"var a=document.getElementById('{player_id}');if(a){{a.currentTime={start:.3f};a.play();}}"
+                     if data else "")
+            spans.append(f'<span title="{format_clock(start)}-{format_clock(end)}" style="cursor:pointer" '
+                         f'onclick="{click}">{html.escape(text)}</span>')
+    return f"{audio_html}<p>{' '.join(spans)}</p>"
+
+
+def _wav_data_uri(source, duration: float) -> str:
+    """The input as an embedded 16-bit WAV, or "" when it is unavailable or too long."""
+    if source is None or duration > PLAYER_MAX_SECONDS:
+        return ""
+    import base64
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from .audio import SAMPLE_RATE, load_audio
+    from .errors import AudioError
+
+    try:
+        samples = load_audio(source) if not isinstance(source, tuple) else load_audio(*source)
+    except (AudioError, TypeError):
+        return ""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _segments_table(segments: list[Segment]) -> str:

@@ -8,12 +8,13 @@ are joined. A segment that loops or runs out of budget is decoded again with a r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
+from .aligner import DEFAULT_ALIGNER, get_aligner
 from .audio import SAMPLE_RATE
 from .audio_stream import open_audio_stream
 from .config import ModelConfig
@@ -71,7 +72,7 @@ class ASRModel:
     def transcribe(self, audio, *, sample_rate: int | None = None, language: str | None = None,
                    context: str = "", max_new_tokens: int | None = None, repetition_guard: bool = True,
                    segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True,
-                   progress=None) -> Transcription:
+                   progress=None, word_timestamps: bool = False, aligner=DEFAULT_ALIGNER) -> Transcription:
         """Transcribe one file path or array (with `sample_rate`), of any length.
 
         Audio longer than `segment_seconds` is cut at quiet moments and transcribed segment
@@ -80,8 +81,11 @@ class ASRModel:
         greedy decoding, token for token the official `generate`, even through a runaway
         loop; `recover_loops` re-decodes a segment that looped or hit its default budget.
         `progress`, if given, is called as progress(done_seconds, total_seconds) after each segment.
+        `word_timestamps=True` times every word with the forced aligner (`aligner`: a hub id,
+        a directory or a loaded `Aligner`), segment by segment, into `Segment.words`.
         """
         language = normalize_language(language, self.config.support_languages)
+        aligner = get_aligner(aligner, self.dtype) if word_timestamps else None
         start = time.perf_counter()
         stream = open_audio_stream(audio, sample_rate)
         timings = {"load": time.perf_counter() - start}
@@ -90,16 +94,20 @@ class ASRModel:
             offset = piece.start / SAMPLE_RATE
             found = self._decode_with_recovery(piece.audio, offset, language, context, max_new_tokens,
                                                repetition_guard, recover_loops, timings)
+            if aligner is not None:
+                _attach_words(aligner, found, piece.audio, offset, timings)
             segments.extend(found)
             if progress is not None:
                 progress(min(piece.end / SAMPLE_RATE, stream.duration), stream.duration)
-        return Transcription.from_segments(segments, stream.duration, _with_speed(timings, segments))
+        result = Transcription.from_segments(segments, stream.duration, _with_speed(timings, segments))
+        result.source = audio if sample_rate is None else (audio, sample_rate)
+        return result
 
     def transcribe_many(self, audios: list, *, batch_size: int = DEFAULT_BATCH_SIZE, on_error: str = "raise",
                         sample_rate: int | None = None, language: str | None = None, context: str = "",
                         max_new_tokens: int | None = None, repetition_guard: bool = True,
                         segment_seconds: float = DEFAULT_SEGMENT_SECONDS, recover_loops: bool = True,
-                        progress=None) -> list:
+                        progress=None, word_timestamps: bool = False, aligner=DEFAULT_ALIGNER) -> list:
         """Transcribe several inputs, decoding up to `batch_size` segments (of any of them)
         together. Each result equals `transcribe` of that input alone.
 
@@ -110,6 +118,7 @@ class ASRModel:
         if on_error not in ("raise", "return"):
             raise ValueError('on_error must be "raise" or "return"')
         language = normalize_language(language, self.config.support_languages)
+        aligner = get_aligner(aligner, self.dtype) if word_timestamps else None
         results: list = [None] * len(audios)
         jobs: list[_SegmentJob] = []
         files: dict[int, _FileState] = {}
@@ -119,6 +128,7 @@ class ASRModel:
                 state = files.pop(index)
                 segments = [seg for part in state.parts for seg in part]
                 results[index] = Transcription.from_segments(segments, state.duration, _with_speed(state.timings, segments))
+                results[index].source = audios[index] if sample_rate is None else (audios[index], sample_rate)
                 if progress is not None:
                     progress(index, results[index])
 
@@ -130,6 +140,8 @@ class ASRModel:
                 if recover_loops and max_new_tokens is None and segment.finish_reason in ("repetition", "length"):
                     parts = self._decode_with_recovery(job.audio, job.offset, language, context, None,
                                                        repetition_guard, True, state.timings, first=segment)
+                if aligner is not None:
+                    _attach_words(aligner, parts, job.audio, job.offset, state.timings)
                 state.parts[job.order] = parts
             jobs.clear()
             finish_ready()
@@ -254,6 +266,18 @@ class ASRModel:
 
 def _add(timings: dict, stage: str, seconds: float) -> None:
     timings[stage] = timings.get(stage, 0.0) + seconds
+
+
+def _attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: float, timings: dict) -> None:
+    """Word times for each segment (cut from `audio`, which starts at `offset` seconds),
+    shifted to the input's clock."""
+    start = time.perf_counter()
+    for segment in segments:
+        first = int(round((segment.start - offset) * SAMPLE_RATE))
+        last = int(round((segment.end - offset) * SAMPLE_RATE))
+        words = aligner.align_samples(audio[first:last], segment.text, segment.language or None)
+        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start) for w in words]
+    _add(timings, "align", time.perf_counter() - start)
 
 
 def _with_speed(timings: dict, segments: list[Segment]) -> dict:

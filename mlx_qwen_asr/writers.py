@@ -133,8 +133,45 @@ def _join(left: str, right: str) -> str:
     return left + right if _is_cjk(left[-1]) or _is_cjk(right[0]) else left + " " + right
 
 
+# Word-timed cues: a phrase ends at a pause, after sentence punctuation, or before it would
+# outgrow two lines or this many seconds.
+MAX_CUE_SECONDS = 7.0
+PAUSE_SECONDS = 0.6
+SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+CLAUSE_END = (",", ";", ":", "，", "；", "：", "、")
+
+
 def segment_items(result: Transcription) -> list[tuple[float, float, str]]:
-    return [(s.start, s.end, s.text) for s in result.segments]
+    """Cue items: phrases of timed words when there are word timestamps, else segments."""
+    if result.words is None:
+        return [(s.start, s.end, s.text) for s in result.segments]
+    return word_phrases([item for s in result.segments for item in s.word_items()])
+
+
+def word_phrases(words: list[tuple[float, float, str]], max_width: int = MAX_LINE_WIDTH,
+                 max_lines: int = MAX_LINES, max_seconds: float = MAX_CUE_SECONDS,
+                 pause: float = PAUSE_SECONDS) -> list[tuple[float, float, str]]:
+    """Readable phrases from (start, end, text) words, every time a real word time."""
+    phrases: list[tuple[float, float, str]] = []
+    current: tuple[float, float, str] | None = None
+    for start, end, text in words:
+        if not text:
+            continue
+        if current is not None:
+            joined = _join(current[2], text)
+            breaks = (start - current[1] > pause
+                      or current[2].endswith(SENTENCE_END)
+                      or end - current[0] > max_seconds
+                      or len(wrap(joined, max_width)) > max_lines
+                      or (current[2].endswith(CLAUSE_END) and _width(joined) > max_width))
+            if not breaks:
+                current = (current[0], end, joined)
+                continue
+            phrases.append(current)
+        current = (start, end, text)
+    if current is not None:
+        phrases.append(current)
+    return phrases
 
 
 def format_timestamp(seconds: float, separator: str = ".") -> str:
@@ -172,12 +209,15 @@ def write_vtt(result: Transcription, file: TextIO, **_) -> None:
 
 
 def write_tsv(result: Transcription, file: TextIO, **_) -> None:
-    """Like whisper's: integer milliseconds, one row per segment, tabs in text made spaces."""
+    """Like whisper's: integer milliseconds, one row per segment (per word when words are
+    timed), tabs in text made spaces."""
     file.write("start\tend\ttext\n")
-    for segment in result.segments:
-        text = " ".join(segment.text.split())
+    items = ([item for s in result.segments for item in s.word_items()] if result.words is not None
+             else [(s.start, s.end, s.text) for s in result.segments])
+    for start, end, text in items:
+        text = " ".join(text.split())
         if text:
-            file.write(f"{int(round(segment.start * 1000))}\t{int(round(segment.end * 1000))}\t{text}\n")
+            file.write(f"{int(round(start * 1000))}\t{int(round(end * 1000))}\t{text}\n")
 
 
 def result_dict(result: Transcription, *, input: str | None = None, model: str | None = None,
@@ -186,7 +226,9 @@ def result_dict(result: Transcription, *, input: str | None = None, model: str |
     segments = [
         {"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "language": s.language,
          "finish_reason": s.finish_reason, "truncated": s.truncated, "retries": s.retries, "remedy": s.remedy,
-         "tokens": list(s.tokens), "raw": s.raw}
+         "tokens": list(s.tokens), "raw": s.raw,
+         **({"words": [{"word": text, "start": round(start, 3), "end": round(end, 3)}
+                       for start, end, text in s.word_items()]} if s.words is not None else {})}
         for i, s in enumerate(result.segments)
     ]
     languages = []
