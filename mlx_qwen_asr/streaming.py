@@ -25,11 +25,12 @@ The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mlx.core as mx
 import numpy as np
 
+from .aligner import DEFAULT_ALIGNER, get_aligner
 from .audio import SAMPLE_RATE
 from .audio_stream import StreamResampler, open_audio_stream
 from .decoding import RepetitionGuard, greedy_decode, token_budget
@@ -56,6 +57,7 @@ class StreamUpdate:
     audio_seconds: float    # audio consumed so far
     language: str = ""
     final: bool = False
+    words: list | None = None   # committed words with times (WordTiming), with word_timestamps=True
 
     @property
     def text(self) -> str:
@@ -154,12 +156,19 @@ class StreamingSession:
     def __init__(self, model: ASRModel, language: str | None = None, context: str = "",
                  step_seconds: float = STEP_SECONDS, unfixed_steps: int = UNFIXED_STEPS,
                  unfixed_tokens: int = UNFIXED_TOKENS, max_region_seconds: float = MAX_REGION_SECONDS,
-                 keep_seconds: float = KEEP_SECONDS, max_step_tokens: int | None = None):
+                 keep_seconds: float = KEEP_SECONDS, max_step_tokens: int | None = None,
+                 word_timestamps: bool = False, aligner=DEFAULT_ALIGNER):
         """`max_step_tokens` caps the tokens generated per step (default: the region's
         budget); benchmarks on random weights, which never say end-of-text, use it to
         model a real transcript's pace."""
         self.model = model
         self.max_step_tokens = max_step_tokens
+        # Word times of committed text: re-aligned within the region whenever it grows (the
+        # region is bounded, so this cost is flat too); closed regions keep theirs.
+        self.aligner = get_aligner(aligner, model.dtype) if word_timestamps else None
+        self.archived_words: list = []
+        self.region_words: list = []
+        self.aligned_tokens: list[int] = []
         self.language = normalize_language(language, model.config.support_languages)
         self.context = context
         self.step = int(step_seconds * SAMPLE_RATE)
@@ -197,6 +206,7 @@ class StreamingSession:
         while self.unprocessed >= self.step:
             self.unprocessed -= self.step
             self._run_step(upto=len(self.region) - self.unprocessed)
+            self._align_committed(len(self.region) - self.unprocessed)
         return self._update(before)
 
     def finish(self) -> StreamUpdate:
@@ -211,6 +221,7 @@ class StreamingSession:
         self._run_step(upto=len(self.region), final=True)
         self.finished = True
         self.region_tokens = list(self.output_tokens)
+        self._align_committed(len(self.region))
         update = self._update(before)
         update.final = True
         return update
@@ -308,6 +319,9 @@ class StreamingSession:
             else:
                 self.cache_valid = 0
                 archived = self.region_tokens + self._decode(closing, self.region_tokens)
+        if self.aligner is not None:
+            self.archived_words += self._timed_words(archived, closing)
+            self.region_words, self.aligned_tokens = [], []
         self.archived = self._joined(archived)
         self.continues = bool(carried)
         self.region_tokens = (self.region_tokens[:header] + carried) if carried else self.region_tokens[:header]
@@ -375,8 +389,24 @@ class StreamingSession:
         full = self._joined(self.output_tokens).strip()
         partial = full[len(committed):].strip() if full.startswith(committed) else ""
         new = committed[len(before):].strip() if committed.startswith(before) else committed
+        words = self.archived_words + self.region_words if self.aligner is not None else None
         return StreamUpdate(committed, partial, new, self.consumed / SAMPLE_RATE,
-                            self.language or self.language_found)
+                            self.language or self.language_found, words=words)
+
+    def _align_committed(self, upto: int) -> None:
+        if self.aligner is None or self.region_tokens == self.aligned_tokens:
+            return
+        self.region_words = self._timed_words(self.region_tokens, self.region[:upto])
+        self.aligned_tokens = list(self.region_tokens)
+
+    def _timed_words(self, tokens: list[int], audio: np.ndarray) -> list:
+        """Words of `tokens`' text timed in `audio` (the region's start), on the stream's clock."""
+        text = self._body(tokens).strip()
+        if not text or not len(audio):
+            return []
+        offset = (self.consumed - len(self.region)) / SAMPLE_RATE   # where the region starts
+        words = self.aligner.align_samples(audio, text, self.language or self.language_found or None)
+        return [replace(w, start=w.start + offset, end=w.end + offset) for w in words]
 
 
 def transcribe_stream(source, model, *, language: str | None = None, context: str = "",

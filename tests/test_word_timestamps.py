@@ -98,3 +98,24 @@ def test_cli_timestamps_writes_word_timed_outputs(tiny_checkpoint, aligner_dir, 
     data = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert data["segments"][0]["words"]
     assert (tmp_path / "out" / "clip.srt").read_text().count(" --> ") >= 1
+
+
+def test_streamed_committed_text_gets_word_times(model, aligner):
+    from mlx_qwen_asr.streaming import StreamingSession
+    from mlx_qwen_asr.word_split import split_words
+
+    session = StreamingSession(model, language="English", max_region_seconds=16, keep_seconds=4,
+                               word_timestamps=True, aligner=aligner)
+    audio = speech(30.0)
+    timed_updates = []
+    for i in range(0, len(audio), 16000):
+        update = session.feed(audio[i:i + 16000])
+        if update.committed:
+            timed_updates.append(update)
+            assert update.words, "committed text without word times"
+    final = session.finish()
+    assert timed_updates and len(session.archived_words) > 0   # a region was closed with its words
+    starts = [w.start for w in final.words]
+    assert starts == sorted(starts)
+    assert all(0.0 <= w.start < w.end <= 30.0 + 1e-6 for w in final.words)
+    assert len(final.words) == len(split_words(final.committed, "English"))
