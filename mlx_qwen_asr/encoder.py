@@ -11,6 +11,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from .activations import gelu
 from .config import AudioEncoderConfig
 
 
@@ -33,32 +34,6 @@ def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -
     inv_timescales = mx.exp(-log_increment * mx.arange(channels // 2, dtype=mx.float32))
     scaled = mx.arange(length, dtype=mx.float32)[:, None] * inv_timescales[None, :]
     return mx.concatenate([mx.sin(scaled), mx.cos(scaled)], axis=1)
-
-
-class Conv3x3Stride2(nn.Module):
-    """3x3 conv, stride 2, padding 1, NHWC, computed as one GEMM over gathered patches.
-
-    A GEMM runs on the fast BLAS path of every backend; MLX's direct CPU convolution is
-    ~50x slower on this stem (PERF_NOTES.md). `weight` is kept in MLX conv layout
-    [out, kh, kw, in] so checkpoints convert with a plain transpose.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.weight = mx.zeros((out_channels, 3, 3, in_channels))
-        self.bias = mx.zeros((out_channels,))
-
-    def __call__(self, x: mx.array) -> mx.array:
-        n, h, w, c = x.shape
-        out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        padded = mx.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
-        patches = [
-            padded[:, ky: ky + 2 * out_h: 2, kx: kx + 2 * out_w: 2, :]
-            for ky in range(3) for kx in range(3)
-        ]
-        patches = mx.concatenate(patches, axis=-1)  # [n, out_h, out_w, 9*c], (ky, kx, c) order
-        weight = self.weight.reshape(self.weight.shape[0], -1)
-        return mx.addmm(self.bias, patches, weight.T)
 
 
 class EncoderAttention(nn.Module):
@@ -103,7 +78,7 @@ class EncoderLayer(nn.Module):
 
     def __call__(self, x: mx.array, window: int) -> mx.array:
         x = x + self.self_attn(self.self_attn_layer_norm(x), window)
-        x = x + self.fc2(nn.gelu(self.fc1(self.final_layer_norm(x))))
+        x = x + self.fc2(gelu(self.fc1(self.final_layer_norm(x))))
         if x.dtype == mx.float16:
             # The official layer clamps float16 activations the same way.
             limit = float(mx.finfo(mx.float16).max) - 1000
@@ -116,9 +91,12 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.downsample_hidden_size
-        self.conv2d1 = Conv3x3Stride2(1, hidden)
-        self.conv2d2 = Conv3x3Stride2(hidden, hidden)
-        self.conv2d3 = Conv3x3Stride2(hidden, hidden)
+        # 3x3, stride 2, padding 1, NHWC; weights [out, kh, kw, in] (a transpose of torch's).
+        # mx.conv2d is MLX's native kernel on Metal and one im2col GEMM on the CPU (as fast
+        # as gathering the patches ourselves, measured: docs/performance.md).
+        self.conv2d1 = nn.Conv2d(1, hidden, 3, stride=2, padding=1)
+        self.conv2d2 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
+        self.conv2d3 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
         freq_after_convs = conv_output_length(config.num_mel_bins)
         self.conv_out = nn.Linear(hidden * freq_after_convs, config.d_model, bias=False)
         self.layers = [EncoderLayer(config) for _ in range(config.encoder_layers)]
@@ -137,9 +115,9 @@ class AudioEncoder(nn.Module):
         width = chunk if num_chunks > 1 else frames
         mel = mx.pad(mel, [(0, 0), (0, num_chunks * width - frames)])
         x = mel.reshape(n_mels, num_chunks, width).transpose(1, 0, 2)[..., None]  # NHWC
-        x = nn.gelu(self.conv2d1(x))
-        x = nn.gelu(self.conv2d2(x))
-        x = nn.gelu(self.conv2d3(x))
+        x = gelu(self.conv2d1(x))
+        x = gelu(self.conv2d2(x))
+        x = gelu(self.conv2d3(x))
         n, freq, time, channels = x.shape
         # Flatten with feature index = channel * freq + f, as the official permute/view does.
         x = self.conv_out(x.transpose(0, 2, 3, 1).reshape(n, time, channels * freq))
@@ -168,4 +146,4 @@ class AudioEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x, window)
         x = self.ln_post(x)
-        return self.proj2(nn.gelu(self.proj1(x)))
+        return self.proj2(gelu(self.proj1(x)))
