@@ -726,3 +726,26 @@ def build_random_aligner(out_dir, size: str = "tiny", seed: int = 0, dtype: str 
     config = aligner_config_dict(size, **overrides)
     return write_checkpoint(out_dir, config, random_weights(config, seed), dtype=dtype,
                             tokenizer_source=tokenizer_source)
+
+
+def main(argv=None) -> int:
+    """`python -m mlx_qwen_asr.random_checkpoint OUT`: a random-weight model to try the
+    pipeline (or benchmark it) with no download; its transcripts are gibberish by design."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mlx_qwen_asr.random_checkpoint", description=main.__doc__)
+    parser.add_argument("out", help="directory to write the checkpoint to")
+    parser.add_argument("--size", default="tiny", choices=["tiny", "0.6b", "1.7b"])
+    parser.add_argument("--aligner", action="store_true", help="a Qwen3-ForcedAligner checkpoint instead")
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    build = build_random_aligner if args.aligner else build_random_checkpoint
+    if args.aligner and args.size == "1.7b":
+        parser.error("the forced aligner exists in tiny and 0.6b sizes")
+    print(build(args.out, size=args.size, seed=args.seed, dtype=args.dtype))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
