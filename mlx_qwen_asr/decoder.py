@@ -75,9 +75,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
         self.q_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
         self.k_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self._project_step = None
 
     def rope(self, x: mx.array, offset: int) -> mx.array:
         return mx.fast.rope(x, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=offset)
+
+    def project(self, x: mx.array, offset) -> tuple[mx.array, mx.array, mx.array]:
+        """Queries, keys and values [B, heads, T, head_dim], normed and rotated."""
+        b, t, _ = x.shape
+        q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim)).transpose(0, 2, 1, 3)
+        k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
+        return self.rope(q, offset), self.rope(k, offset), v
 
     def __call__(self, x: mx.array, cache: KVCache | None, layer: int,
                  mask: mx.array | None = None, positions: mx.array | None = None) -> mx.array:
@@ -85,11 +94,17 @@ class Attention(nn.Module):
         serve batches of prompts of different lengths; by default every row starts at the
         cache offset and attention is causal."""
         b, t, _ = x.shape
-        q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim)).transpose(0, 2, 1, 3)
-        k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)).transpose(0, 2, 1, 3)
-        v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
         offset = positions if positions is not None else (cache.offset if cache is not None else 0)
-        q, k = self.rope(q, offset), self.rope(k, offset)
+        if t == 1:
+            # One decoding step: compiled, the norms and RoPE around the projections run
+            # as a few fused kernels (3-7 % per token on the CPU, docs/performance.md).
+            # `inputs=self` re-reads the weights at every call, so loading or quantizing
+            # after the first step is seen; the offset is an array so no step retraces.
+            if self._project_step is None:
+                self._project_step = mx.compile(self.project, inputs=self)
+            q, k, v = self._project_step(x, mx.array(offset) if isinstance(offset, int) else offset)
+        else:
+            q, k, v = self.project(x, offset)
         if cache is not None:
             k, v = cache.update_and_fetch(layer, k, v)
         if mask is None and t > 1:
