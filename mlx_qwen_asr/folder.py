@@ -226,6 +226,8 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
         raise QwenASRError("no audio files found in: " + ", ".join(map(str, inputs)))
     if isinstance(model, ASRModel):
         settings = {"model": str(model.path), "dtype": str(model.dtype)}
+        if getattr(model, "quantize", None):
+            settings["quantize"] = model.quantize  # outputs of a float run are not reused
     else:
         settings = {"model": str(model), "dtype": dtype}
     settings.update({name: options[name] for name in TRANSCRIBE_OPTIONS})

@@ -47,24 +47,32 @@ DEFAULT_BATCH_SIZE = 8
 class ASRModel:
     """A loaded Qwen3-ASR model: network, tokenizer and config. Load once, transcribe many."""
 
-    def __init__(self, network: Qwen3ASR, tokenizer: QwenTokenizer, config: ModelConfig, path: Path, dtype: mx.Dtype):
+    def __init__(self, network: Qwen3ASR, tokenizer: QwenTokenizer, config: ModelConfig, path: Path, dtype: mx.Dtype,
+                 quantize: int | None = None):
         self.network = network
         self.tokenizer = tokenizer
         self.config = config
         self.path = path
         self.dtype = dtype
+        self.quantize = quantize
 
     def __repr__(self) -> str:
-        return f"ASRModel({str(self.path)!r}, dtype={self.dtype})"
+        quantized = f", quantize={self.quantize}" if self.quantize else ""
+        return f"ASRModel({str(self.path)!r}, dtype={self.dtype}{quantized})"
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, dtype=None) -> "ASRModel":
+    def load(cls, model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None) -> "ASRModel":
+        """`quantize` (4 or 8) quantizes the decoder's linear layers at that many bits once
+        loaded (encoder and head at 8; quantization.py has the policy). It saves memory; on
+        the CPU backend it is slower than float32 (docs/performance.md)."""
+        if quantize not in (None, 4, 8):
+            raise ValueError(f"quantize must be 4 or 8 (bits), got {quantize!r}")
         model_dir = resolve_model_dir(model)
         config = ModelConfig.from_file(model_dir / "config.json")
         mx_dtype = parse_dtype(dtype)
-        network = load_network(model_dir, config, mx_dtype)
+        network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
-        return cls(network, tokenizer, config, model_dir, mx_dtype)
+        return cls(network, tokenizer, config, model_dir, mx_dtype, quantize)
 
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
@@ -312,26 +320,27 @@ class _FileState:
 _loaded: dict[tuple, ASRModel] = {}
 
 
-def load_model(model: str | Path = DEFAULT_MODEL, dtype=None) -> ASRModel:
-    """Load (or reuse, for the same path and dtype) a model."""
-    key = (str(model), str(parse_dtype(dtype)))
+def load_model(model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None) -> ASRModel:
+    """Load (or reuse, for the same path, dtype and quantization) a model; `quantize`: 4 or 8."""
+    key = (str(model), str(parse_dtype(dtype)), quantize)
     if key not in _loaded:
         _loaded.clear()  # keep at most one model in memory
-        _loaded[key] = ASRModel.load(model, dtype)
+        _loaded[key] = ASRModel.load(model, dtype, quantize)
     return _loaded[key]
 
 
 def transcribe(audio, *, model: str | Path | ASRModel = DEFAULT_MODEL, language: str | None = None,
-               context: str = "", dtype=None, max_new_tokens: int | None = None,
+               context: str = "", dtype=None, quantize: int | None = None, max_new_tokens: int | None = None,
                sample_rate: int | None = None, **options) -> Transcription | list[Transcription]:
     """Transcribe an audio file path or array (with `sample_rate`), or a list of them.
 
-    `model` is a hub id, a local directory, or an `ASRModel` from `load_model()`. A list in
+    `model` is a hub id, a local directory, or an `ASRModel` from `load_model()` (`dtype` and
+    `quantize` apply when it is loaded here). A list in
     gives a list out, in the same order. Other keyword options go to `ASRModel.transcribe`
     (segment_seconds, repetition_guard, recover_loops).
     """
     if not isinstance(model, ASRModel):
-        model = load_model(model, dtype)
+        model = load_model(model, dtype, quantize)
     kwargs = dict(sample_rate=sample_rate, language=language, context=context, max_new_tokens=max_new_tokens,
                   **options)
     if isinstance(audio, list):

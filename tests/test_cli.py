@@ -69,3 +69,12 @@ def test_mic_without_sounddevice_is_a_clear_error(tiny_checkpoint):
 def test_stream_options_conflict_with_output_dir(tmp_path):
     done = run_cli(tmp_path / "a.wav", "--stream", "-o", tmp_path / "out")
     assert done.returncode == 2 and "do not write files" in done.stderr
+
+
+def test_quantize_option(tiny_checkpoint, tmp_path):
+    audio = tmp_path / "one.wav"
+    sf.write(audio, speech(1.5), 16000)
+    done = run_cli(audio, "--model", tiny_checkpoint, "--quantize", "8", "--max-new-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    assert run_cli(audio, "--model", tiny_checkpoint, "--quantize", "3").returncode == 2  # argparse choices

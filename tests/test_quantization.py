@@ -113,3 +113,22 @@ def test_converted_directory_loads_as_stored(tmp_path, tiny_checkpoint_fp32, ref
 def _flat(network):
     from mlx.utils import tree_flatten
     return tree_flatten(network.parameters())
+
+
+def test_load_with_quantize_through_the_public_api(tiny_checkpoint_fp32, reference, forced):
+    from mlx_qwen_asr import load_model
+
+    model = ASRModel.load(tiny_checkpoint_fp32, dtype="float32", quantize=8)
+    assert model.quantize == 8 and "quantize=8" in repr(model)
+    assert model.network.model.layers[0].mlp.down_proj.bits == 8
+    result = model.transcribe(speech(3.0), sample_rate=16000, max_new_tokens=12,
+                              repetition_guard=False, recover_loops=False)
+    assert 0 < len(result.tokens) <= 12 and isinstance(result.text, str)
+    # A random model's free-running tokens part at its first near-tie (often within a few
+    # tokens), so agreement with float32 is judged position by position under teacher forcing.
+    exact, worst_gap = agreement(model.network, reference, forced)
+    assert exact >= 0.9 and worst_gap < 0.05
+    assert load_model(tiny_checkpoint_fp32, "float32", 8).quantize == 8
+    assert load_model(tiny_checkpoint_fp32, "float32").quantize is None  # not the cached 8-bit one
+    with pytest.raises(ValueError):
+        ASRModel.load(tiny_checkpoint_fp32, quantize=3)
