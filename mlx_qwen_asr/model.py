@@ -10,7 +10,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import ModelConfig
-from .decoder import KVCache, TextModel
+from .decoder import KVCache, Linear, TextModel, few_rows_matmul
 from .encoder import AudioEncoder
 
 
@@ -21,7 +21,7 @@ class Qwen3ASR(nn.Module):
         self.audio_tower = AudioEncoder(config.audio)
         self.model = TextModel(config.text)
         if not config.text.tie_word_embeddings:
-            self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+            self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size)
 
     def encode_audio(self, mel: mx.array) -> mx.array:
         """[n_mels, T] log-mel -> [N, hidden] audio embeddings."""
@@ -49,7 +49,10 @@ class Qwen3ASR(nn.Module):
 
     def logits(self, hidden: mx.array) -> mx.array:
         if self.config.text.tie_word_embeddings:
-            return self.model.embed_tokens.as_linear(hidden)
+            embed = self.model.embed_tokens
+            if isinstance(embed, nn.QuantizedEmbedding):
+                return embed.as_linear(hidden)
+            return few_rows_matmul(hidden, embed.weight)
         return self.lm_head(hidden)
 
     def __call__(self, embeddings: mx.array, cache: KVCache | None = None, last_only: bool = True,
