@@ -11,6 +11,7 @@ from mlx_qwen_asr.segment import iter_segments, split_audio
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
+from looping import always_token
 
 SR = 16000
 
@@ -102,8 +103,9 @@ def test_without_loops_output_is_plain_greedy(model):
     assert default.tokens == plain.tokens and default.retries == 0
 
 
-def test_a_looping_segment_is_retried_and_reported(model):
-    """The tiny random model loops on this clip (":M" again and again)."""
+def test_a_looping_segment_is_retried_and_reported(model, monkeypatch):
+    """A model that loops whatever it hears is retried (penalty, then halves) and says so."""
+    always_token(model, monkeypatch)
     audio = speech(4.0)
     result = model.transcribe(audio, sample_rate=SR, language="English")
     assert result.retries >= 1

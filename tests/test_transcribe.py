@@ -12,6 +12,7 @@ from mlx_qwen_asr.decoding import RepetitionGuard, token_budget
 from mlx_qwen_asr.transcribe import ASRModel, Transcription
 
 from audio_samples import speech
+from looping import always_token
 
 MAX_TOKENS = 60
 
@@ -99,9 +100,10 @@ def test_repetition_guard_spots_loops_but_not_speech():
     assert not guard.is_looping([7, 8, 7, 8, 7, 8, 9, 10, 11])  # "no, no, no" is speech
 
 
-def test_repetition_guard_stops_a_looping_model(ours):
-    """The tiny random model loops on 4 s of speech (":M" over and over): the guard cuts it
-    short and says so; without it, decoding is plain greedy and runs on."""
+def test_repetition_guard_stops_a_looping_model(ours, monkeypatch):
+    """A looping model: the guard cuts it short and says so; without it, decoding is plain
+    greedy and runs on to the budget."""
+    always_token(ours, monkeypatch)
     audio = speech(4.0)
     guarded = ours.transcribe(audio, sample_rate=16000, language="English", max_new_tokens=400)
     plain = ours.transcribe(audio, sample_rate=16000, language="English", max_new_tokens=400,

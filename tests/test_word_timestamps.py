@@ -57,7 +57,8 @@ def test_subtitle_cues_come_from_word_times(timed):
         assert round(start, 6) in times and round(end, 6) in times
         assert end - start <= MAX_CUE_SECONDS + 1e-6 or " " not in text
     for cue in build_cues(items):
-        assert len(cue.lines) <= 2 and all(len(line) <= 42 for line in cue.lines)
+        # Lines wrap at spaces: only a single word longer than a line may exceed it.
+        assert len(cue.lines) <= 2 and all(len(line) <= 42 or " " not in line for line in cue.lines)
     srt = to_string(timed, "srt")
     assert srt.count(" --> ") == len(items)
 
@@ -118,4 +119,5 @@ def test_streamed_committed_text_gets_word_times(model, aligner):
     starts = [w.start for w in final.words]
     assert starts == sorted(starts)
     assert all(0.0 <= w.start < w.end <= 30.0 + 1e-6 for w in final.words)
-    assert len(final.words) == len(split_words(final.committed, "English"))
+    # The timed words spell the committed text (regions may split one long token run differently).
+    assert "".join(w.word for w in final.words) == "".join(split_words(final.committed, "English"))
