@@ -283,9 +283,7 @@ class StreamingSession:
     def _decode(self, audio: np.ndarray, prefix: list[int]) -> list[int]:
         network = self.model.network
         audio_embeddings, before, after, stable = self._embeddings(audio)
-        embed = network.embed_tokens
-        sequence = mx.concatenate([embed(mx.array(before)), audio_embeddings.astype(network.model.norm.weight.dtype),
-                                   embed(mx.array(after + prefix))], axis=0)
+        sequence = self._sequence(before, audio_embeddings, after + prefix)
         reuse = min(self.cache_valid, len(before) + stable)
         self.cache.rollback(reuse)
         # The region's whole text (prefix included) stays within the budget for its audio,
@@ -299,6 +297,11 @@ class StreamingSession:
         # its first changed audio token (the encoder reports how many are unchanged).
         self.cache_valid = len(before) + audio_embeddings.shape[0]
         return result.tokens
+
+    def _sequence(self, before: list[int], audio_embeddings: mx.array, after: list[int]) -> mx.array:
+        """[P, hidden] embeddings of `before`, the audio, then `after` (the model's own prompt assembly)."""
+        pads = [self.model.config.audio_token_id] * audio_embeddings.shape[0]
+        return self.model.network.embed_prompt(before + pads + after, audio_embeddings)[0]
 
     def _close_region(self, upto: int) -> None:
         """Archive the start of the region up to a quiet cut, carry the rest over."""
@@ -338,9 +341,7 @@ class StreamingSession:
         network = self.model.network
         self.encoder.reset()
         audio_embeddings, before, after, _ = self._embeddings(audio)
-        embed = network.embed_tokens
-        sequence = mx.concatenate([embed(mx.array(before)), audio_embeddings.astype(network.model.norm.weight.dtype),
-                                   embed(mx.array(after + tokens))], axis=0)
+        sequence = self._sequence(before, audio_embeddings, after + tokens)
         logits = network(sequence[None], network.make_cache(), last_only=False)[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
         # logits[prompt_length - 1 + j] predict the token after tokens[:j].

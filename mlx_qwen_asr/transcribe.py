@@ -185,9 +185,8 @@ class ASRModel:
         segments: list[Segment | None] = []
         for job in jobs:
             embeddings = self._prompt_embeddings(job.audio, language, context, job.timings)
-            end = job.offset + len(job.audio) / SAMPLE_RATE
             if embeddings is None:
-                segments.append(Segment(job.offset, end, "", language or "", "silence"))
+                segments.append(Segment(job.offset, job.end, "", language or "", "silence"))
                 continue
             segments.append(None)
             prompts.append(embeddings)
@@ -201,7 +200,7 @@ class ASRModel:
                 # The batch's time is shared: each row is charged an equal part.
                 _add(job.timings, "prefill", result.prefill_s / len(prompts))
                 _add(job.timings, "decode", result.decode_s / len(prompts))
-                segments[slot] = self._segment(result, job.offset, job.offset + len(job.audio) / SAMPLE_RATE, language)
+                segments[slot] = self._segment(result, job.offset, job.end, language)
         return segments
 
     def _decode_with_recovery(self, samples, offset, language, context, max_new_tokens, repetition_guard,
@@ -303,6 +302,10 @@ class _SegmentJob:
     audio: np.ndarray
     offset: float
     timings: dict       # the input's timings, charged as its segments are processed
+
+    @property
+    def end(self) -> float:
+        return self.offset + len(self.audio) / SAMPLE_RATE
 
 
 @dataclass
