@@ -495,13 +495,13 @@ _QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                 r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 
-@lru_cache(maxsize=1)
-def synthesize_bpe() -> tuple[str, str]:
+@lru_cache(maxsize=2)
+def synthesize_bpe(extra_text: str = "", vocab_size: int = 4096) -> tuple[str, str]:
     """(vocab.json text, merges.txt text) of a byte-level BPE with exactly 151643 entries.
 
     Ids 0..255 are the GPT-2 byte symbols, then merges learned from a small built-in
-    multilingual text, then unreachable filler entries up to id 151642, so that the added
-    tokens land on their real ids. Deterministic.
+    multilingual text (plus `extra_text`), then unreachable filler entries up to id
+    151642, so that the added tokens land on their real ids. Deterministic.
     """
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
@@ -510,9 +510,9 @@ def synthesize_bpe() -> tuple[str, str]:
         pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    trainer = trainers.BpeTrainer(vocab_size=4096, min_frequency=2, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    lines = _BPE_TRAINING_TEXT.splitlines(keepends=True)
+    lines = (_BPE_TRAINING_TEXT + extra_text).splitlines(keepends=True)
     lines += [f"language {name}<asr_text>\n" for name in SUPPORTED_LANGUAGES]
     tok.train_from_iterator(lines * 3, trainer=trainer)
     trained = json.loads(tok.to_str())["model"]
