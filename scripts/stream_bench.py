@@ -37,7 +37,11 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
     parser.add_argument("--model", default=None)
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--step-tokens", type=int, default=16)
+    parser.add_argument("--step-tokens", type=int, default=16,
+                        help="cap on new tokens per step (random weights never stop); 0 = no cap, "
+                             "for a trained model such as the fixture (README quick start)")
+    parser.add_argument("--audio", default=None, help="speech to loop (default: JFK from ../shared, "
+                        "else synthetic)")
     parser.add_argument("--step-seconds", type=float, default=2.0)
     parser.add_argument("--unfixed-steps", type=int, default=2)
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
@@ -46,9 +50,9 @@ def main(argv=None) -> int:
 
     model_dir = args.model or random_model_dir(args.size, Path(args.work_dir).expanduser())
     model = ASRModel.load(model_dir, dtype=args.dtype)
-    source, source_name = speech_source(None)
+    source, source_name = speech_source(args.audio)
     session = StreamingSession(model, language="English", step_seconds=args.step_seconds,
-                               unfixed_steps=args.unfixed_steps, max_step_tokens=args.step_tokens)
+                               unfixed_steps=args.unfixed_steps, max_step_tokens=args.step_tokens or None)
     chunk = SAMPLE_RATE // 2
     total = int(args.minutes * 60 * SAMPLE_RATE)
     steps, rss, first_commit = [], {}, None

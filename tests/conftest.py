@@ -41,3 +41,23 @@ def synthetic_tokenizer_checkpoint(tmp_path_factory, tiny_config_and_weights) ->
     config, weights = tiny_config_and_weights
     return write_checkpoint(tmp_path_factory.mktemp("tiny-synth-tok"), config, weights,
                             dtype="bfloat16", tokenizer_source=False)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """The tiny trained fixture model (tests/heldout.py) as a Hugging Face folder, bf16."""
+    from heldout import TRAINED_MODEL
+
+    from mlx_qwen_asr.compact_checkpoint import expand_compact
+
+    return expand_compact(TRAINED_MODEL, tmp_path_factory.mktemp("tiny-trained"))
+
+
+@pytest.fixture(scope="session")
+def trained_aligner(tmp_path_factory) -> Path:
+    """The tiny trained forced-aligner fixture (tests/heldout.py) as a Hugging Face folder."""
+    from heldout import TRAINED_ALIGNER
+
+    from mlx_qwen_asr.compact_checkpoint import expand_compact
+
+    return expand_compact(TRAINED_ALIGNER, tmp_path_factory.mktemp("tiny-aligner"))

@@ -1,0 +1,98 @@
+"""Pipelines on a model that really transcribes (the tiny trained fixture, tests/heldout.py).
+
+Random weights prove the arithmetic; these prove the pipelines keep the words: segmentation
+loses and duplicates nothing at its cuts, batching changes nothing, streaming ends with the
+offline text, 8-bit stays within a point of float32.
+"""
+
+from __future__ import annotations
+
+import pytest
+from heldout import HELDOUT, rows
+
+from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.transcribe import ASRModel
+from mlx_qwen_asr.wer import wer
+
+ROWS = rows()
+SHORT = [r for r in ROWS if r["kind"] == "short"]
+LONG = [r for r in ROWS if r["kind"] == "long"]
+
+
+@pytest.fixture(scope="module")
+def model(trained_checkpoint):
+    return ASRModel.load(trained_checkpoint, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def offline(model):
+    return {r["file"]: model.transcribe(HELDOUT / r["file"]) for r in ROWS}
+
+
+def test_segmenting_long_clips_loses_and_duplicates_no_words(model, offline):
+    """Long clips cut every ~10 s (at pauses) transcribe as well as in one piece."""
+    references = [r["text"] for r in LONG]
+    whole = [offline[r["file"]].text for r in LONG]
+    segmented = [model.transcribe(HELDOUT / r["file"], segment_seconds=10.0) for r in LONG]
+    assert all(len(s.segments) >= 2 for s in segmented)
+    assert wer(references, [s.text for s in segmented]) <= wer(references, whole) + 0.02
+    for reference, result in zip(references, segmented):
+        # No stretch lost or doubled at a cut: the word count stays within two of the
+        # reference's (the fixture's own substitutions and merges account for those).
+        assert abs(len(result.text.split()) - len(reference.split())) <= 2
+
+
+def test_batched_equals_unbatched(model, offline):
+    paths = [HELDOUT / r["file"] for r in ROWS]
+    batched = model.transcribe_many(paths, batch_size=6)
+    assert [b.text for b in batched] == [offline[p.name].text for p in paths]
+
+
+STREAMING_GAP = ("issue 6 quality gate not met yet, measured on the trained fixture: streaming "
+                 "ends with the offline text on 19 of 20 short clips (short_14: one word differs) "
+                 "and long clips stream at 28.5 % WER against 12.1 % offline (regions closed "
+                 "every ~24 s: words near the cuts are lost or repeated)")
+
+
+def test_streamed_two_window_clips_end_with_the_offline_text(model, offline):
+    """7-15 s clips: the encoder's window cache and the decoder's rollback end exactly
+    where offline transcription does."""
+    for row in [r for r in ROWS if r["kind"] == "medium"]:
+        audio = load_audio(HELDOUT / row["file"])
+        session = StreamingSession(model)
+        for i in range(0, len(audio), 8000):
+            session.feed(audio[i:i + 8000])
+        assert session.finish().committed == offline[row["file"]].text, row["file"]
+
+
+@pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
+def test_streamed_short_clips_end_with_the_offline_text(model, offline):
+    for row in SHORT:
+        audio = load_audio(HELDOUT / row["file"])
+        session = StreamingSession(model)
+        for i in range(0, len(audio), 4000):
+            session.feed(audio[i:i + 4000])
+        assert session.finish().committed == offline[row["file"]].text, row["file"]
+
+
+@pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
+def test_streamed_long_clips_within_3_points_of_offline(model, offline):
+    references, streamed = [], []
+    for row in LONG:
+        audio = load_audio(HELDOUT / row["file"])
+        session = StreamingSession(model)
+        for i in range(0, len(audio), 8000):
+            session.feed(audio[i:i + 8000])
+        streamed.append(session.finish().committed)
+        references.append(row["text"])
+    offline_wer = wer(references, [offline[r["file"]].text for r in LONG])
+    assert wer(references, streamed) <= offline_wer + 0.03
+
+
+def test_8bit_within_one_point_of_float32(trained_checkpoint, offline):
+    quantized = ASRModel.load(trained_checkpoint, dtype="float32", quantize=8)
+    references = [r["text"] for r in ROWS]
+    float_wer = wer(references, [offline[r["file"]].text for r in ROWS])
+    q_wer = wer(references, [quantized.transcribe(HELDOUT / r["file"]).text for r in ROWS])
+    assert q_wer <= float_wer + 0.01
