@@ -1,0 +1,362 @@
+"""Train the tiny Qwen3-ForcedAligner fixture: word times checked against known ones.
+
+Same speech as scripts/make_fixture_model.py (every word's start and end is known: words
+are joined with measured silences) and the same tiny widths. The aligner is the ASR
+network with a 5000-class head (80 ms per class) read at each ``<timestamp>`` token of
+``<|audio_start|><|audio_pad|>*N<|audio_end|>w1<timestamp><timestamp>w2...``; it starts
+from the trained ASR fixture's encoder, decoder layers and word embeddings.
+
+The decoder must turn *where* a word is into *which 80 ms class*, and no input carries an
+absolute time (the encoder's positions restart every 1 s chunk; RoPE is relative). So,
+as training aids: the head is also trained on every audio token (its own time class:
+the decoder learns to tell time, e.g. from its RoPE distance to <|audio_start|>), and one
+layer's attention from each <timestamp> token is taught to look at its word's audio.
+
+Output: tests/fixtures/tiny_aligner.npz (mlx_qwen_asr.compact_checkpoint) and the mean
+word-boundary error of our aligner on the held-out set (words.json has the true times).
+
+Status (the committed fixture, 28 min on 2 shared CPU cores, 1600 steps): the clock stage
+works (each audio token's own 80 ms class, 99.8 % within one class after 300 steps); the
+stamp-word stage too (89 % after 100 steps); but the joint stage leaves the held-out mean
+word-boundary error at 309 ms (goal < 100 ms): the <timestamp> query does not yet find its
+word's audio reliably (alignment loss ~1.7 nats). Next to try: train the alignment layer
+alone, as the stages above were.
+
+    python scripts/make_fixture_aligner.py      # after scripts/make_fixture_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_fixture_model as asr  # noqa: E402  (the speech, tokenizer and ASR trainer)
+
+REPO = asr.REPO
+TIMESTAMP = 151705
+CLASS_SECONDS = 0.08
+CLASSIFY_NUM = 5000
+
+
+def aligner_config() -> dict:
+    from mlx_qwen_asr.random_checkpoint import aligner_config_dict
+
+    base = asr.fixture_config()["thinker_config"]
+    text = {k: base["text_config"][k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                 "num_attention_heads", "num_key_value_heads", "head_dim",
+                                                 "rope_theta")}
+    return aligner_config_dict("tiny", classify_num=CLASSIFY_NUM, timestamp_segment_time=80,
+                               audio_config={k: base["audio_config"][k] for k in
+                                             ("d_model", "encoder_layers", "encoder_attention_heads",
+                                              "encoder_ffn_dim", "downsample_hidden_size")},
+                               text_config=text)
+
+
+def load_processor(config: dict, work: Path):
+    import qwen_asr  # noqa: F401
+    from transformers import AutoProcessor
+
+    from mlx_qwen_asr.random_checkpoint import ADDED_TOKENS, ALIGNER_ADDED_TOKENS, write_tokenizer_files
+
+    skeleton = work / "aligner-processor"
+    write_tokenizer_files(skeleton, work / "tokenizer", ADDED_TOKENS + ALIGNER_ADDED_TOKENS)
+    (skeleton / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return AutoProcessor.from_pretrained(str(skeleton), fix_mistral_regex=True)
+
+
+def prompt_text(words: list[str]) -> str:
+    """The official aligner input text (Qwen3ForceAlignProcessor.encode_timestamp)."""
+    stamps = "<timestamp><timestamp>"
+    return "<|audio_start|><|audio_pad|><|audio_end|>" + stamps.join(words) + stamps
+
+
+class AlignerTrainer:
+    """The official Qwen3ASRForConditionalGeneration in its forced-aligner form."""
+
+    def __init__(self, config: dict, cand: list[int], seed: int, align_layer: int = 2):
+        import torch
+        from qwen_asr.core.transformers_backend.configuration_qwen3_asr import Qwen3ASRConfig
+        from qwen_asr.core.transformers_backend.modeling_qwen3_asr import Qwen3ASRForConditionalGeneration
+
+        asr.use_windowed_attention(True)
+        torch.manual_seed(seed)
+        cfg = Qwen3ASRConfig(**config)
+        cfg.thinker_config.text_config._attn_implementation = "sdpa"
+        cfg.thinker_config.audio_config._attn_implementation = "sdpa"
+        self.model = Qwen3ASRForConditionalGeneration(cfg).float()
+        asr.init_weights(self.model, config)
+        thinker = self.model.thinker
+        self.tower, self.text, self.head = thinker.audio_tower, thinker.model, thinker.lm_head
+        self.text.embed_tokens.weight.requires_grad_(False)
+        hidden = config["thinker_config"]["text_config"]["hidden_size"]
+        self.vocab = config["thinker_config"]["text_config"]["vocab_size"]
+        self.cand = torch.tensor(cand)
+        self.remap = torch.full((self.vocab,), -1, dtype=torch.long)
+        self.remap[self.cand] = torch.arange(len(cand))
+        self.embed = torch.nn.Parameter(torch.randn(len(cand), hidden) * 0.05)
+        # Training aid, not saved: the word each <timestamp> token belongs to, read from
+        # the first decoder layer's output there (a previous-token head: what the
+        # <timestamp> query then looks for in the audio).
+        self.stamp_word_head = torch.nn.Linear(hidden, len(asr.WORDS))
+        self.align_layer = align_layer
+        self.audio_weight, self.align_weight = 0.5, 1.0
+        # "clock": the decoder learns alone to tell each audio token's time (in joint
+        # training it did not: the timestamp loss sat near chance); "joint": everything.
+        self.stage = "joint"
+        self._attn_inputs = None
+        self.text.layers[align_layer].self_attn.register_forward_pre_hook(self._capture, with_kwargs=True)
+
+    _capture = asr.FixtureTrainer._capture
+
+    def start_from_asr(self, state: dict, asr_cand: list[int]) -> None:
+        """Encoder, decoder layers and the shared token rows from the trained ASR fixture."""
+        import torch
+
+        layers = {k: v for k, v in state["model"].items()
+                  if k.startswith(("thinker.audio_tower.", "thinker.model.layers.", "thinker.model.norm."))}
+        self.model.load_state_dict(layers, strict=False)
+        with torch.no_grad():
+            for row, token in enumerate(asr_cand):
+                if 0 <= token < self.vocab and self.remap[token] >= 0:
+                    self.embed[self.remap[token]] = state["embed"][row]
+
+    def parameters(self):
+        params = [p for n, p in self.model.named_parameters()
+                  if n.startswith(("thinker.audio_tower.", "thinker.model.layers.", "thinker.model.norm.",
+                                   "thinker.lm_head."))]
+        return params + [self.embed, *self.stamp_word_head.parameters()]
+
+    def state(self) -> dict:
+        return {"model": {k: v for k, v in self.model.state_dict().items() if "embed_tokens" not in k},
+                "embed": self.embed.detach().clone(), "stamp_word_head": self.stamp_word_head.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        import torch
+
+        self.model.load_state_dict(state["model"], strict=False)
+        if "stamp_word_head" in state:
+            self.stamp_word_head.load_state_dict(state["stamp_word_head"])
+        with torch.no_grad():
+            self.embed.copy_(state["embed"])
+
+    def loss(self, batch):
+        """(total, timestamp accuracy within one class, timestamp loss, alignment loss)."""
+        import torch
+        import torch.nn.functional as F
+
+        ids = batch["ids"]
+        lens = torch.tensor([f.shape[1] for f in batch["feats"]])
+        audio = self.tower(torch.cat(batch["feats"], dim=1), feature_lens=lens).last_hidden_state
+        emb = self.embed[self.remap[ids]]
+        emb = emb.masked_scatter((ids == asr.AUDIO_PAD)[..., None].expand_as(emb), audio)
+        out = self.text(inputs_embeds=emb, use_cache=False, output_hidden_states=True)
+        h = out.last_hidden_state
+        stamp = ids == TIMESTAMP
+        stamp_word = F.cross_entropy(self.stamp_word_head(out.hidden_states[1][stamp]), batch["stamp_words"])
+        if self.stage == "stamp-word":
+            hit = (self.stamp_word_head(out.hidden_states[1][stamp]).argmax(-1) == batch["stamp_words"])
+            return stamp_word, hit.float().mean(), stamp_word, stamp_word.new_zeros(())
+        logits = self.head(h[stamp])
+        target = batch["stamp_classes"]
+        stamp_loss = F.cross_entropy(logits, target)
+        close = ((logits.argmax(-1) - target).abs() <= 1).float().mean()
+        pad = ids == asr.AUDIO_PAD
+        audio_loss = F.cross_entropy(self.head(h[pad]), batch["audio_classes"])
+        if self.stage == "clock":
+            hit = ((self.head(h[pad]).argmax(-1) - batch["audio_classes"]).abs() <= 1).float().mean()
+            return audio_loss, hit, audio_loss, audio_loss.new_zeros(())
+        align = self.alignment_loss(batch)
+        return (stamp_loss + self.audio_weight * audio_loss + self.align_weight * align + stamp_word,
+                close, stamp_loss, align)
+
+    def alignment_loss(self, batch):
+        import torch
+        from qwen_asr.core.transformers_backend.modeling_qwen3_asr import apply_rotary_pos_emb
+
+        attn = self.text.layers[self.align_layer].self_attn
+        hs, (cos, sin) = self._attn_inputs
+        shape = (*hs.shape[:-1], -1, attn.head_dim)
+        q = attn.q_norm(attn.q_proj(hs).view(shape)).transpose(1, 2)
+        k = attn.k_norm(attn.k_proj(hs).view(shape)).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        k = k.repeat_interleave(attn.num_key_value_groups, dim=1)
+        total, count = hs.new_zeros(()), 0
+        for b, (rows, frames) in enumerate(batch["align"]):
+            if not rows:
+                continue
+            rows_t = torch.tensor(rows)
+            scores = (q[b][:, rows_t] @ k[b].transpose(-1, -2)) * attn.scaling
+            causal = torch.arange(k.shape[2])[None, :] <= rows_t[:, None]
+            a = scores.masked_fill(~causal[None], float("-inf")).softmax(-1).mean(0)
+            target = torch.zeros_like(a)
+            for r, positions in enumerate(frames):
+                target[r, positions] = 1.0
+            total = total - torch.log((a * target).sum(-1) + 1e-6).sum()
+            count += len(rows)
+        return total / max(1, count)
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        import torch
+
+        sd = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
+        full = torch.zeros(self.vocab, self.embed.shape[1])
+        full[self.cand] = self.embed.detach()
+        sd["thinker.model.embed_tokens.weight"] = full.numpy()
+        return sd
+
+
+class AlignerClips:
+    """Aligner inputs and targets from the ASR fixture's training clips."""
+
+    def __init__(self, clip_maker: asr.ClipMaker, processor):
+        self.clips, self.processor = clip_maker, processor
+
+    def batch(self, rng: np.random.Generator, seconds: float, progress: float):
+        import torch
+
+        kinds = ("short", "medium", "long")
+        p = min(1.0, max(0.0, progress))
+        probs = np.array([0.6 - 0.3 * p, 0.3, 0.1 + 0.3 * p])
+        feats, ids, stamps, stamp_words, audio_classes, align, total = [], [], [], [], [], [], 0.0
+        while total < seconds:
+            audio, words, spans = self.clips.clip(rng, kinds[rng.choice(3, p=probs / probs.sum())])
+            text = prompt_text([asr.WORDS[w] for w in words])
+            inputs = self.processor(text=[text], audio=[audio], return_tensors="pt", padding=True)
+            i = inputs["input_ids"][0]
+            audio_pos = torch.nonzero(i == asr.AUDIO_PAD)[:, 0]
+            n = len(audio_pos)
+            starts = (np.arange(n) // asr.TOKENS_PER_CHUNK) + (np.arange(n) % asr.TOKENS_PER_CHUNK) * 0.08
+            audio_classes.append(torch.from_numpy(np.round((starts + 0.04) / CLASS_SECONDS).astype(np.int64)))
+            times = np.array(spans).reshape(-1)
+            stamps.append(torch.from_numpy(np.round(times / CLASS_SECONDS).astype(np.int64)))
+            stamp_words.append(torch.tensor(np.repeat(words, 2), dtype=torch.long))
+            _, word_frames = asr.token_labels(n, spans)
+            rows = torch.nonzero(i == TIMESTAMP)[:, 0].tolist()
+            frames = [audio_pos[torch.from_numpy(word_frames[r // 2])] for r in range(len(rows))]
+            align.append((rows, frames))
+            feats.append(inputs["input_features"][0].float())
+            ids.append(i)
+            total += len(audio) / asr.SR
+        padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=asr.ENDOFTEXT)
+        return {"feats": feats, "ids": padded, "stamp_classes": torch.cat(stamps),
+                "stamp_words": torch.cat(stamp_words),
+                "audio_classes": torch.cat(audio_classes), "align": align}
+
+
+def boundary_error(aligner_dir: Path, heldout: Path) -> dict:
+    """Mean |predicted - true| word start/end on the held-out set, with our Aligner."""
+    from mlx_qwen_asr.aligner import Aligner
+
+    aligner = Aligner.load(aligner_dir, dtype="float32")
+    truth = json.loads((heldout / "words.json").read_text(encoding="utf-8"))
+    errors = {}
+    for name, words in truth.items():
+        timed = aligner.align(str(heldout / name), " ".join(w for w, _, _ in words), language="English")
+        pred = np.array([[t.start, t.end] for t in timed])
+        errors[name] = float(np.mean(np.abs(pred - np.array([[a, b] for _, a, b in words]))))
+    return {"mean": float(np.mean(list(errors.values()))), "per_file": errors}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=REPO / "tests/fixtures/tiny_aligner.npz")
+    p.add_argument("--heldout", type=Path, default=REPO / "tests/fixtures/heldout")
+    p.add_argument("--work", type=Path, default=Path.home() / ".cache/mlx-qwen-asr/fixture-asr")
+    p.add_argument("--seed", type=int, default=asr.SEED)
+    p.add_argument("--steps", type=int, default=1500, help="all training steps")
+    p.add_argument("--clock-steps", type=int, default=400, help="stage 1: the decoder learns time alone")
+    p.add_argument("--stamp-word-steps", type=int, default=200,
+                   help="stage 2: the first decoder layer learns each <timestamp>'s word alone")
+    p.add_argument("--batch-seconds", type=float, default=45.0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eval-only", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mlx_qwen_asr.compact_checkpoint import expand_compact, save_compact
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if not args.eval_only:
+        config = aligner_config()
+        processor = load_processor(config, args.work)
+        asr_processor = asr.load_processor(asr.fixture_config(), args.work)
+        table = asr.build_word_table(args.seed, args.work)
+        specs = asr.heldout_specs(args.seed)
+        exclude = {asr.sentence_text(s) for _, _, sentences in specs for s in sentences}
+        clips = AlignerClips(asr.ClipMaker(table, asr_processor, exclude), processor)
+        tok = processor.tokenizer
+        cand = sorted({*(tok(w).input_ids[0] for w in asr.WORDS), asr.AUDIO_START, asr.AUDIO_END,
+                       asr.AUDIO_PAD, TIMESTAMP, asr.ENDOFTEXT})
+        trainer = AlignerTrainer(config, cand, args.seed)
+        asr_state = torch.load(args.work / "train_state.pt", weights_only=False)["trainer"]
+        trainer.start_from_asr(asr_state, asr.candidate_ids(asr_processor))
+        params = trainer.parameters()
+        opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+        ckpt = args.work / "aligner_state.pt"
+        step, elapsed = 0, 0.0
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            trainer.load_state(state["trainer"])
+            try:
+                opt.load_state_dict(state["opt"])
+            except ValueError:      # a training aid added since: weights kept, optimizer restarted
+                asr.log("optimizer state does not match the parameters: starting it afresh")
+            step, elapsed = state["step"], state["elapsed"]
+            asr.log(f"resumed at step {step}")
+        last_save, window = time.time(), []
+        while step < args.steps:
+            t0 = time.time()
+            rng = np.random.default_rng([args.seed, 200, step])
+            first_joint = args.clock_steps + args.stamp_word_steps
+            trainer.stage = ("clock" if step < args.clock_steps else
+                             "stamp-word" if step < first_joint else "joint")
+            batch = clips.batch(rng, args.batch_seconds, step / max(1, args.steps) / 0.5)
+            if trainer.stage == "clock":
+                lr = asr.learning_rate(step, args.clock_steps, 2 * args.lr, final=1.0)
+            elif trainer.stage == "stamp-word":
+                lr = 2 * args.lr
+            else:
+                lr = asr.learning_rate(step - first_joint, args.steps - first_joint, args.lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss, close, stamp_loss, align = trainer.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            step += 1
+            elapsed += time.time() - t0
+            window.append((loss.item(), close.item(), stamp_loss.item(), align.item()))
+            if step % 25 == 0 or step == args.steps:
+                l, c, s, a = np.mean(window, axis=0)
+                window = []
+                asr.log(f"{trainer.stage} step {step}/{args.steps} loss {l:.3f} within 80 ms {c:.3f} "
+                        f"stamp {s:.3f} align {a:.3f} lr {lr:.2e} {elapsed / 60:.1f} min")
+            if time.time() - last_save > 180 or step == args.steps:
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"trainer": trainer.state(), "opt": opt.state_dict(), "step": step,
+                            "elapsed": elapsed}, tmp)
+                os.replace(tmp, ckpt)
+                last_save = time.time()
+        save_compact(args.out, config, trainer.export_weights(), args.work / "tokenizer")
+        asr.log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), {elapsed / 60:.1f} min training")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = boundary_error(expand_compact(args.out, Path(tmp) / "aligner"), args.heldout)
+    asr.log(f"held-out mean word-boundary error: {result['mean'] * 1000:.0f} ms")
+    (args.work / "aligner_report.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

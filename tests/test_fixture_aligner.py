@@ -1,0 +1,62 @@
+"""Word timestamps from a forced aligner that really aligns (tests/heldout.py).
+
+The tiny aligner fixture was trained on espeak-ng words joined with measured silences, so
+the held-out clips' true word times are known (words.json). Random-weight parity tests
+show our aligner computes what the official one does; these show the times land on the
+words (goal: mean boundary error under 100 ms, not reached yet), and the official aligner
+on the same trained checkpoint gives the same times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from heldout import HELDOUT, rows, word_times
+
+from mlx_qwen_asr.aligner import Aligner
+
+ROWS = rows()
+TIMES = word_times()
+
+
+@pytest.fixture(scope="module")
+def aligner(trained_aligner):
+    return Aligner.load(trained_aligner, dtype="float32")
+
+
+def boundary_errors(timed, truth) -> np.ndarray:
+    predicted = np.array([[t.start, t.end] for t in timed])
+    return np.abs(predicted - np.array([[a, b] for _, a, b in truth]))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 7 goal not met yet: the tiny aligner fixture's held-out "
+                   "mean word-boundary error is 309 ms (goal < 100 ms); it tells each audio token's "
+                   "time (99.8 % within 80 ms in training) but does not yet find each word reliably")
+def test_word_boundaries_within_100_ms_on_heldout(aligner):
+    errors = []
+    for row in ROWS:
+        truth = TIMES[row["file"]]
+        timed = aligner.align(HELDOUT / row["file"], row["text"], "English")
+        assert [t.word for t in timed] == [w for w, _, _ in truth]
+        errors.append(boundary_errors(timed, truth))
+    errors = np.concatenate(errors)
+    print(f"mean word-boundary error {errors.mean() * 1000:.0f} ms, "
+          f"90th percentile {np.percentile(errors, 90) * 1000:.0f} ms")
+    assert errors.mean() < 0.100
+
+
+def test_official_aligner_gives_the_same_times(trained_aligner, aligner):
+    import torch
+    from qwen_asr import Qwen3ForcedAligner
+
+    from mlx_qwen_asr import official
+
+    reference = Qwen3ForcedAligner.from_pretrained(str(trained_aligner), dtype=torch.float32, device_map="cpu")
+    reference.model.eval()
+    official.enable_window_mask(reference.model)
+    for row in [r for r in ROWS if r["kind"] != "short"] + ROWS[:3]:
+        with torch.no_grad():
+            theirs = reference.align(str(HELDOUT / row["file"]), row["text"], "English")[0]
+        ours = aligner.align(HELDOUT / row["file"], row["text"], "English", official=True)
+        assert [(t.word, t.start, t.end) for t in ours] == \
+            [(t.text, t.start_time, t.end_time) for t in theirs], row["file"]
