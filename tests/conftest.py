@@ -1,4 +1,5 @@
-"""Session fixtures: random-weight Qwen3-ASR checkpoints in the Hugging Face layout.
+"""Session fixtures: Qwen3-ASR checkpoints in the Hugging Face layout, random-weight ones
+built here and the trained fixtures (tests/heldout.py) written out from their compact form.
 
 Built once per test session into pytest's temporary directory (well under a second
 each). The tokenizer is the real Qwen vocabulary when ../shared is present, otherwise a
