@@ -83,16 +83,8 @@ class AlignerTrainer:
 
     def __init__(self, config: dict, cand: list[int], seed: int, align_layer: int = 2):
         import torch
-        from qwen_asr.core.transformers_backend.configuration_qwen3_asr import Qwen3ASRConfig
-        from qwen_asr.core.transformers_backend.modeling_qwen3_asr import Qwen3ASRForConditionalGeneration
 
-        asr.use_windowed_attention(True)
-        torch.manual_seed(seed)
-        cfg = Qwen3ASRConfig(**config)
-        cfg.thinker_config.text_config._attn_implementation = "sdpa"
-        cfg.thinker_config.audio_config._attn_implementation = "sdpa"
-        self.model = Qwen3ASRForConditionalGeneration(cfg).float()
-        asr.init_weights(self.model, config)
+        self.model = asr.official_model(config, seed)
         thinker = self.model.thinker
         self.tower, self.text, self.head = thinker.audio_tower, thinker.model, thinker.lm_head
         self.text.embed_tokens.weight.requires_grad_(False)
@@ -115,6 +107,8 @@ class AlignerTrainer:
         self.text.layers[align_layer].self_attn.register_forward_pre_hook(self._capture, with_kwargs=True)
 
     _capture = asr.FixtureTrainer._capture
+    # From each <timestamp> token (batch["align"] rows) to its word's audio tokens.
+    alignment_loss = asr.FixtureTrainer.alignment_loss
 
     def start_from_asr(self, state: dict, asr_cand: list[int]) -> None:
         """Encoder, decoder layers and the shared token rows from the trained ASR fixture."""
@@ -176,32 +170,6 @@ class AlignerTrainer:
         align = self.alignment_loss(batch)
         return (stamp_loss + self.audio_weight * audio_loss + self.align_weight * align + stamp_word,
                 close, stamp_loss, align)
-
-    def alignment_loss(self, batch):
-        import torch
-        from qwen_asr.core.transformers_backend.modeling_qwen3_asr import apply_rotary_pos_emb
-
-        attn = self.text.layers[self.align_layer].self_attn
-        hs, (cos, sin) = self._attn_inputs
-        shape = (*hs.shape[:-1], -1, attn.head_dim)
-        q = attn.q_norm(attn.q_proj(hs).view(shape)).transpose(1, 2)
-        k = attn.k_norm(attn.k_proj(hs).view(shape)).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        k = k.repeat_interleave(attn.num_key_value_groups, dim=1)
-        total, count = hs.new_zeros(()), 0
-        for b, (rows, frames) in enumerate(batch["align"]):
-            if not rows:
-                continue
-            rows_t = torch.tensor(rows)
-            scores = (q[b][:, rows_t] @ k[b].transpose(-1, -2)) * attn.scaling
-            causal = torch.arange(k.shape[2])[None, :] <= rows_t[:, None]
-            a = scores.masked_fill(~causal[None], float("-inf")).softmax(-1).mean(0)
-            target = torch.zeros_like(a)
-            for r, positions in enumerate(frames):
-                target[r, positions] = 1.0
-            total = total - torch.log((a * target).sum(-1) + 1e-6).sum()
-            count += len(rows)
-        return total / max(1, count)
 
     def export_weights(self) -> dict[str, np.ndarray]:
         import torch

@@ -452,6 +452,23 @@ def init_weights(model, config: dict) -> None:
                 mod.bias.zero_()
 
 
+def official_model(config: dict, seed: int):
+    """The official Qwen3ASRForConditionalGeneration for `config`, float32, SDPA attention
+    with the encoder's 8 s windows, fan-in initialised with `seed`."""
+    import torch
+    from qwen_asr.core.transformers_backend.configuration_qwen3_asr import Qwen3ASRConfig
+    from qwen_asr.core.transformers_backend.modeling_qwen3_asr import Qwen3ASRForConditionalGeneration
+
+    use_windowed_attention(True)
+    torch.manual_seed(seed)
+    cfg = Qwen3ASRConfig(**config)
+    cfg.thinker_config.text_config._attn_implementation = "sdpa"
+    cfg.thinker_config.audio_config._attn_implementation = "sdpa"
+    model = Qwen3ASRForConditionalGeneration(cfg).float()
+    init_weights(model, config)
+    return model
+
+
 class FixtureTrainer:
     """The official Qwen3ASRForConditionalGeneration plus a trainable candidate-row
     embedding and the word-time training aids."""
@@ -459,16 +476,8 @@ class FixtureTrainer:
     def __init__(self, config: dict, cand: list[int], word_ids: list[int], seed: int,
                  align_layer: int = 1):
         import torch
-        from qwen_asr.core.transformers_backend.configuration_qwen3_asr import Qwen3ASRConfig
-        from qwen_asr.core.transformers_backend.modeling_qwen3_asr import Qwen3ASRForConditionalGeneration
 
-        use_windowed_attention(True)
-        torch.manual_seed(seed)
-        cfg = Qwen3ASRConfig(**config)
-        cfg.thinker_config.text_config._attn_implementation = "sdpa"
-        cfg.thinker_config.audio_config._attn_implementation = "sdpa"
-        self.model = Qwen3ASRForConditionalGeneration(cfg).float()
-        init_weights(self.model, config)
+        self.model = official_model(config, seed)
         thinker = self.model.thinker
         self.tower, self.text = thinker.audio_tower, thinker.model
         self.text.embed_tokens.weight.requires_grad_(False)
