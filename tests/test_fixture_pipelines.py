@@ -7,10 +7,18 @@ offline text, 8-bit stays within a point of float32.
 
 from __future__ import annotations
 
+import mlx.core as mx
+import numpy as np
 import pytest
 from heldout import HELDOUT, rows
+from teacher_forcing import teacher_forced_logits
 
 from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.decoding import greedy_decode
+from mlx_qwen_asr.encoder import audio_token_count
+from mlx_qwen_asr.loading import load_network
+from mlx_qwen_asr.mel import log_mel_spectrogram
+from mlx_qwen_asr.quantization import QuantizationSpec
 from mlx_qwen_asr.streaming import StreamingSession
 from mlx_qwen_asr.transcribe import ASRModel
 from mlx_qwen_asr.wer import wer
@@ -55,37 +63,32 @@ STREAMING_GAP = ("issue 6 quality gate not met yet, measured on the trained fixt
                  "every ~24 s: words near the cuts are lost or repeated)")
 
 
+def stream(model, row, chunk: int) -> str:
+    """The final committed text of a held-out clip fed to a StreamingSession in `chunk`-sample pieces."""
+    audio = load_audio(HELDOUT / row["file"])
+    session = StreamingSession(model)
+    for i in range(0, len(audio), chunk):
+        session.feed(audio[i:i + chunk])
+    return session.finish().committed
+
+
 def test_streamed_two_window_clips_end_with_the_offline_text(model, offline):
     """7-15 s clips: the encoder's window cache and the decoder's rollback end exactly
     where offline transcription does."""
     for row in [r for r in ROWS if r["kind"] == "medium"]:
-        audio = load_audio(HELDOUT / row["file"])
-        session = StreamingSession(model)
-        for i in range(0, len(audio), 8000):
-            session.feed(audio[i:i + 8000])
-        assert session.finish().committed == offline[row["file"]].text, row["file"]
+        assert stream(model, row, 8000) == offline[row["file"]].text, row["file"]
 
 
 @pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
 def test_streamed_short_clips_end_with_the_offline_text(model, offline):
     for row in SHORT:
-        audio = load_audio(HELDOUT / row["file"])
-        session = StreamingSession(model)
-        for i in range(0, len(audio), 4000):
-            session.feed(audio[i:i + 4000])
-        assert session.finish().committed == offline[row["file"]].text, row["file"]
+        assert stream(model, row, 4000) == offline[row["file"]].text, row["file"]
 
 
 @pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
 def test_streamed_long_clips_within_3_points_of_offline(model, offline):
-    references, streamed = [], []
-    for row in LONG:
-        audio = load_audio(HELDOUT / row["file"])
-        session = StreamingSession(model)
-        for i in range(0, len(audio), 8000):
-            session.feed(audio[i:i + 8000])
-        streamed.append(session.finish().committed)
-        references.append(row["text"])
+    references = [row["text"] for row in LONG]
+    streamed = [stream(model, row, 8000) for row in LONG]
     offline_wer = wer(references, [offline[r["file"]].text for r in LONG])
     assert wer(references, streamed) <= offline_wer + 0.03
 
@@ -98,35 +101,31 @@ def test_8bit_within_one_point_of_float32(trained_checkpoint, offline):
     assert q_wer <= float_wer + 0.01
 
 
-@pytest.mark.parametrize("bits, minimum", [(8, 0.99), (4, 0.95)])
-def test_quantized_teacher_forced_agreement(trained_checkpoint, model, bits, minimum):
-    """The issue-4 gate on a model whose choices are decisive: fed float32's greedy
-    transcript of each held-out clip, the quantized model's argmax agrees at >= 99 %
-    (8-bit) / >= 95 % (4-bit) of the positions (measured: 100 % and 99.4 %)."""
-    import mlx.core as mx
-    import numpy as np
-
-    from mlx_qwen_asr.decoding import greedy_decode
-    from mlx_qwen_asr.encoder import audio_token_count
-    from mlx_qwen_asr.loading import load_network
-    from mlx_qwen_asr.mel import log_mel_spectrogram
-    from mlx_qwen_asr.quantization import QuantizationSpec
-
-    def argmaxes(network, mel, ids, continuation):
-        prompt = network.embed_prompt(ids, network.encode_audio(mel))
-        steps = network.embed_tokens(mx.array(continuation[:-1]))[None].astype(prompt.dtype)
-        logits = network(mx.concatenate([prompt, steps], axis=1), network.make_cache(), last_only=False)
-        return np.array(logits[0, len(ids) - 1:].astype(mx.float32)).argmax(-1)
-
-    quantized = load_network(trained_checkpoint, model.config, mx.float32,
-                             quantize=QuantizationSpec(bits=bits, group_size=64))
-    agree = []
+@pytest.fixture(scope="module")
+def float_forced(model):
+    """Per held-out clip: (mel, prompt ids, float32's greedy transcript tokens, float32's
+    teacher-forced argmax at each of them)."""
+    cases = []
     for row in ROWS:
         mel = log_mel_spectrogram(load_audio(HELDOUT / row["file"]), model.config.audio.num_mel_bins)
         ids = model.prompt_ids(audio_token_count(mel.shape[1]))
-        continuation = greedy_decode(model.network, model.network.embed_prompt(ids, model.network.encode_audio(mel)),
-                                     200, eos_ids=model.config.eos_token_ids, guard=None).tokens
-        agree.append(argmaxes(quantized, mel, ids, continuation) == argmaxes(model.network, mel, ids, continuation))
+        prompt = model.network.embed_prompt(ids, model.network.encode_audio(mel))
+        continuation = greedy_decode(model.network, prompt, 200, eos_ids=model.config.eos_token_ids,
+                                     guard=None).tokens
+        expected = teacher_forced_logits(model.network, mel, ids, continuation).argmax(-1)
+        cases.append((mel, ids, continuation, expected))
+    return cases
+
+
+@pytest.mark.parametrize("bits, minimum", [(8, 0.99), (4, 0.95)])
+def test_quantized_teacher_forced_agreement(trained_checkpoint, model, float_forced, bits, minimum):
+    """The issue-4 gate on a model whose choices are decisive: fed float32's greedy
+    transcript of each held-out clip, the quantized model's argmax agrees at >= 99 %
+    (8-bit) / >= 95 % (4-bit) of the positions (measured: 100 % and 99.4 %)."""
+    quantized = load_network(trained_checkpoint, model.config, mx.float32,
+                             quantize=QuantizationSpec(bits=bits, group_size=64))
+    agree = [teacher_forced_logits(quantized, mel, ids, continuation).argmax(-1) == expected
+             for mel, ids, continuation, expected in float_forced]
     agreement = float(np.concatenate(agree).mean())
     print(f"{bits}-bit teacher-forced agreement {agreement:.4f}")
     assert agreement >= minimum

@@ -26,6 +26,7 @@ from mlx_qwen_asr.quantization import QuantizationSpec
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
+from teacher_forcing import teacher_forced_logits
 
 POSITIONS = 64
 
@@ -44,13 +45,6 @@ def forced(reference):
     continuation = greedy_decode(reference.network, reference.network.embed_prompt(ids, reference.network.encode_audio(mel)),
                                  POSITIONS, eos_ids=(), guard=None).tokens
     return mel, ids, continuation
-
-
-def teacher_forced_logits(network, mel, ids, continuation) -> np.ndarray:
-    prompt = network.embed_prompt(ids, network.encode_audio(mel))
-    steps = network.embed_tokens(mx.array(continuation[:-1]))[None].astype(prompt.dtype)
-    logits = network(mx.concatenate([prompt, steps], axis=1), network.make_cache(), last_only=False)
-    return np.array(logits[0, len(ids) - 1:].astype(mx.float32))
 
 
 def agreement(network, reference, forced) -> tuple[float, float]:
