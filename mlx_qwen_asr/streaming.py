@@ -12,12 +12,14 @@ The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s
 * Text follows the official policy: for the first `unfixed_steps` steps of a region nothing
   is fixed; afterwards the previous output minus its last `unfixed_tokens` tokens (more
   while that would end inside a UTF-8 character) is fed back as a fixed prefix, and that
-  prefix is what `committed` shows: it only ever grows.
+  prefix is what `committed` shows: it only ever grows. One rule is added: only tokens on
+  which two consecutive steps agree are committed (local agreement), because a model that
+  hallucinates at the abrupt end of the audio does so differently as the audio grows.
 * When a region exceeds `max_region_seconds`, it is closed at the quietest moment at least
   `keep_seconds` before its end: the model, given the audio before the cut and the
-  committed text, shows where that audio's transcript ends (the most likely end-of-text
-  position, or, if the committed text falls short of the cut, a greedy continuation up to
-  its end of text). Text before that point is archived; the rest carries over as the fixed
+  committed text, shows where that audio's transcript ends (the prefix of the committed
+  text that, followed by end-of-text, is most likely; or, if the committed text falls short
+  of the cut, a greedy continuation up to its end of text). Text before that point is archived; the rest carries over as the fixed
   prefix of the next region, which starts at the cut. So memory and cost per step stay
   flat for a stream of any length.
 """
@@ -45,8 +47,13 @@ from .transcribe import SILENCE_PEAK, ASRModel
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2
 UNFIXED_TOKENS = 5
-MAX_REGION_SECONDS = 24.0
-KEEP_SECONDS = 4.0
+# A region is closed past 20 s, at a pause 5-15 s before its end. `keep` must exceed how far
+# committed text lags the audio (the unfixed tokens, agreement, one step): with 3 s, words
+# before the cut were often not committed yet and the split went wrong (held-out long clips
+# of the trained fixture: 27 % WER at 12/3 s against 0.4 % at 16/4 and 20/5 s); regions of
+# 22-24 s reach lengths where the fixture starts looping at the audio's end (12-22 %).
+MAX_REGION_SECONDS = 20.0
+KEEP_SECONDS = 5.0
 
 
 @dataclass
@@ -62,6 +69,13 @@ class StreamUpdate:
     @property
     def text(self) -> str:
         return join_texts([self.committed, self.partial])
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class StreamingEncoder:
@@ -256,9 +270,10 @@ class StreamingSession:
         fixed = self.steps_in_region > self.unfixed_steps or bool(self.region_tokens) or final
         prefix = list(self.region_tokens) if fixed else []
         generated = self._decode(audio, prefix)
-        self.output_tokens = prefix + generated
+        previous, self.output_tokens = self.output_tokens, prefix + generated
         if self.steps_in_region >= self.unfixed_steps and not final:
-            self._commit(self.output_tokens[:max(0, len(self.output_tokens) - self.unfixed_tokens)])
+            candidate = self.output_tokens[:max(0, len(self.output_tokens) - self.unfixed_tokens)]
+            self._commit(candidate[:common_prefix(candidate, previous)])
 
     def _commit(self, candidate: list[int]) -> None:
         tokenizer = self.model.tokenizer
@@ -312,7 +327,7 @@ class StreamingSession:
         header = self._header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
         if float(np.max(np.abs(closing))) >= SILENCE_PEAK and len(self.region_tokens) > header:
-            split = self._end_of_text(closing, self.region_tokens, header)
+            split = self._end_of_text(closing, self.region_tokens, header, self.region[:upto])
             # What is carried over belongs to the audio after the cut: at most its budget.
             split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
             while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
@@ -336,20 +351,33 @@ class StreamingSession:
         self.cache_valid = 0
         self.steps_in_region = self.unfixed_steps   # carried text is already fixed
 
-    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
-        """Where in `tokens` the transcript of `audio` most likely ends (teacher forcing)."""
-        network = self.model.network
+    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int, region: np.ndarray) -> int:
+        """Where in `tokens` (the text of `region`) the transcript of `audio` (the region up to
+        the cut) ends. For each token, how much less likely it is without the audio after
+        the cut (near 0 for words spoken before it, very negative for words after it); the
+        split j maximizes the sum of those over tokens[header:j] plus log P(end of text
+        after tokens[:j] | audio). The ratio, not the plain likelihood, so a model unsure of
+        its words everywhere does not push every word into the carry-over."""
+        whole = self._token_log_probs(region, tokens, header)
         self.encoder.reset()
+        closing = self._token_log_probs(audio, tokens, header)
+        eos = mx.array(list(self.model.config.eos_token_ids))
+        end_scores = mx.max(closing[:, eos], axis=-1)
+        text = mx.array(tokens[header:], dtype=mx.int32)[:, None]
+        ratio = (mx.take_along_axis(closing[:-1], text, axis=-1) - mx.take_along_axis(whole[:-1], text, axis=-1))[:, 0]
+        before = mx.concatenate([mx.zeros((1,)), mx.cumsum(ratio)])
+        return header + int(mx.argmax(before + end_scores).item())
+
+    def _token_log_probs(self, audio: np.ndarray, tokens: list[int], header: int) -> mx.array:
+        """Teacher-forced log-probabilities [len(tokens) - header + 1, vocab]: row j predicts
+        the token after tokens[:header + j], given `audio`."""
+        network = self.model.network
         audio_embeddings, before, after, _ = self._embeddings(audio)
         sequence = self._sequence(before, audio_embeddings, after + tokens)
         logits = network(sequence[None], network.make_cache(), last_only=False)[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
-        # logits[prompt_length - 1 + j] predict the token after tokens[:j].
-        eos = mx.array(list(self.model.config.eos_token_ids))
-        log_probs = logits[prompt_length - 1 + header:] - mx.logsumexp(logits[prompt_length - 1 + header:], axis=-1,
-                                                                        keepdims=True)
-        end_scores = mx.max(log_probs[:, eos], axis=-1)
-        return header + int(mx.argmax(end_scores).item())
+        scored = logits[prompt_length - 1 + header:]
+        return scored - mx.logsumexp(scored, axis=-1, keepdims=True)
 
     def _header_length(self, tokens: list[int]) -> int:
         """Tokens of the "language X<asr_text>" header at the start (0 when the language is forced)."""

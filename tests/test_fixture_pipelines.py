@@ -57,12 +57,6 @@ def test_batched_equals_unbatched(model, offline):
     assert [b.text for b in batched] == [offline[p.name].text for p in paths]
 
 
-STREAMING_GAP = ("issue 6 quality gate not met yet, measured on the trained fixture: streaming "
-                 "ends with the offline text on 19 of 20 short clips (short_14: one word differs) "
-                 "and long clips stream at 28.5 % WER against 12.1 % offline (regions closed "
-                 "every ~24 s: words near the cuts are lost or repeated)")
-
-
 def stream(model, row, chunk: int) -> str:
     """The final committed text of a held-out clip fed to a StreamingSession in `chunk`-sample pieces."""
     audio = load_audio(HELDOUT / row["file"])
@@ -79,14 +73,16 @@ def test_streamed_two_window_clips_end_with_the_offline_text(model, offline):
         assert stream(model, row, 8000) == offline[row["file"]].text, row["file"]
 
 
-@pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
 def test_streamed_short_clips_end_with_the_offline_text(model, offline):
+    """Clips under 8 s (one encoder window): streamed in 0.25 s pieces, the final text is
+    exactly the offline text."""
     for row in SHORT:
         assert stream(model, row, 4000) == offline[row["file"]].text, row["file"]
 
 
-@pytest.mark.xfail(strict=True, reason=STREAMING_GAP)
 def test_streamed_long_clips_within_3_points_of_offline(model, offline):
+    """37-39 s clips: the stream closes regions (at most 20 s of audio each) and must lose
+    or repeat no more words at those cuts than offline segmentation does at its own."""
     references = [row["text"] for row in LONG]
     streamed = [stream(model, row, 8000) for row in LONG]
     offline_wer = wer(references, [offline[r["file"]].text for r in LONG])
