@@ -76,18 +76,27 @@ def greedy_decode(
     guard: RepetitionGuard | None = None,
     repetition_penalty: float = 1.0,
     cache: KVCache | None = None,
+    draft: list[int] | None = None,
 ) -> DecodeResult:
     """Greedy decoding for one prompt ([1, P, hidden] embeddings).
 
     With the default `repetition_penalty=1.0` this is plain greedy decoding, token for
     token the official `generate`. A `cache` already holding the start of the prompt
     (streaming) is continued: then `prompt_embeddings` is only the part after it.
+
+    `draft` is a guess of the output (streaming: the previous step's text). It is checked
+    in the prefill pass: the leading draft tokens that greedy decoding would have produced
+    are kept, so the result is still greedy decoding's, and each kept token saves a step
+    that would read all the weights once more.
     """
     if max_new_tokens <= 0:
         return DecodeResult([], "length", 0.0, 0.0)
     if cache is None:
         cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
+    if draft and repetition_penalty == 1.0:
+        return _greedy_with_draft(network, prompt_embeddings, max_new_tokens, eos_ids, guard, cache,
+                                  draft[:max_new_tokens - 1])
 
     seen = None
     if repetition_penalty != 1.0:
@@ -105,9 +114,31 @@ def greedy_decode(
     next_token = pick(network(prompt_embeddings, cache)[:, -1, :])
     mx.eval(next_token)
     prefill_s = time.perf_counter() - start
+    return _greedy_steps(network, cache, next_token, [], max_new_tokens, eos, guard, pick, prefill_s)
 
+
+def _greedy_with_draft(network, prompt_embeddings, max_new_tokens, eos_ids, guard, cache, draft) -> DecodeResult:
+    """Prefill the prompt and the draft together; keep the draft up to its first token that
+    differs from the argmax before it, and continue from there."""
     start = time.perf_counter()
-    tokens: list[int] = []
+    embeddings = mx.concatenate([prompt_embeddings, network.embed_tokens(mx.array(draft))[None]], axis=1)
+    hidden = network.model(embeddings, cache)
+    picks = mx.argmax(network.logits(hidden[:, -(len(draft) + 1):, :]), axis=-1)[0]   # after prompt + draft[:i]
+    picked = picks.tolist()
+    kept = 0
+    while kept < len(draft) and picked[kept] == draft[kept] and draft[kept] not in eos_ids:
+        kept += 1
+    cache.rollback(cache.offset - (len(draft) - kept))
+    prefill_s = time.perf_counter() - start
+    return _greedy_steps(network, cache, picks[kept:kept + 1], draft[:kept], max_new_tokens, set(eos_ids), guard,
+                         lambda logits: mx.argmax(logits, axis=-1), prefill_s)
+
+
+def _greedy_steps(network, cache, next_token, tokens, max_new_tokens, eos, guard, pick, prefill_s) -> DecodeResult:
+    """Token-by-token greedy decoding after the prefill: `next_token` [1] is the next pick,
+    `tokens` the ones already decided."""
+    start = time.perf_counter()
+    tokens = list(tokens)
     finish_reason = "length"
     while True:
         queued = None

@@ -306,8 +306,12 @@ class StreamingSession:
         budget = max(1, token_budget(len(audio) / SAMPLE_RATE) - len(prefix))
         if self.max_step_tokens is not None:
             budget = min(budget, self.max_step_tokens)
+        # The previous step's text after the prefix is usually still right: it is checked in
+        # the prefill pass instead of re-decoded token by token (same tokens, fewer steps).
+        previous = self.output_tokens
+        draft = previous[len(prefix):] if previous[:len(prefix)] == prefix else []
         result = greedy_decode(network, sequence[reuse:][None], budget, self.model.config.eos_token_ids,
-                               RepetitionGuard(), cache=self.cache)
+                               RepetitionGuard(), cache=self.cache, draft=draft)
         # The cache now holds this step's prompt; the next step keeps what of it precedes
         # its first changed audio token (the encoder reports how many are unchanged).
         self.cache_valid = len(before) + audio_embeddings.shape[0]

@@ -4,7 +4,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_qwen_asr.decoding import token_budget
+from mlx_qwen_asr import decoding
+from mlx_qwen_asr.decoding import greedy_decode, token_budget
 from mlx_qwen_asr.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.mel import log_mel_spectrogram
@@ -35,6 +36,33 @@ def test_streaming_encoder_equals_full_encoder_as_audio_grows(model):
         assert relative_error(np.array(streamed), np.array(full)) < 1e-5, seconds
         reused.append(stable)
     assert max(reused) >= 104  # completed 8 s windows were reused, not recomputed
+
+
+def test_draft_checked_in_prefill_gives_greedy_tokens(model):
+    """Streaming passes the previous step's text as a draft: whatever the draft, the tokens
+    are plain greedy decoding's, and a right draft is kept whole instead of re-decoded."""
+    audio = speech(6.0)
+    mel = log_mel_spectrogram(audio)
+    embeddings = model.network.encode_audio(mel)
+    prompt = model.network.embed_prompt(model.prompt_ids(embeddings.shape[0], "", "English"), embeddings)
+    eos = model.config.eos_token_ids
+    greedy = greedy_decode(model.network, prompt, 24, eos).tokens
+    assert len(greedy) >= 8
+    for draft in (greedy, greedy[:5], greedy[:5] + [7, 8, 9], [7, 8, 9], greedy + [11, 12]):
+        assert greedy_decode(model.network, prompt, 24, eos, draft=draft).tokens == greedy, draft
+    assert greedy_decode(model.network, prompt, 4, eos, draft=greedy).tokens == greedy[:4]
+    decoded_steps = []
+    original = decoding._greedy_steps
+    def counting(network, cache, next_token, tokens, *rest):
+        decoded_steps.append(len(tokens))
+        return original(network, cache, next_token, tokens, *rest)
+    decoding._greedy_steps = counting
+    try:
+        greedy_decode(model.network, prompt, 24, eos, draft=greedy)
+    finally:
+        decoding._greedy_steps = original
+    # The whole draft was kept, up to the budget less the token the prefill itself picks.
+    assert decoded_steps == [min(len(greedy), 24 - 1)]
 
 
 def test_decoder_kv_reuse_equals_recomputation(model):
