@@ -205,6 +205,7 @@ class StreamingSession:
         self.language_found = ""
         self.cache = model.network.make_cache()
         self.cache_valid = 0                    # prompt positions in the KV cache that are still right
+        self.cache_suffix: list[int] = []       # the prompt after the audio in the cache
         self.finished = False
 
     # ------------------------------------------------------------------ public
@@ -315,6 +316,7 @@ class StreamingSession:
         # The cache now holds this step's prompt; the next step keeps what of it precedes
         # its first changed audio token (the encoder reports how many are unchanged).
         self.cache_valid = len(before) + audio_embeddings.shape[0]
+        self.cache_suffix = after   # the prompt after the audio, for _end_of_text's reuse
         return result.tokens
 
     def _sequence(self, before: list[int], audio_embeddings: mx.array, after: list[int]) -> mx.array:
@@ -331,7 +333,7 @@ class StreamingSession:
         header = self._header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
         if float(np.max(np.abs(closing))) >= SILENCE_PEAK and len(self.region_tokens) > header:
-            split = self._end_of_text(closing, self.region_tokens, header, self.region[:upto])
+            split = self._end_of_text(closing, self.region_tokens, header)
             # What is carried over belongs to the audio after the cut: at most its budget.
             split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
             while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
@@ -355,15 +357,17 @@ class StreamingSession:
         self.cache_valid = 0
         self.steps_in_region = self.unfixed_steps   # carried text is already fixed
 
-    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int, region: np.ndarray) -> int:
-        """Where in `tokens` (the text of `region`) the transcript of `audio` (the region up to
-        the cut) ends. For each token, how much less likely it is without the audio after
+    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
+        """Where in `tokens` (the region's text) the transcript of `audio` (the region up to the
+        cut) ends. For each token, how much less likely it is without the audio after
         the cut (near 0 for words spoken before it, very negative for words after it); the
         split j maximizes the sum of those over tokens[header:j] plus log P(end of text
         after tokens[:j] | audio). The ratio, not the plain likelihood, so a model unsure of
         its words everywhere does not push every word into the carry-over."""
-        whole = self._token_log_probs(region, tokens, header)
-        self.encoder.reset()
+        if self.cache_valid and self.cache_suffix:
+            whole = self._cached_token_log_probs(tokens, header)
+        else:
+            whole = self._token_log_probs(self.region, tokens, header)
         closing = self._token_log_probs(audio, tokens, header)
         eos = mx.array(list(self.model.config.eos_token_ids))
         end_scores = mx.max(closing[:, eos], axis=-1)
@@ -372,15 +376,26 @@ class StreamingSession:
         before = mx.concatenate([mx.zeros((1,)), mx.cumsum(ratio)])
         return header + int(mx.argmax(before + end_scores).item())
 
+    def _cached_token_log_probs(self, tokens: list[int], header: int) -> mx.array:
+        """As _token_log_probs for the audio of the last step, whose prompt is still in the
+        KV cache: only the prompt suffix and the text are fed."""
+        network = self.model.network
+        self.cache.rollback(self.cache_valid)
+        suffix = self.cache_suffix + tokens
+        hidden = network.model(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
+        scored = network.logits(hidden[len(self.cache_suffix) - 1 + header:])
+        self.cache_valid = 0   # the region is closing; nothing in the cache is reused after this
+        return scored - mx.logsumexp(scored, axis=-1, keepdims=True)
+
     def _token_log_probs(self, audio: np.ndarray, tokens: list[int], header: int) -> mx.array:
         """Teacher-forced log-probabilities [len(tokens) - header + 1, vocab]: row j predicts
         the token after tokens[:header + j], given `audio`."""
         network = self.model.network
         audio_embeddings, before, after, _ = self._embeddings(audio)
         sequence = self._sequence(before, audio_embeddings, after + tokens)
-        logits = network(sequence[None], network.make_cache(), last_only=False)[0]
+        hidden = network.model(sequence[None], network.make_cache())[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
-        scored = logits[prompt_length - 1 + header:]
+        scored = network.logits(hidden[prompt_length - 1 + header:])   # the head only where text is scored
         return scored - mx.logsumexp(scored, axis=-1, keepdims=True)
 
     def _header_length(self, tokens: list[int]) -> int:
