@@ -141,27 +141,18 @@ class AlignerTrainer:
                 "embed": self.embed.detach().clone(), "stamp_word_head": self.stamp_word_head.state_dict(),
                 "clock_head": self.clock_head.state_dict()}
 
-    def load_state(self, state: dict) -> None:
-        import torch
-
-        self.model.load_state_dict(state["model"], strict=False)
-        for name in ("stamp_word_head", "clock_head"):
-            if name in state:
-                getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():
-            self.embed.copy_(state["embed"])
+    REQUIRED_HEADS = ()
+    OPTIONAL_HEADS = ("stamp_word_head", "clock_head")
+    load_state = asr.FixtureTrainer.load_state
+    _encode_audio = asr.FixtureTrainer._encode_audio
+    _decoder = asr.FixtureTrainer._decoder
 
     def loss(self, batch):
         """(total, timestamp accuracy within one class, timestamp loss, alignment loss)."""
-        import torch
         import torch.nn.functional as F
 
         ids = batch["ids"]
-        lens = torch.tensor([f.shape[1] for f in batch["feats"]])
-        audio = self.tower(torch.cat(batch["feats"], dim=1), feature_lens=lens).last_hidden_state
-        emb = self.embed[self.remap[ids]]
-        emb = emb.masked_scatter((ids == asr.AUDIO_PAD)[..., None].expand_as(emb), audio)
-        out = self.text(inputs_embeds=emb, use_cache=False, output_hidden_states=True)
+        out = self._decoder(ids, self._encode_audio(batch))
         h = out.last_hidden_state
         stamp = ids == TIMESTAMP
         stamp_word = F.cross_entropy(self.stamp_word_head(out.hidden_states[1][stamp]), batch["stamp_words"])

@@ -531,26 +531,39 @@ class FixtureTrainer:
                 "dec_prev2_head": self.dec_prev2_head.state_dict(),
                 "text_prev_head": self.text_prev_head.state_dict()}
 
+    # Training-aid heads in a saved state: always there, and added since the first runs.
+    REQUIRED_HEADS = ("word_head", "prev_head")
+    OPTIONAL_HEADS = ("dec_prev_head", "dec_prev2_head", "text_prev_head")
+
     def load_state(self, state: dict) -> None:
         import torch
 
         self.model.load_state_dict(state["model"], strict=False)
-        self.word_head.load_state_dict(state["word_head"])
-        self.prev_head.load_state_dict(state["prev_head"])
-        for name in ("dec_prev_head", "dec_prev2_head", "text_prev_head"):
-            if name in state:
+        for name in self.REQUIRED_HEADS + self.OPTIONAL_HEADS:
+            if name in self.REQUIRED_HEADS or name in state:
                 getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.embed.copy_(state["embed"])
 
+    def _encode_audio(self, batch):
+        """The audio tower over the batch's clips: [audio tokens of all clips, hidden]."""
+        import torch
+
+        lens = torch.tensor([f.shape[1] for f in batch["feats"]])
+        return self.tower(torch.cat(batch["feats"], dim=1), feature_lens=lens).last_hidden_state
+
+    def _decoder(self, ids, audio):
+        """The decoder over `ids` with the audio tokens' embeddings in the audio pad positions."""
+        emb = self.embed[self.remap[ids]]
+        emb = emb.masked_scatter((ids == AUDIO_PAD)[..., None].expand_as(emb), audio)
+        return self.text(inputs_embeds=emb, use_cache=False, output_hidden_states=True)
+
     def loss(self, batch):
         """(total loss, token accuracy, word and previous-word frame losses, alignment loss)."""
-        import torch
         import torch.nn.functional as F
 
         ids = batch["ids"]
-        lens = torch.tensor([f.shape[1] for f in batch["feats"]])
-        audio = self.tower(torch.cat(batch["feats"], dim=1), feature_lens=lens).last_hidden_state
+        audio = self._encode_audio(batch)
         # Frame classifiers: the word spoken at each audio token, and the word before it
         # (the decoder's input token when it should look there).
         frame = F.cross_entropy(self.word_head(audio), self._classes(batch["frame_word"]))
@@ -561,9 +574,7 @@ class FixtureTrainer:
             return frame + self.prev_weight * prev, zero, frame, prev, zero
         if self.stage == "decoder-prev":
             audio = audio.detach()
-        emb = self.embed[self.remap[ids]]
-        emb = emb.masked_scatter((ids == AUDIO_PAD)[..., None].expand_as(emb), audio)
-        out = self.text(inputs_embeds=emb, use_cache=False, output_hidden_states=True)
+        out = self._decoder(ids, audio)
         h = out.last_hidden_state
         after_first = out.hidden_states[1][ids == AUDIO_PAD]
         dec_prev = F.cross_entropy(self.dec_prev_head(after_first), self._classes(batch["frame_prev_any"]))
