@@ -94,9 +94,6 @@ def greedy_decode(
     if cache is None:
         cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
-    if draft and repetition_penalty == 1.0:
-        return _greedy_with_draft(network, prompt_embeddings, max_new_tokens, eos_ids, guard, cache,
-                                  draft[:max_new_tokens - 1])
 
     seen = None
     if repetition_penalty != 1.0:
@@ -110,6 +107,9 @@ def greedy_decode(
         seen = mx.logical_or(seen, mx.arange(seen.shape[0]) == token)  # token: [1]
         return token
 
+    if draft and seen is None:   # the penalty's pick depends on each token before it: no drafts
+        return _greedy_with_draft(network, prompt_embeddings, draft[:max_new_tokens - 1], cache,
+                                  max_new_tokens, eos, guard, pick)
     start = time.perf_counter()
     next_token = pick(network(prompt_embeddings, cache)[:, -1, :])
     mx.eval(next_token)
@@ -117,21 +117,21 @@ def greedy_decode(
     return _greedy_steps(network, cache, next_token, [], max_new_tokens, eos, guard, pick, prefill_s)
 
 
-def _greedy_with_draft(network, prompt_embeddings, max_new_tokens, eos_ids, guard, cache, draft) -> DecodeResult:
+def _greedy_with_draft(network, prompt_embeddings, draft, cache, max_new_tokens, eos, guard, pick) -> DecodeResult:
     """Prefill the prompt and the draft together; keep the draft up to its first token that
-    differs from the argmax before it, and continue from there."""
+    differs from the pick before it, and continue from there."""
     start = time.perf_counter()
     embeddings = mx.concatenate([prompt_embeddings, network.embed_tokens(mx.array(draft))[None]], axis=1)
     hidden = network.model(embeddings, cache)
-    picks = mx.argmax(network.logits(hidden[:, -(len(draft) + 1):, :]), axis=-1)[0]   # after prompt + draft[:i]
+    picks = pick(network.logits(hidden[0, -(len(draft) + 1):, :]))   # [i]: after prompt + draft[:i]
     picked = picks.tolist()
     kept = 0
-    while kept < len(draft) and picked[kept] == draft[kept] and draft[kept] not in eos_ids:
+    while kept < len(draft) and picked[kept] == draft[kept] and draft[kept] not in eos:
         kept += 1
     cache.rollback(cache.offset - (len(draft) - kept))
     prefill_s = time.perf_counter() - start
-    return _greedy_steps(network, cache, picks[kept:kept + 1], draft[:kept], max_new_tokens, set(eos_ids), guard,
-                         lambda logits: mx.argmax(logits, axis=-1), prefill_s)
+    return _greedy_steps(network, cache, picks[kept:kept + 1], draft[:kept], max_new_tokens, eos, guard, pick,
+                         prefill_s)
 
 
 def _greedy_steps(network, cache, next_token, tokens, max_new_tokens, eos, guard, pick, prefill_s) -> DecodeResult:

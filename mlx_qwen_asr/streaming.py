@@ -16,12 +16,12 @@ The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s
   which two consecutive steps agree are committed (local agreement), because a model that
   hallucinates at the abrupt end of the audio does so differently as the audio grows.
 * When a region exceeds `max_region_seconds`, it is closed at the quietest moment at least
-  `keep_seconds` before its end: the model, given the audio before the cut and the
-  committed text, shows where that audio's transcript ends (the prefix of the committed
-  text that, followed by end-of-text, is most likely; or, if the committed text falls short
-  of the cut, a greedy continuation up to its end of text). Text before that point is archived; the rest carries over as the fixed
-  prefix of the next region, which starts at the cut. So memory and cost per step stay
-  flat for a stream of any length.
+  `keep_seconds` before its end: the model shows where the transcript of the audio before
+  the cut ends in the committed text (words that become much less likely without the
+  audio after the cut belong after it; see _end_of_text), or, if the committed text falls
+  short of the cut, continues it greedily up to its end of text. Text before that point is
+  archived; the rest carries over as the fixed prefix of the next region, which starts at
+  the cut. So memory and cost per step stay flat for a stream of any length.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ UNFIXED_STEPS = 2
 UNFIXED_TOKENS = 5
 # A region is closed past 20 s, at a pause 5-15 s before its end. `keep` must exceed how far
 # committed text lags the audio (the unfixed tokens, agreement, one step): with 3 s, words
-# before the cut were often not committed yet and the split went wrong (held-out long clips
-# of the trained fixture: 27 % WER at 12/3 s against 0.4 % at 16/4 and 20/5 s); regions of
-# 22-24 s reach lengths where the fixture starts looping at the audio's end (12-22 %).
+# before the cut were often not committed yet and the split went wrong (the trained
+# fixture's held-out 7-39 s clips: 27 % WER at 12/3 s against 0.4 % at 16/4 and 20/5 s);
+# regions of 22-24 s reach lengths where the fixture starts looping at the audio's end
+# (16-22 % on its 37-39 s clips).
 MAX_REGION_SECONDS = 20.0
 KEEP_SECONDS = 5.0
 
