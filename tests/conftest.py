@@ -55,6 +55,22 @@ def trained_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_model(trained_checkpoint):
+    """The trained fixture model in float32, shared by the modules that test with it."""
+    from mlx_qwen_asr import ASRModel
+
+    return ASRModel.load(trained_checkpoint, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def trained_offline(trained_model) -> dict:
+    """file -> the trained model's offline transcription (default settings) of each held-out clip."""
+    from heldout import HELDOUT, rows
+
+    return {r["file"]: trained_model.transcribe(HELDOUT / r["file"]) for r in rows()}
+
+
+@pytest.fixture(scope="session")
 def trained_aligner(tmp_path_factory) -> Path:
     """The tiny trained forced-aligner fixture (tests/heldout.py) as a Hugging Face folder."""
     from heldout import TRAINED_ALIGNER

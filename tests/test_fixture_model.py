@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from heldout import GROUPS, HELDOUT, TRAINED_MODEL, group_wers, rows, word_times
 
-from mlx_qwen_asr import load_model
 
 MAX_WER = 0.10
 ROWS = rows()
@@ -55,13 +54,8 @@ def test_heldout_set_covers_windows_and_long_clips():
 
 
 @pytest.fixture(scope="module")
-def model(trained_checkpoint):
-    return load_model(trained_checkpoint, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def ours_whole(model):
-    return {r["file"]: model.transcribe(HELDOUT / r["file"], segment_seconds=WHOLE_CLIP_SECONDS)
+def ours_whole(trained_model):
+    return {r["file"]: trained_model.transcribe(HELDOUT / r["file"], segment_seconds=WHOLE_CLIP_SECONDS)
             for r in ROWS}
 
 
@@ -76,7 +70,7 @@ def official_results(trained_checkpoint):
         return {r["file"]: asr.transcribe(str(HELDOUT / r["file"]))[0] for r in ROWS}
 
 
-def test_our_engine_transcribes_heldout(model, ours_whole):
+def test_our_engine_transcribes_heldout(trained_offline, ours_whole):
     """Whole clips: every group under 10 % WER. Default settings (clips over 30 s cut at a
     pause): under 10 % over the set. (Cut into ~19 s halves, the 37-39 s clips lose a few
     points: the fixture repeats a stretch when a word pair recurs, and where it happens
@@ -84,7 +78,7 @@ def test_our_engine_transcribes_heldout(model, ours_whole):
     whole = group_wers({f: res.text for f, res in ours_whole.items()})
     print("mlx_qwen_asr WER, whole clips:", whole)
     assert all(v < MAX_WER for v in whole.values()), whole
-    default = group_wers({r["file"]: model.transcribe(HELDOUT / r["file"]).text for r in ROWS})
+    default = group_wers({f: res.text for f, res in trained_offline.items()})
     print("mlx_qwen_asr WER, default segmentation:", default)
     assert default["all"] < MAX_WER, default
     assert {res.language for res in ours_whole.values()} == {"English"}
@@ -103,8 +97,8 @@ def test_our_transcripts_equal_official(ours_whole, official_results):
     assert not differ, differ
 
 
-def test_silence_and_noise_give_no_text(model):
+def test_silence_and_noise_give_no_text(trained_model):
     rng = np.random.default_rng(0)
     for audio in (np.zeros(3 * 16000, np.float32),
                   (0.01 * rng.standard_normal(4 * 16000)).astype(np.float32)):
-        assert model.transcribe(audio, sample_rate=16000).text == ""
+        assert trained_model.transcribe(audio, sample_rate=16000).text == ""

@@ -28,21 +28,11 @@ SHORT = [r for r in ROWS if r["kind"] == "short"]
 LONG = [r for r in ROWS if r["kind"] == "long"]
 
 
-@pytest.fixture(scope="module")
-def model(trained_checkpoint):
-    return ASRModel.load(trained_checkpoint, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def offline(model):
-    return {r["file"]: model.transcribe(HELDOUT / r["file"]) for r in ROWS}
-
-
-def test_segmenting_long_clips_loses_and_duplicates_no_words(model, offline):
+def test_segmenting_long_clips_loses_and_duplicates_no_words(trained_model, trained_offline):
     """Long clips cut every ~10 s (at pauses) transcribe as well as in one piece."""
     references = [r["text"] for r in LONG]
-    whole = [offline[r["file"]].text for r in LONG]
-    segmented = [model.transcribe(HELDOUT / r["file"], segment_seconds=10.0) for r in LONG]
+    whole = [trained_offline[r["file"]].text for r in LONG]
+    segmented = [trained_model.transcribe(HELDOUT / r["file"], segment_seconds=10.0) for r in LONG]
     assert all(len(s.segments) >= 2 for s in segmented)
     assert wer(references, [s.text for s in segmented]) <= wer(references, whole) + 0.02
     for reference, result in zip(references, segmented):
@@ -51,10 +41,10 @@ def test_segmenting_long_clips_loses_and_duplicates_no_words(model, offline):
         assert abs(len(result.text.split()) - len(reference.split())) <= 2
 
 
-def test_batched_equals_unbatched(model, offline):
+def test_batched_equals_unbatched(trained_model, trained_offline):
     paths = [HELDOUT / r["file"] for r in ROWS]
-    batched = model.transcribe_many(paths, batch_size=6)
-    assert [b.text for b in batched] == [offline[p.name].text for p in paths]
+    batched = trained_model.transcribe_many(paths, batch_size=6)
+    assert [b.text for b in batched] == [trained_offline[p.name].text for p in paths]
 
 
 def stream(model, row, chunk: int) -> str:
@@ -66,59 +56,59 @@ def stream(model, row, chunk: int) -> str:
     return session.finish().committed
 
 
-def test_streamed_two_window_clips_end_with_the_offline_text(model, offline):
+def test_streamed_two_window_clips_end_with_the_offline_text(trained_model, trained_offline):
     """7-15 s clips: the encoder's window cache and the decoder's rollback end exactly
     where offline transcription does."""
     for row in [r for r in ROWS if r["kind"] == "medium"]:
-        assert stream(model, row, 8000) == offline[row["file"]].text, row["file"]
+        assert stream(trained_model, row, 8000) == trained_offline[row["file"]].text, row["file"]
 
 
-def test_streamed_short_clips_end_with_the_offline_text(model, offline):
+def test_streamed_short_clips_end_with_the_offline_text(trained_model, trained_offline):
     """Clips under 8 s (one encoder window): streamed in 0.25 s pieces, the final text is
     exactly the offline text."""
     for row in SHORT:
-        assert stream(model, row, 4000) == offline[row["file"]].text, row["file"]
+        assert stream(trained_model, row, 4000) == trained_offline[row["file"]].text, row["file"]
 
 
-def test_streamed_long_clips_within_3_points_of_offline(model, offline):
+def test_streamed_long_clips_within_3_points_of_offline(trained_model, trained_offline):
     """37-39 s clips: the stream closes regions (at most 20 s of audio each) and must lose
     or repeat no more words at those cuts than offline segmentation does at its own."""
     references = [row["text"] for row in LONG]
-    streamed = [stream(model, row, 8000) for row in LONG]
-    offline_wer = wer(references, [offline[r["file"]].text for r in LONG])
+    streamed = [stream(trained_model, row, 8000) for row in LONG]
+    offline_wer = wer(references, [trained_offline[r["file"]].text for r in LONG])
     assert wer(references, streamed) <= offline_wer + 0.03
 
 
-def test_8bit_within_one_point_of_float32(trained_checkpoint, offline):
+def test_8bit_within_one_point_of_float32(trained_checkpoint, trained_offline):
     quantized = ASRModel.load(trained_checkpoint, dtype="float32", quantize=8)
     references = [r["text"] for r in ROWS]
-    float_wer = wer(references, [offline[r["file"]].text for r in ROWS])
+    float_wer = wer(references, [trained_offline[r["file"]].text for r in ROWS])
     q_wer = wer(references, [quantized.transcribe(HELDOUT / r["file"]).text for r in ROWS])
     assert q_wer <= float_wer + 0.01
 
 
 @pytest.fixture(scope="module")
-def float_forced(model):
+def float_forced(trained_model):
     """Per held-out clip: (mel, prompt ids, float32's greedy transcript tokens, float32's
     teacher-forced argmax at each of them)."""
     cases = []
     for row in ROWS:
-        mel = log_mel_spectrogram(load_audio(HELDOUT / row["file"]), model.config.audio.num_mel_bins)
-        ids = model.prompt_ids(audio_token_count(mel.shape[1]))
-        prompt = model.network.embed_prompt(ids, model.network.encode_audio(mel))
-        continuation = greedy_decode(model.network, prompt, 200, eos_ids=model.config.eos_token_ids,
+        mel = log_mel_spectrogram(load_audio(HELDOUT / row["file"]), trained_model.config.audio.num_mel_bins)
+        ids = trained_model.prompt_ids(audio_token_count(mel.shape[1]))
+        prompt = trained_model.network.embed_prompt(ids, trained_model.network.encode_audio(mel))
+        continuation = greedy_decode(trained_model.network, prompt, 200, eos_ids=trained_model.config.eos_token_ids,
                                      guard=None).tokens
-        expected = teacher_forced_logits(model.network, mel, ids, continuation).argmax(-1)
+        expected = teacher_forced_logits(trained_model.network, mel, ids, continuation).argmax(-1)
         cases.append((mel, ids, continuation, expected))
     return cases
 
 
 @pytest.mark.parametrize("bits, minimum", [(8, 0.99), (4, 0.95)])
-def test_quantized_teacher_forced_agreement(trained_checkpoint, model, float_forced, bits, minimum):
+def test_quantized_teacher_forced_agreement(trained_checkpoint, trained_model, float_forced, bits, minimum):
     """The issue-4 gate on a model whose choices are decisive: fed float32's greedy
     transcript of each held-out clip, the quantized model's argmax agrees at >= 99 %
     (8-bit) / >= 95 % (4-bit) of the positions (measured: 100 % and 99.4 %)."""
-    quantized = load_network(trained_checkpoint, model.config, mx.float32,
+    quantized = load_network(trained_checkpoint, trained_model.config, mx.float32,
                              quantize=QuantizationSpec(bits=bits, group_size=64))
     agree = [teacher_forced_logits(quantized, mel, ids, continuation).argmax(-1) == expected
              for mel, ids, continuation, expected in float_forced]
