@@ -57,7 +57,8 @@ class LivePrinter:
 
 
 def microphone_blocks(device=None) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 blocks from the microphone, until Ctrl-C (needs `sounddevice`)."""
+    """16 kHz mono float32 audio from the microphone, all that has arrived since the last
+    block, until Ctrl-C (needs `sounddevice`)."""
     try:
         import sounddevice
     except ImportError:
@@ -74,7 +75,18 @@ def microphone_blocks(device=None) -> Iterator[np.ndarray]:
         raise QwenASRError(f"cannot open the microphone: {exc}") from None
     with stream:
         while True:
-            yield blocks.get()
+            yield drain(blocks)
+
+
+def drain(blocks: queue.Queue) -> np.ndarray:
+    """The next block and every block queued behind it (those arrived while a step ran),
+    as one piece: a session with catch_up then decodes them in one step."""
+    pieces = [blocks.get()]
+    while True:
+        try:
+            pieces.append(blocks.get_nowait())
+        except queue.Empty:
+            return np.concatenate(pieces)
 
 
 def stream_file(path: str, model: ASRModel, *, realtime: bool, language=None, context: str = "", out=None) -> str:
@@ -87,7 +99,7 @@ def stream_file(path: str, model: ASRModel, *, realtime: bool, language=None, co
 
 def stream_microphone(model: ASRModel, *, language=None, context: str = "", out=None) -> str:
     printer = LivePrinter(out)
-    session = StreamingSession(model, language=language, context=context)
+    session = StreamingSession(model, language=language, context=context, catch_up=True)
     print("listening... (Ctrl-C to stop)", file=sys.stderr)
     try:
         for block in microphone_blocks():

@@ -15,6 +15,10 @@ The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s
   prefix is what `committed` shows: it only ever grows. One rule is added: only tokens on
   which two consecutive steps agree are committed (local agreement), because a model that
   hallucinates at the abrupt end of the audio does so differently as the audio grows.
+* Steps come every `step_seconds` of the stream, except its very first ones (at 1.5 and
+  3 s, so text can be committed 3 s in rather than 4) and, with `catch_up` (live audio),
+  when several steps' worth arrived while one ran: then they are decoded as one step, so a
+  machine slower than real time falls behind by a bounded delay instead of ever more.
 * When a region exceeds `max_region_seconds`, it is closed at the quietest moment at least
   `keep_seconds` before its end: the model shows where the transcript of the audio before
   the cut ends in the committed text (words that become much less likely without the
@@ -47,6 +51,10 @@ from .transcribe import SILENCE_PEAK, ASRModel
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2
 UNFIXED_TOKENS = 5
+# The stream's first unfixed steps come sooner (at 1.5 and 3 s, then the 2 s grid resumes at
+# 4 s), so the first words can be committed 3 s into the stream; the prefix is still first
+# fed back at 4 s, as the official policy does.
+FIRST_COMMIT_SECONDS = 3.0
 # A region is closed past 20 s, at a pause 5-15 s before its end. `keep` must exceed how far
 # committed text lags the audio (the unfixed tokens, agreement, one step): with 3 s, words
 # before the cut were often not committed yet and the split went wrong (the trained
@@ -172,11 +180,19 @@ class StreamingSession:
                  step_seconds: float = STEP_SECONDS, unfixed_steps: int = UNFIXED_STEPS,
                  unfixed_tokens: int = UNFIXED_TOKENS, max_region_seconds: float = MAX_REGION_SECONDS,
                  keep_seconds: float = KEEP_SECONDS, max_step_tokens: int | None = None,
-                 word_timestamps: bool = False, aligner=DEFAULT_ALIGNER):
+                 word_timestamps: bool = False, aligner=DEFAULT_ALIGNER, catch_up: bool = False,
+                 first_commit_seconds: float = FIRST_COMMIT_SECONDS):
         """`max_step_tokens` caps the tokens generated per step (default: the region's
         budget); benchmarks on random weights, which never say end-of-text, use it to
-        model a real transcript's pace."""
+        model a real transcript's pace.
+
+        `catch_up` is for live audio: when a feed brings several steps' worth (the machine
+        fell behind while a step ran), they are decoded as one longer step, up to half a
+        region, instead of one after another. A step's cost grows little with its length,
+        so on a machine slower than real time the delay stays bounded instead of growing
+        without end. Off by default: then the text does not depend on how audio is fed."""
         self.model = model
+        self.catch_up = catch_up
         self.max_step_tokens = max_step_tokens
         # Word times of committed text: re-aligned within the region whenever it grows (the
         # region is bounded, so this cost is flat too); closed regions keep theirs.
@@ -191,6 +207,9 @@ class StreamingSession:
         self.unfixed_tokens = unfixed_tokens
         self.max_region = int(max_region_seconds * SAMPLE_RATE)
         self.keep = int(keep_seconds * SAMPLE_RATE)
+        # A merged step spans at most half a region, so a region still holds at most 1.5x its length.
+        self.max_catch_up = max(self.step, self.max_region // 2 // self.step * self.step)
+        self.first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * self.step)
         if self.max_region < 4 * self.keep:
             raise ValueError("max_region_seconds must be at least four times keep_seconds")
         self.encoder = StreamingEncoder(model)
@@ -219,8 +238,8 @@ class StreamingSession:
         self.unprocessed += len(samples)
         self.consumed += len(samples)
         before = self._committed_text()
-        while self.unprocessed >= self.step:
-            self.unprocessed -= self.step
+        while (end := self._next_step_end()) <= self.consumed:
+            self.unprocessed = self.consumed - end
             self._run_step(upto=len(self.region) - self.unprocessed)
             self._align_committed(len(self.region) - self.unprocessed)
         return self._update(before)
@@ -243,6 +262,21 @@ class StreamingSession:
         return update
 
     # ------------------------------------------------------------------ steps
+
+    def _next_step_end(self) -> int:
+        """The stream position (in samples) the next step decodes up to: the next multiple of
+        the step length; with catch_up, the last one that has arrived (at most half a region
+        ahead); at the stream's start, its first `unfixed_steps` steps evenly up to
+        `first_commit_seconds`, where text can first be committed (3 s, not 2 steps = 4 s)."""
+        decoded = self.consumed - self.unprocessed
+        end = (decoded // self.step + 1) * self.step
+        behind = self.catch_up and self.consumed >= end + self.step
+        if behind:
+            end = min(self.consumed, decoded + self.max_catch_up) // self.step * self.step
+        at_stream_start = len(self.region) == self.consumed   # no region closed yet
+        if at_stream_start and decoded < self.first_commit and not behind:
+            return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
+        return end
 
     def _to_16k(self, pcm, sample_rate: int) -> np.ndarray:
         samples = np.asarray(pcm)
@@ -463,24 +497,34 @@ def transcribe_stream(source, model, *, language: str | None = None, context: st
                       realtime: bool = False, **options) -> Iterator[StreamUpdate]:
     """Stream a file (or an array with `sample_rate`) through a StreamingSession, yielding an
     update per `chunk_seconds` of audio and the final one last. `realtime` paces the feed
-    at the speed of the audio (a live-caption demo)."""
+    at the speed of the audio, as a live source would deliver it (a live-caption demo):
+    when decoding falls behind, everything that has arrived meanwhile is fed at once and
+    the session catches up (see StreamingSession's `catch_up`)."""
     import time
 
     if not isinstance(model, ASRModel):
         from .transcribe import load_model
         model = load_model(model)
+    options.setdefault("catch_up", realtime)
     session = StreamingSession(model, language=language, context=context, **options)
     stream = open_audio_stream(source, sample_rate, block_seconds=chunk_seconds)
     started = time.perf_counter()
     fed = 0.0
+    pending: list[np.ndarray] = []
+    step = int(chunk_seconds * SAMPLE_RATE)
     for block in stream.blocks:
-        step = int(chunk_seconds * SAMPLE_RATE)
         for i in range(0, len(block), step):
             piece = block[i:i + step]
             fed += len(piece) / SAMPLE_RATE
+            pending.append(piece)
             if realtime:
                 delay = fed - (time.perf_counter() - started)
                 if delay > 0:
                     time.sleep(delay)
-            yield session.feed(piece, SAMPLE_RATE)
+                elif fed + chunk_seconds <= time.perf_counter() - started:
+                    continue   # behind: the next piece has arrived too; take it along
+            yield session.feed(np.concatenate(pending), SAMPLE_RATE)
+            pending = []
+    if pending:
+        yield session.feed(np.concatenate(pending), SAMPLE_RATE)
     yield session.finish()

@@ -134,6 +134,70 @@ def test_long_stream_keeps_flat_state(model):
     assert all(b.startswith(a) for a, b in zip(committed, committed[1:] + [final.committed]))
 
 
+def test_catch_up_decodes_a_backlog_in_one_step(model):
+    """Live audio that piled up while a step ran is decoded once, not step by step; a
+    backlog longer than half a region is taken in half-region steps."""
+    audio = speech(9.0)
+    decodes = []
+
+    class Counting(StreamingSession):
+        def _decode(self, audio, prefix):
+            decodes.append(len(audio))
+            return super()._decode(audio, prefix)
+
+    Counting(model, language="English").feed(audio[:8 * SR])
+    assert decodes == [int(1.5 * SR), 3 * SR, 4 * SR, 6 * SR, 8 * SR]   # sooner first steps, then 2 s
+    decodes.clear()
+    live = Counting(model, language="English", catch_up=True)
+    first = live.feed(audio[:SR])
+    update = live.feed(audio[SR:8 * SR])
+    assert decodes == [8 * SR] and update.audio_seconds == 8.0 and first.committed == ""
+    final = live.finish()
+    assert final.committed and final.final
+
+    decodes.clear()
+    long_live = Counting(model, language="English", catch_up=True, max_region_seconds=16, keep_seconds=4)
+    long_live.feed(speech(40.0))
+    assert len(decodes) >= 5 and max(decodes) <= 16 * SR + 8 * SR   # 8 s steps: half a region
+    assert len(long_live.region) <= 24 * SR
+
+
+def test_microphone_drain_takes_everything_queued():
+    import queue
+
+    from mlx_qwen_asr.live import drain
+
+    blocks = queue.Queue()
+    for value in (1.0, 2.0, 3.0):
+        blocks.put(np.full(4, value, np.float32))
+    assert drain(blocks).tolist() == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert blocks.empty()
+
+
+def test_realtime_stream_feeds_what_arrived_while_a_step_ran(model, monkeypatch, tmp_path):
+    """At real-time pace, a slow step does not make the stream fall further behind: the
+    pieces that arrived meanwhile are fed together."""
+    import time
+
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech(3.0), SR)
+    feeds = []
+    original = StreamingSession.feed
+
+    def slow_feed(self, pcm, sample_rate=SR):
+        feeds.append(len(pcm))
+        time.sleep(0.5)   # a step slower than the 0.1 s pieces
+        return original(self, pcm, sample_rate)
+
+    monkeypatch.setattr(StreamingSession, "feed", slow_feed)
+    updates = list(transcribe_stream(path, model, language="English", chunk_seconds=0.1, realtime=True))
+    assert sum(feeds) == 3 * SR and len(feeds) < 15    # 30 pieces, fed in far fewer calls
+    assert max(feeds) >= 4 * SR // 10
+    assert updates[-1].final and updates[-1].audio_seconds == pytest.approx(3.0)
+
+
 def test_feed_validates_input(model):
     session = StreamingSession(model)
     with pytest.raises(AudioError, match="NaN"):
