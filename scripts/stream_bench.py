@@ -6,7 +6,14 @@ first words are committed, and the process RSS at every minute (it must stay fla
 Random weights never end a transcript, so each step's new tokens are capped at
 `--step-tokens` (about what real speech gives per 2 s step with the 5 re-decoded tokens).
 
-    python scripts/stream_bench.py --minutes 10 [--size 0.6b] [--model DIR] [--json out.json]
+With `--live` the speech arrives at real-time pace instead (a simulated clock: audio up
+to the current time is available, in 0.25 s blocks, as from a microphone) and the session
+catches up (StreamingSession's `catch_up`): a step takes all audio that arrived while the
+previous one ran. Reported then: how far behind the audio the text runs (when an update
+appears minus the end of the audio it covers), whether that stays bounded, and how much
+audio each step took.
+
+    python scripts/stream_bench.py --minutes 10 [--size 0.6b] [--model DIR] [--live] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,6 +38,24 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def live_report(steps: list[dict]) -> dict:
+    """How far the text runs behind the audio with --live, per minute of audio, and whether
+    that stays bounded: the last minute on average no more than 1 s further behind than
+    the best minute after the first (region closes make single steps spike regularly)."""
+    if not steps:
+        return {}
+    behind = np.array([s["behind_s"] for s in steps])
+    minute = np.array([int(s["audio_s"] // 60) for s in steps])
+    per_minute = {int(m) + 1: round(float(behind[minute == m].mean()), 2) for m in np.unique(minute)}
+    later = [v for m, v in per_minute.items() if m > 1] or list(per_minute.values())
+    return {"behind_s": {"median": float(np.median(behind)), "p90": float(np.percentile(behind, 90)),
+                         "max": float(behind.max())},
+            "mean_behind_s_by_minute": per_minute,
+            "fed_per_step_s": {"median": float(np.median([s["fed_s"] for s in steps])),
+                               "max": float(max(s["fed_s"] for s in steps))},
+            "bounded": bool(later[-1] <= min(later) + 1.0)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -45,6 +70,10 @@ def main(argv=None) -> int:
     parser.add_argument("--step-seconds", type=float, default=2.0)
     parser.add_argument("--unfixed-steps", type=int, default=2)
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
+    parser.add_argument("--live", action="store_true", help="audio arrives at real-time pace; the session catches up")
+    parser.add_argument("--tokens-per-second", type=float, default=4.0,
+                        help="--live: text per second of speech for random weights' per-step cap "
+                             "(4 is brisk English: ~180 words a minute)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -52,28 +81,46 @@ def main(argv=None) -> int:
     model = ASRModel.load(model_dir, dtype=args.dtype)
     source, source_name = speech_source(args.audio)
     session = StreamingSession(model, language="English", step_seconds=args.step_seconds,
-                               unfixed_steps=args.unfixed_steps, max_step_tokens=args.step_tokens or None)
-    chunk = SAMPLE_RATE // 2
+                               unfixed_steps=args.unfixed_steps, max_step_tokens=args.step_tokens or None,
+                               catch_up=args.live)
+    block = SAMPLE_RATE // 2 if not args.live else SAMPLE_RATE // 4
     total = int(args.minutes * 60 * SAMPLE_RATE)
     steps, rss, first_commit = [], {}, None
     fed = 0
+    clock = 0.0   # --live: seconds since the stream began (arrivals at real-time pace, plus compute)
+    next_minute = 1
     started = time.perf_counter()
     while fed < total:
-        piece = np.take(source, np.arange(fed, fed + chunk), mode="wrap")
+        if args.live:
+            # Everything that has arrived by now (whole blocks), or wait for the next block.
+            arrived = max(fed + block, int(clock * SAMPLE_RATE) // block * block)
+            clock = max(clock, arrived / SAMPLE_RATE)
+            end = min(arrived, total)
+        else:
+            end = fed + block
+        piece = np.take(source, np.arange(fed, end), mode="wrap")
+        if args.live and args.step_tokens:
+            # A catch-up step covers more audio, so it gets more text: what speech at
+            # --tokens-per-second adds over the audio fed, plus the re-decoded unfixed tokens.
+            session.max_step_tokens = round(args.tokens_per_second * len(piece) / SAMPLE_RATE) + session.unfixed_tokens
         before_steps = session.steps_in_region
         t0 = time.perf_counter()
         update = session.feed(piece)
         elapsed = time.perf_counter() - t0
-        fed += chunk
+        clock += elapsed
+        fed = end
+        behind = clock - fed / SAMPLE_RATE   # --live: when this text appears, minus the end of its audio
         if session.steps_in_region != before_steps or elapsed > 0.05:
-            steps.append({"audio_s": fed / SAMPLE_RATE, "compute_s": elapsed})
+            steps.append({"audio_s": fed / SAMPLE_RATE, "compute_s": elapsed, "fed_s": len(piece) / SAMPLE_RATE,
+                          "behind_s": behind})
         if first_commit is None and update.committed:
             first_commit = {"audio_s": fed / SAMPLE_RATE, "step_compute_s": elapsed,
-                            "latency_after_speech_start_s": fed / SAMPLE_RATE + elapsed}
-        if fed % (60 * SAMPLE_RATE) == 0:
-            rss[int(fed / SAMPLE_RATE / 60)] = rss_bytes()
-            print(f"minute {fed // (60 * SAMPLE_RATE)}: rss {rss_bytes() / 2**20:.0f} MiB, "
-                  f"last step {elapsed:.2f} s", file=sys.stderr)
+                            "latency_after_speech_start_s": (clock if args.live else fed / SAMPLE_RATE + elapsed)}
+        if fed >= next_minute * 60 * SAMPLE_RATE:
+            rss[next_minute] = rss_bytes()
+            print(f"minute {next_minute}: rss {rss_bytes() / 2**20:.0f} MiB, last step {elapsed:.2f} s"
+                  + (f", text {behind:.1f} s behind the audio" if args.live else ""), file=sys.stderr)
+            next_minute += 1
     session.finish()
     compute = np.array([s["compute_s"] for s in steps[5:]]) if len(steps) > 5 else np.array([0.0])
     minutes = sorted(rss)
@@ -83,6 +130,7 @@ def main(argv=None) -> int:
         "step_compute_s": {"median": float(np.median(compute)), "p90": float(np.percentile(compute, 90)),
                            "max": float(compute.max())},
         "keeps_up_with_real_time": bool(np.percentile(compute, 90) < args.step_seconds),
+        "live": live_report(steps[5:]) if args.live else None,
         "first_commit": first_commit,
         "rss_mib_by_minute": {m: round(rss[m] / 2**20, 1) for m in minutes},
         "rss_growth_first_to_last_minute": (rss[minutes[-1]] / rss[minutes[0]] - 1) if len(minutes) > 1 else 0.0,
