@@ -189,8 +189,8 @@ class StreamingSession:
         `catch_up` is for live audio: when a feed brings several steps' worth (the machine
         fell behind while a step ran), they are decoded as one longer step, up to half a
         region, instead of one after another. A step's cost grows little with its length,
-        so on a machine slower than real time the delay stays bounded instead of growing
-        without end. Off by default: then the text does not depend on how audio is fed."""
+        so on a machine somewhat slower than real time the delay stays bounded instead of
+        growing without end. Off by default: then the text does not depend on how audio is fed."""
         self.model = model
         self.catch_up = catch_up
         self.max_step_tokens = max_step_tokens
@@ -207,7 +207,9 @@ class StreamingSession:
         self.unfixed_tokens = unfixed_tokens
         self.max_region = int(max_region_seconds * SAMPLE_RATE)
         self.keep = int(keep_seconds * SAMPLE_RATE)
-        # A merged step spans at most half a region, so a region still holds at most 1.5x its length.
+        # A merged step spans at most half a region (10 s): enough for 0.6B on two CPU cores
+        # to settle ~14 s behind live speech, where steps of at most 4 s fell ever further
+        # behind (stream_bench --live); a region before its close then holds at most 30 s.
         self.max_catch_up = max(self.step, self.max_region // 2 // self.step * self.step)
         self.first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * self.step)
         if self.max_region < 4 * self.keep:
