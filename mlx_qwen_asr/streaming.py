@@ -224,6 +224,8 @@ class StreamingSession:
         self.region_tokens: list[int] = []      # committed tokens of this region (with the language header)
         self.output_tokens: list[int] = []      # last output of this region (committed + partial)
         self.steps_in_region = 0
+        self.carried_tokens = 0                 # of region_tokens, those carried over from the last region
+        self.region_decoded = False             # a step has decoded this region (see _run_step)
         self.language_found = ""
         self.cache = model.network.make_cache()
         self.cache_valid = 0                    # prompt positions in the KV cache that are still right
@@ -241,8 +243,9 @@ class StreamingSession:
         self.consumed += len(samples)
         before = self._committed_text()
         while (end := self._next_step_end()) <= self.consumed:
+            previous = len(self.region) - self.unprocessed   # where the last step ended
             self.unprocessed = self.consumed - end
-            self._run_step(upto=len(self.region) - self.unprocessed)
+            self._run_step(upto=len(self.region) - self.unprocessed, previous=previous)
             self._align_committed(len(self.region) - self.unprocessed)
         return self._update(before)
 
@@ -297,11 +300,19 @@ class StreamingSession:
             samples = self.resampler.push(samples)
         return np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
 
-    def _run_step(self, upto: int, final: bool = False) -> None:
-        if upto > self.max_region and not final:
-            self._close_region(upto)
+    def _run_step(self, upto: int, final: bool = False, previous: int = 0) -> None:
+        # A region is closed once a step has decoded it. The cut is placed as after a regular
+        # step from the last one, even when a catch-up step brings more: the text, the
+        # split's evidence, covers audio up to the last step only.
+        if upto > self.max_region and self.region_decoded and not final:
+            if len(self.region_tokens) == self.carried_tokens and self.output_tokens[:len(self.region_tokens)] == self.region_tokens:
+                # Nothing committed since the region began (a catch-up step brought it past its
+                # length at once): the last step's text is the evidence, or its words are lost.
+                self.region_tokens = list(self.output_tokens)
+            self._close_region(upto, min(upto, previous + self.step))
         audio = self.region[:upto]
         self.steps_in_region += 1
+        self.region_decoded = True
         if len(audio) == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             self.output_tokens = list(self.region_tokens)   # silence adds nothing
             return
@@ -361,20 +372,27 @@ class StreamingSession:
         pads = [self.model.config.audio_token_id] * audio_embeddings.shape[0]
         return self.model.network.embed_prompt(before + pads + after, audio_embeddings)[0]
 
-    def _close_region(self, upto: int) -> None:
+    def _close_region(self, upto: int, reference: int) -> None:
         """Archive the start of the region up to a quiet cut, carry the rest over."""
         # Cut late (the next region starts short) but leave `keep` seconds for the words
-        # still being decoded: the quietest moment between 3 and 1 keep-lengths before the end.
-        cut = quietest_cut(self.region, upto - 3 * self.keep, upto - self.keep, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
+        # still being decoded: the quietest moment from 3 keep-lengths before the end (the
+        # next region is never longer) to 1 before `reference` (the end of this step, had it
+        # been a regular one; the same as the end for regular steps).
+        latest = max(upto - 3 * self.keep, reference - self.keep)
+        cut = quietest_cut(self.region, upto - 3 * self.keep, latest, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
         closing = self.region[:cut]
         header = self._header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
-        if float(np.max(np.abs(closing))) >= SILENCE_PEAK and len(self.region_tokens) > header:
-            split = self._end_of_text(closing, self.region_tokens, header)
-            # What is carried over belongs to the audio after the cut: at most its budget.
-            split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
-            while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
-                split += 1   # never split a UTF-8 character between archive and carry-over
+        if float(np.max(np.abs(closing))) >= SILENCE_PEAK:
+            split = len(self.region_tokens)
+            if split > header:
+                split = self._end_of_text(closing, self.region_tokens, header)
+                # What is carried over belongs to the audio after the cut: at most its budget.
+                split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
+                while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
+                    split += 1   # never split a UTF-8 character between archive and carry-over
+            # (Nothing committed yet, e.g. a catch-up step brought the region past its length
+            # at once: the closing audio is transcribed below, never dropped.)
             if split < len(self.region_tokens):
                 archived, carried = self.region_tokens[:split], self.region_tokens[split:]
             else:
@@ -393,6 +411,8 @@ class StreamingSession:
         self.encoder.reset()
         self.cache_valid = 0
         self.steps_in_region = self.unfixed_steps   # carried text is already fixed
+        self.carried_tokens = len(self.region_tokens)
+        self.region_decoded = False
 
     def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
         """Where in `tokens` (the region's text) the transcript of `audio` (the region up to the
