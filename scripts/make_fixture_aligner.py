@@ -104,6 +104,11 @@ class AlignerTrainer:
         # Training aid, not saved: each audio token's own time class read at the alignment
         # layer's input, so the values that layer's attention gathers already carry time.
         self.clock_head = torch.nn.Linear(hidden, CLASSIFY_NUM)
+        # Training aid, not saved: the word spoken at each audio token (or none), read at the
+        # alignment layer's input, so the keys there say which word a boundary ends; the
+        # <timestamp> queries know their word (stamp-word), and without this the attention
+        # found the right boundary first but spread most of its mass over the neighbours'.
+        self.audio_word_head = torch.nn.Linear(hidden, len(asr.WORDS) + 1)
         self.align_layer = align_layer
         self.audio_weight, self.align_weight = 0.5, 1.0
         # "clock": the decoder learns alone to tell each audio token's time (in joint
@@ -134,15 +139,16 @@ class AlignerTrainer:
         params = [p for n, p in self.model.named_parameters()
                   if n.startswith(("thinker.audio_tower.", "thinker.model.layers.", "thinker.model.norm.",
                                    "thinker.lm_head."))]
-        return params + [self.embed, *self.stamp_word_head.parameters(), *self.clock_head.parameters()]
+        return params + [self.embed, *self.stamp_word_head.parameters(), *self.clock_head.parameters(),
+                         *self.audio_word_head.parameters()]
 
     def state(self) -> dict:
         return {"model": {k: v for k, v in self.model.state_dict().items() if "embed_tokens" not in k},
                 "embed": self.embed.detach().clone(), "stamp_word_head": self.stamp_word_head.state_dict(),
-                "clock_head": self.clock_head.state_dict()}
+                "clock_head": self.clock_head.state_dict(), "audio_word_head": self.audio_word_head.state_dict()}
 
     REQUIRED_HEADS = ()
-    OPTIONAL_HEADS = ("stamp_word_head", "clock_head")
+    OPTIONAL_HEADS = ("stamp_word_head", "clock_head", "audio_word_head")
     load_state = asr.FixtureTrainer.load_state
     _encode_audio = asr.FixtureTrainer._encode_audio
     _decoder = asr.FixtureTrainer._decoder
@@ -171,9 +177,10 @@ class AlignerTrainer:
             hit = ((inner.argmax(-1) - batch["audio_classes"]).abs() <= 1).float().mean()
             return audio_loss, hit, audio_loss, audio_loss.new_zeros(())
         align = self.alignment_loss(batch)
+        audio_word = F.cross_entropy(self.audio_word_head(out.hidden_states[self.align_layer][pad]), batch["audio_words"])
         if self.stage == "align":
-            return align + stamp_word, close, stamp_loss, align
-        return (stamp_loss + self.audio_weight * audio_loss + self.align_weight * align + stamp_word,
+            return align + stamp_word + audio_word, close, stamp_loss, align
+        return (stamp_loss + self.audio_weight * audio_loss + self.align_weight * align + stamp_word + audio_word,
                 close, stamp_loss, align)
 
     def export_weights(self) -> dict[str, np.ndarray]:
@@ -198,7 +205,7 @@ class AlignerClips:
         kinds = ("short", "medium", "long")
         p = min(1.0, max(0.0, progress))
         probs = np.array([0.6 - 0.3 * p, 0.3, 0.1 + 0.3 * p])
-        feats, ids, stamps, stamp_words, audio_classes, align, total = [], [], [], [], [], [], 0.0
+        feats, ids, stamps, stamp_words, audio_classes, audio_words, align, total = [], [], [], [], [], [], [], 0.0
         while total < seconds:
             audio, words, spans = self.clips.clip(rng, kinds[rng.choice(3, p=probs / probs.sum())])
             text = prompt_text([asr.WORDS[w] for w in words])
@@ -211,7 +218,9 @@ class AlignerClips:
             times = np.array(spans).reshape(-1)
             stamps.append(torch.from_numpy(np.round(times / CLASS_SECONDS).astype(np.int64)))
             stamp_words.append(torch.tensor(np.repeat(words, 2), dtype=torch.long))
-            _, word_frames = asr.token_labels(n, spans)
+            label, word_frames = asr.token_labels(n, spans)
+            audio_words.append(torch.from_numpy(np.where(label >= 0, np.asarray(words)[np.maximum(label, 0)],
+                                                         len(asr.WORDS)).astype(np.int64)))
             rows = torch.nonzero(i == TIMESTAMP)[:, 0].tolist()
             # A word's first <timestamp> looks at its first two audio tokens, the second at its
             # last two: the attention output then carries that boundary's time (looking at the
@@ -225,7 +234,7 @@ class AlignerClips:
         padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=asr.ENDOFTEXT)
         return {"feats": feats, "ids": padded, "stamp_classes": torch.cat(stamps),
                 "stamp_words": torch.cat(stamp_words),
-                "audio_classes": torch.cat(audio_classes), "align": align}
+                "audio_classes": torch.cat(audio_classes), "audio_words": torch.cat(audio_words), "align": align}
 
 
 def boundary_error(aligner_dir: Path, heldout: Path) -> dict:
