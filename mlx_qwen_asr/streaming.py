@@ -244,9 +244,9 @@ class StreamingSession:
         self.consumed += len(samples)
         before = self._committed_text()
         while (end := self._next_step_end()) <= self.consumed:
-            previous = len(self.region) - self.unprocessed   # where the last step ended
+            last_end = len(self.region) - self.unprocessed   # where the last step ended
             self.unprocessed = self.consumed - end
-            self._run_step(upto=len(self.region) - self.unprocessed, previous=previous)
+            self._run_step(upto=len(self.region) - self.unprocessed, last_end=last_end)
             self._align_committed(len(self.region) - self.unprocessed)
         return self._update(before)
 
@@ -301,7 +301,7 @@ class StreamingSession:
             samples = self.resampler.push(samples)
         return np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
 
-    def _run_step(self, upto: int, final: bool = False, previous: int = 0) -> None:
+    def _run_step(self, upto: int, final: bool = False, last_end: int = 0) -> None:
         # A region is closed once a step has decoded it. The cut is placed as after a regular
         # step from the last one, even when a catch-up step brings more: the text, the
         # split's evidence, covers audio up to the last step only.
@@ -310,7 +310,7 @@ class StreamingSession:
                 # Nothing committed since the region began (a catch-up step brought it past its
                 # length at once): the last step's text is the evidence, or its words are lost.
                 self.region_tokens = list(self.output_tokens)
-            self._close_region(upto, min(upto, previous + self.step))
+            self._close_region(upto, min(upto, last_end + self.step))
         audio = self.region[:upto]
         self.steps_in_region += 1
         self.region_decoded = True

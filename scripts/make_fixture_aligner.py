@@ -175,13 +175,14 @@ class AlignerTrainer:
         close = ((logits.argmax(-1) - target).abs() <= 1).float().mean()
         pad = ids == asr.AUDIO_PAD
         audio_loss = F.cross_entropy(self.head(h[pad]), batch["audio_classes"])
-        inner = self.clock_head(out.hidden_states[self.align_layer][pad])
+        at_align = out.hidden_states[self.align_layer][pad]   # audio tokens at the alignment layer's input
+        inner = self.clock_head(at_align)
         audio_loss = audio_loss + F.cross_entropy(inner, batch["audio_classes"])
         if self.stage == "clock":
             hit = ((inner.argmax(-1) - batch["audio_classes"]).abs() <= 1).float().mean()
             return audio_loss, hit, audio_loss, audio_loss.new_zeros(())
         align = self.alignment_loss(batch)
-        audio_word = F.cross_entropy(self.audio_word_head(out.hidden_states[self.align_layer][pad]), batch["audio_words"])
+        audio_word = F.cross_entropy(self.audio_word_head(at_align), batch["audio_words"])
         if self.stage == "align":
             return align + stamp_word + audio_word, close, stamp_loss, align
         return (stamp_loss + self.audio_weight * audio_loss + self.align_weight * align + stamp_word + audio_word,

@@ -11,7 +11,7 @@ to the current time is available, in 0.25 s blocks, as from a microphone) and th
 catches up (StreamingSession's `catch_up`): a step takes all audio that arrived while the
 previous one ran. Reported then: how far behind the audio the text runs (when an update
 appears minus the end of the audio it covers), whether that stays bounded, and how much
-audio each step took.
+audio arrived per feed.
 
     python scripts/stream_bench.py --minutes 10 [--size 0.6b] [--model DIR] [--live] [--json out.json]
 """

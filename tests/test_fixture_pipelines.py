@@ -26,6 +26,7 @@ from mlx_qwen_asr.wer import wer
 ROWS = rows()
 SHORT = [r for r in ROWS if r["kind"] == "short"]
 LONG = [r for r in ROWS if r["kind"] == "long"]
+MEDIUM = [r for r in ROWS if r["kind"] == "medium"]
 
 
 def test_segmenting_long_clips_loses_and_duplicates_no_words(trained_model, trained_offline):
@@ -56,11 +57,17 @@ def stream(model, row, chunk: int, **options) -> str:
     return session.finish().committed
 
 
-def test_streamed_two_window_clips_end_with_the_offline_text(trained_model, trained_offline):
+@pytest.fixture(scope="module")
+def streamed(trained_model) -> dict:
+    """file -> final streamed text of each 7-39 s clip in 0.5 s pieces (regular steps)."""
+    return {row["file"]: stream(trained_model, row, 8000) for row in LONG + MEDIUM}
+
+
+def test_streamed_two_window_clips_end_with_the_offline_text(streamed, trained_offline):
     """7-15 s clips: the encoder's window cache and the decoder's rollback end exactly
     where offline transcription does."""
-    for row in [r for r in ROWS if r["kind"] == "medium"]:
-        assert stream(trained_model, row, 8000) == trained_offline[row["file"]].text, row["file"]
+    for row in MEDIUM:
+        assert streamed[row["file"]] == trained_offline[row["file"]].text, row["file"]
 
 
 def test_streamed_short_clips_end_with_the_offline_text(trained_model, trained_offline):
@@ -70,23 +77,22 @@ def test_streamed_short_clips_end_with_the_offline_text(trained_model, trained_o
         assert stream(trained_model, row, 4000) == trained_offline[row["file"]].text, row["file"]
 
 
-def test_streamed_long_clips_within_3_points_of_offline(trained_model, trained_offline):
+def test_streamed_long_clips_within_3_points_of_offline(streamed, trained_offline):
     """37-39 s clips: the stream closes regions (at most 20 s of audio each) and must lose
     or repeat no more words at those cuts than offline segmentation does at its own."""
     references = [row["text"] for row in LONG]
-    streamed = [stream(trained_model, row, 8000) for row in LONG]
     offline_wer = wer(references, [trained_offline[r["file"]].text for r in LONG])
-    assert wer(references, streamed) <= offline_wer + 0.03
+    assert wer(references, [streamed[r["file"]] for r in LONG]) <= offline_wer + 0.03
 
 
-def test_live_stream_catching_up_within_3_points_of_offline(trained_model, trained_offline):
+def test_live_stream_catching_up_within_3_points_of_offline(trained_model, streamed, trained_offline):
     """A machine behind real time: 4 s of audio arrive per step and are decoded as one
     step. Regions still close where the text is known: about as good as regular steps
     (closing a region past the text known so far dropped words: 4.1 % against 0.4 %)."""
-    rows = LONG + [r for r in ROWS if r["kind"] == "medium"]
+    rows = LONG + MEDIUM
     references = [row["text"] for row in rows]
     caught_up = wer(references, [stream(trained_model, row, 4 * 16000, catch_up=True) for row in rows])
-    regular = wer(references, [stream(trained_model, row, 8000) for row in rows])
+    regular = wer(references, [streamed[row["file"]] for row in rows])
     assert caught_up <= wer(references, [trained_offline[r["file"]].text for r in rows]) + 0.03
     assert caught_up <= regular + 0.01
 
