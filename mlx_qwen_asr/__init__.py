@@ -12,7 +12,7 @@ from . import fast_blas
 fast_blas.enable()
 
 from .config import SUPPORTED_LANGUAGES  # noqa: E402
-from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError  # noqa: E402
+from .errors import AudioError, LanguageError, ModelLoadError, OutputError, QwenASRError, SetupError  # noqa: E402
 from .results import Segment, Transcription  # noqa: E402
 from .transcribe import ASRModel, load_model, transcribe  # noqa: E402
 from .folder import transcribe_folder  # noqa: E402
@@ -23,7 +23,8 @@ fast_blas.self_check()
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASRModel", "AudioError", "LanguageError", "ModelLoadError", "QwenASRError", "SUPPORTED_LANGUAGES",
+    "ASRModel", "AudioError", "LanguageError", "ModelLoadError", "OutputError", "QwenASRError", "SetupError",
+    "SUPPORTED_LANGUAGES",
     "Segment", "StreamUpdate", "StreamingSession", "Transcription", "load_model", "transcribe",
     "transcribe_folder", "transcribe_stream",
 ]

@@ -103,14 +103,29 @@ def open_audio_stream(source, sample_rate: int | None = None, block_seconds: flo
 
 
 def _native_blocks(name: str, block_frames: int) -> Iterator[np.ndarray]:
-    with sf.SoundFile(name) as f:
+    try:
+        file = sf.SoundFile(name)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+        raise AudioError(f"cannot decode {name}: {_reason(exc)}") from None
+    with file as f:
         while True:
-            data = f.read(block_frames, dtype="float32", always_2d=True)
+            try:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+                # A file whose header reads but whose body does not (truncated, corrupt).
+                at = f.tell() / f.samplerate if f.samplerate else 0.0
+                raise AudioError(f"cannot decode {name}: corrupt or truncated near {at:.1f} s "
+                                 f"({_reason(exc)})") from None
             if not len(data):
                 return
             if not np.all(np.isfinite(data)):
                 raise AudioError(f"{name}: contains NaN or infinite samples")
             yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__).removeprefix("Error : ").rstrip(".")
 
 
 def _file_blocks(name: str, info, block_seconds: float) -> Iterator[np.ndarray]:

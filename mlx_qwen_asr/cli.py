@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from .aligner import DEFAULT_ALIGNER
+from .aligner import DEFAULT_ALIGNER, get_aligner
 from .config import SUPPORTED_LANGUAGES
-from .errors import QwenASRError
+from .errors import QwenASRError, SetupError
 from .folder import find_audio, transcribe_folder
+from .preflight import check_inputs, check_microphone, check_output_dir
 from .prompt import normalize_language
 from .segment import DEFAULT_SEGMENT_SECONDS
 from .transcribe import DEFAULT_MODEL, Transcription, load_model
@@ -77,7 +79,8 @@ def _positive_seconds(text: str) -> float:
 
 def _report(path: str, result: Transcription) -> str:
     t = result.timings
-    stages = ", ".join(f"{name} {t[name] * 1000:.0f} ms" for name in ("load", "mel", "encoder", "prefill", "decode") if name in t)
+    stages = ", ".join(f"{name} {t[name] * 1000:.0f} ms" for name in ("mel", "encoder", "prefill", "decode", "align")
+                       if name in t)
     speed = f", {t['decode_tokens_per_s']:.1f} tok/s" if t.get("decode_tokens_per_s") else ""
     return (f"{path}: {result.duration:.2f} s, language {result.language or '-'}, "
             f"{len(result.tokens)} tokens, finish {result.finish_reason}; {stages}{speed}")
@@ -94,22 +97,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--mic takes no audio files")
     if (args.stream or args.stream_fast or args.mic) and args.output_dir is not None:
         parser.error("--stream/--stream-fast/--mic print text; they do not write files with -o")
+    # Setup first, cheapest checks first: options, inputs, output folder, microphone, then
+    # model and aligner (which may download); no audio is read before all of them pass.
     try:
         language = normalize_language(args.language)
+        formats = parse_formats(args.format or ["txt"])
+        check_inputs(args.audio)
         if args.output_dir is not None:
-            return _folder_mode(args, language)
+            check_output_dir(args.output_dir)
+            return _folder_mode(args, language, formats)
         if args.mic:
+            check_microphone()
             return _live_mode(args, language, [])
         paths = _expand(args.audio)
         if not paths:
-            raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
+            raise SetupError("no audio files found in: " + ", ".join(args.audio))
+        started = time.perf_counter()
         model = load_model(args.model, args.dtype, args.quantize)
+        if args.verbose:
+            print(f"model {model.path}: loaded in {(time.perf_counter() - started) * 1000:.0f} ms", file=sys.stderr)
+        aligner = get_aligner(args.aligner, model.dtype) if args.timestamps else args.aligner
     except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # not foreseen: still one line, never a traceback
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return 2
     if args.stream or args.stream_fast:
         return _live_mode(args, language, paths, model)
     failures = 0
@@ -117,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = model.transcribe(path, language=language, context=args.context,
                                       max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-                                      word_timestamps=args.timestamps, aligner=args.aligner)
-        except QwenASRError as exc:
+                                      word_timestamps=args.timestamps, aligner=aligner)
+        except SetupError as exc:   # wrong for every file: stop here
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:   # this file only; the others go on
+            print(f"error: {_file_error(path, exc)}", file=sys.stderr)
             failures += 1
             continue
         except KeyboardInterrupt:
@@ -133,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {path}: decoding stopped early ({result.finish_reason}); the text may be incomplete",
                   file=sys.stderr)
     return 1 if failures else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
+
+
+def _file_error(path: str, exc: BaseException) -> str:
+    """One line naming the file (once) and the problem."""
+    message = _first_line(exc)
+    return message if path in message else f"{path}: {message}"
 
 
 def _expand(inputs: list[str]) -> list[str]:
@@ -149,8 +180,7 @@ def _expand(inputs: list[str]) -> list[str]:
     return paths
 
 
-def _folder_mode(args, language) -> int:
-    formats = parse_formats(args.format or ["txt"])
+def _folder_mode(args, language, formats) -> int:
     try:
         # A quantized model is loaded here; transcribe_folder loads plain ones itself.
         model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
@@ -160,8 +190,7 @@ def _folder_mode(args, language) -> int:
             context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
             word_timestamps=args.timestamps, aligner=args.aligner)
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue", file=sys.stderr)
-        return 130
+        return 130   # the summary printed says so, and how to continue
     return 1 if summary["failed"] else 0
 
 
@@ -182,8 +211,11 @@ def _live_mode(args, language, paths, model=None) -> int:
             if len(paths) > 1:
                 print(f"{path}:", flush=True)
             stream_file(path, model, realtime=args.stream, language=language, context=args.context)
-        except QwenASRError as exc:
+        except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            print(f"error: {_file_error(path, exc)}", file=sys.stderr)
             failures += 1
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)

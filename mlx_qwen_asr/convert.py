@@ -24,6 +24,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from .config import ModelConfig
+from .errors import ModelLoadError, QwenASRError
 from .loading import MLX_FORMAT_KEY, is_mlx_layout, load_network, parse_dtype, resolve_model_dir
 from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
@@ -67,8 +68,10 @@ def save_weights(out: Path, weights: dict[str, mx.array], shard_bytes: int = SHA
 def convert(model, out, bits: int | None = None, group_size: int = 64, encoder_bits: int = 8,
             head_bits: int = 8, dtype: str = "bfloat16", shard_bytes: int = SHARD_BYTES) -> Path:
     """Write `model` (hub id or directory) to `out` as an MLX model directory; returns `out`."""
-    src = resolve_model_dir(model)
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():   # checked before a source download
+        raise ModelLoadError(f"--out {out} is an existing file; give a folder")
+    src = resolve_model_dir(model)
     if out.resolve() == src.resolve():
         raise ValueError("--out must differ from the source directory")
     config = ModelConfig.from_file(src / "config.json")
@@ -117,8 +120,11 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         out = convert(args.model, args.out, args.bits, args.group_size, args.encoder_bits, args.head_bits, args.dtype)
-    except (ValueError, OSError) as exc:
+    except (QwenASRError, ValueError) as exc:   # the source or an option: nothing was written
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # writing the output failed (disk full, permissions)
+        print(f"error: writing {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     size = sum(f.stat().st_size for f in out.glob("model*.safetensors"))
     print(f"wrote {out} ({size / 1e9:.2f} GB) in {time.perf_counter() - start:.1f} s")

@@ -1,17 +1,31 @@
-"""Errors a user can act on. Each carries a one-line message; the CLI prints it without a traceback."""
+"""Errors a user can act on. Each carries a one-line message; the CLI prints it without a traceback.
+
+Two kinds, because a run treats them differently: a `SetupError` (model, aligner, options,
+output folder, missing inputs) is wrong for every file, so it is found before any audio is
+processed and stops the run (CLI exit 2); an `AudioError` concerns one file, which is
+reported while the others go on (CLI exit 1).
+"""
 
 
 class QwenASRError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class SetupError(QwenASRError):
+    """Something every input depends on is unusable: model, aligner, options, output folder."""
+
+
 class AudioError(QwenASRError):
     """The audio could not be read or is unusable (missing, not audio, empty, NaN/Inf)."""
 
 
-class ModelLoadError(QwenASRError):
+class ModelLoadError(SetupError):
     """The model directory or hub id does not hold a usable Qwen3-ASR checkpoint."""
 
 
-class LanguageError(QwenASRError, ValueError):
+class LanguageError(SetupError, ValueError):
     """An unsupported language name was given."""
+
+
+class OutputError(SetupError):
+    """The output folder cannot be used (a file, not writable, or another run holds it)."""

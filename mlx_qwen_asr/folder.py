@@ -10,14 +10,25 @@ output folder, resumably, without one bad file stopping the run.
   the run says so. `summary` and `manifest` at the top are the run's own files.
 * Resumable: `OUT/manifest.json` records each finished input (size, mtime, options, output
   files). An input whose outputs exist for the same options is skipped, unless `overwrite`.
-  Every output and the manifest are written atomically (temp file + rename).
+  Each finished input is appended to `OUT/manifest.journal` at once (one line, flushed to
+  disk; O(1) per file however big the folder), which the next run replays and the end of
+  a run folds into manifest.json: a killed run redoes only the file it was killed in.
+* All or nothing per input: its formats are written to temporary files and renamed into
+  place only when all are complete (writers.write_outputs); temporary files that a killed
+  run left behind are removed when the next run starts.
+* One run at a time per output folder: a second run into the same folder refuses at once
+  (an flock on the folder, which the system releases even when a run is killed).
+* Setup errors come first, before any model loads or audio is read: missing inputs, an
+  output folder that is a file or not writable, a folder in use (`SetupError`).
 * A file that fails is reported on one line and recorded in the summary; the rest go on.
+  A full output disk stops the run (every later file would fail the same way).
 * `OUT/summary.json`: done / skipped / failed (with reasons), audio hours, wall time, RTF,
   truncations and retries.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -31,29 +42,35 @@ from pathlib import Path, PurePosixPath
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from .errors import QwenASRError
+from .errors import OutputError, QwenASRError, SetupError
+from .preflight import check_output_dir
 from .prompt import normalize_language
 from .results import Transcription
 from .segment import DEFAULT_SEGMENT_SECONDS
-from .aligner import DEFAULT_ALIGNER
+from .aligner import DEFAULT_ALIGNER, get_aligner
 from .transcribe import DEFAULT_MODEL, ASRModel, load_model
-from .writers import atomic_write, parse_formats, write_outputs
+from .writers import atomic_write, parse_formats, remove_stale_temps, write_outputs
+
+try:
+    import fcntl
+except ImportError:   # Windows: no flock; runs into one folder are then not kept apart
+    fcntl = None
 
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a", ".mp4", ".aac", ".webm",
     ".wma", ".mkv", ".mov", ".caf", ".au", ".snd", ".w64",
 })
 MANIFEST_NAME = "manifest.json"
+JOURNAL_NAME = "manifest.journal"
 SUMMARY_NAME = "summary.json"
 RESERVED_NAMES = frozenset({"manifest", "summary"})
+# Errors writing outputs that every later file would hit too: the run stops.
+FOLDER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # Files up to this long go to `transcribe_many` together (so batched decoding can fill a
 # batch across files); longer ones, or ones whose length libsndfile cannot tell, go alone
 # with a progress bar over their segments.
 GROUP_MAX_SECONDS = 300.0
 GROUP_FILES = 8
-# Rewriting the manifest after every short file of a big folder would write O(n^2) bytes;
-# it is saved at most this often, and always when the run ends or is interrupted.
-MANIFEST_SAVE_SECONDS = 5.0
 TRANSCRIBE_OPTIONS = ("language", "context", "max_new_tokens", "segment_seconds", "repetition_guard",
                       "recover_loops", "word_timestamps", "aligner")
 
@@ -145,19 +162,28 @@ def _output_names(items: list[tuple[PurePosixPath, str]]) -> list[tuple[str, int
 
 
 class Manifest:
-    """What earlier runs finished in this output folder, keyed by resolved input path."""
+    """What earlier runs finished in this output folder, keyed by resolved input path:
+    manifest.json, then the journal's lines (inputs finished since it was last written)."""
 
     def __init__(self, output_dir: Path):
         self.path = output_dir / MANIFEST_NAME
+        self.journal = output_dir / JOURNAL_NAME
         self.entries: dict[str, dict] = {}
         self.problem = ""
-        self._saved_at = time.monotonic()
         self._dirty = False
         if self.path.exists():
             try:
                 self.entries = dict(json.loads(self.path.read_text(encoding="utf-8"))["files"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.problem = f"{self.path}: unreadable ({type(exc).__name__}); finished files will be redone"
+        if self.journal.exists():
+            self._dirty = True
+            for line in self.journal.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    key, entry = json.loads(line)
+                except (ValueError, TypeError):
+                    continue   # the last line of a run killed mid-append
+                self.entries[key] = entry
 
     def is_done(self, job: Job, stat: os.stat_result, options: dict, formats, output_dir: Path) -> bool:
         entry = self.entries.get(job.key)
@@ -170,16 +196,52 @@ class Manifest:
                    for fmt in formats)
 
     def record(self, job: Job, entry: dict) -> None:
+        """Recorded on disk before this returns: one flushed line appended to the journal."""
+        line = json.dumps([job.key, entry], ensure_ascii=False) + "\n"
+        with open(self.journal, "a", encoding="utf-8") as file:
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
         self.entries[job.key] = entry
         self._dirty = True
 
-    def save(self, force: bool = False) -> None:
-        if not self._dirty or (not force and time.monotonic() - self._saved_at < MANIFEST_SAVE_SECONDS):
+    def save(self) -> None:
+        """Fold the journal into manifest.json (atomically), then drop the journal."""
+        if not self._dirty:
             return
         with atomic_write(self.path) as file:
             json.dump({"version": 1, "files": self.entries}, file, ensure_ascii=False, indent=1)
             file.write("\n")
-        self._saved_at, self._dirty = time.monotonic(), False
+        self.journal.unlink(missing_ok=True)
+        self._dirty = False
+
+
+class FolderLock:
+    """Exclusive use of an output folder while a run lasts: an flock on the folder itself
+    (nothing is written for it). The system drops the lock when the process ends, even by
+    SIGKILL, so it never goes stale."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.fd = None
+
+    def __enter__(self) -> "FolderLock":
+        if fcntl is None:
+            return self
+        self.fd = os.open(self.output_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise OutputError(f"output folder {self.output_dir} is in use by another run; wait for it to finish, "
+                              "or give another -o") from None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing releases the flock
+            self.fd = None
 
 
 def _probe_seconds(path: Path) -> float | None:
@@ -222,8 +284,10 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     options["context"] = options["context"] or ""
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found = find_audio(inputs)
-    if not found.jobs and not found.missing:
-        raise QwenASRError("no audio files found in: " + ", ".join(map(str, inputs)))
+    if found.missing:
+        raise SetupError("; ".join(f"{given}: {reason}" for given, reason in found.missing))
+    if not found.jobs:
+        raise SetupError("no audio files found in: " + ", ".join(map(str, inputs)))
     if isinstance(model, ASRModel):
         settings = {"model": str(model.path), "dtype": str(model.dtype)}
         if getattr(model, "quantize", None):
@@ -235,16 +299,22 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     aligner = options["aligner"]
     settings["aligner"] = str(getattr(aligner, "path", aligner)) if options["word_timestamps"] else None
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_output_dir(output_dir)
+    with FolderLock(output_dir):
+        removed = remove_stale_temps(output_dir)
+        if removed and verbose:
+            _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
+        return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
+                           overwrite, quiet, verbose)
+
+
+def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,
+                verbose) -> dict:
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
     manifest = Manifest(output_dir)
     records: list[dict] = []
     for note in ([manifest.problem] if manifest.problem else []) + found.notes:
         _say(f"note: {note}")
-    for given, reason in found.missing:
-        _say(f"error: {given}: {reason}")
-        records.append({"input": given, "status": "failed", "error": reason})
 
     todo: list[tuple[Job, os.stat_result]] = []
     for job in found.jobs:
@@ -261,28 +331,42 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
         else:
             todo.append((job, stat))
 
-    # Loaded only when there is work: a rerun of a finished folder needs no model.
+    # Loaded only when there is work: a rerun of a finished folder needs no model. The
+    # aligner too is loaded before any audio, so a bad one is one setup error, not one per file.
     asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
+    if todo and options["word_timestamps"]:
+        options = {**options, "aligner": get_aligner(options["aligner"], asr.dtype)}
     run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
     interrupted = None
-    transcribe_seconds = 0.0
+    transcribe_start = time.perf_counter()
     try:
         if todo:
-            transcribe_start = time.perf_counter()
             run.transcribe_all(asr, todo)
-            transcribe_seconds = time.perf_counter() - transcribe_start
     except BaseException as exc:
-        interrupted = _first_line(exc) or type(exc).__name__
+        interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else _first_line(exc) or type(exc).__name__
         raise
     finally:
-        manifest.save(force=True)
-        summary = _summary(records, inputs, output_dir, settings, formats, started,
+        transcribe_seconds = time.perf_counter() - transcribe_start if todo else 0.0
+        interrupted = interrupted or run.stopped
+        problems = []
+        try:
+            manifest.save()
+        except OSError as exc:   # the journal still holds every finished input
+            problems.append(f"{manifest.path} not updated: {exc.strerror or exc} (the next run reads the journal)")
+        summary = _summary(records, inputs, len(found.jobs), output_dir, settings, formats, started,
                            time.perf_counter() - wall_start, transcribe_seconds, interrupted)
-        with atomic_write(output_dir / SUMMARY_NAME) as file:
-            json.dump(summary, file, ensure_ascii=False, indent=2)
-            file.write("\n")
+        try:
+            with atomic_write(output_dir / SUMMARY_NAME) as file:
+                json.dump(summary, file, ensure_ascii=False, indent=2)
+                file.write("\n")
+        except OSError as exc:
+            problems.append(f"{output_dir / SUMMARY_NAME} not written: {exc.strerror or exc}")
         if not quiet:
             print(format_summary(summary), file=sys.stderr)
+        elif interrupted:
+            _say(_interrupted_line(interrupted))
+        for problem in problems:
+            _say(f"error: {problem}")
     return summary
 
 
@@ -293,6 +377,7 @@ class _Run:
         self.output_dir, self.formats, self.settings = output_dir, formats, settings
         self.options, self.manifest, self.records = options, manifest, records
         self.quiet, self.verbose = quiet, verbose
+        self.stopped = None   # why the run stopped early (a full disk), if it did
 
     def transcribe_all(self, asr, todo) -> None:
         with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
@@ -301,7 +386,8 @@ class _Run:
                 for (job, stat), result in zip(group, self._transcribe_group(asr, group)):
                     self._finish(job, stat, result)
                     bar.update(1)
-                self.manifest.save()
+                    if self.stopped:
+                        return
 
     def _groups(self, todo):
         group = []
@@ -326,6 +412,8 @@ class _Run:
                 results = asr.transcribe_many([str(job.source) for job, _ in group], **self.options)
                 if len(results) == len(group):
                     return results
+            except SetupError:
+                raise
             except Exception:
                 pass   # some file in the group is bad: find out which, one by one
         return [self._transcribe_one(asr, job) for job, _ in group]
@@ -342,6 +430,8 @@ class _Run:
 
         try:
             return asr.transcribe(str(job.source), progress=progress, **self.options)
+        except SetupError:
+            raise   # wrong for every file: the run stops
         except Exception as exc:
             return exc
         finally:
@@ -354,6 +444,10 @@ class _Run:
             try:
                 paths = write_outputs(result, self.output_dir / job.name, self.formats, input=str(job.source),
                                       model=self.settings["model"], options=self.settings)
+            except OSError as exc:
+                result = OutputError(f"{job.source}: writing its outputs failed: {exc.strerror or exc}")
+                if exc.errno in FOLDER_ERRNOS:
+                    self.stopped = f"output folder {self.output_dir}: {exc.strerror}"
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
@@ -366,7 +460,20 @@ class _Run:
         record.update(status="done", outputs=list(outputs.values()), duration=round(result.duration, 3),
                       language=result.language, finish_reason=result.finish_reason,
                       truncated=result.truncated, retries=result.retries)
+        try:
+            self._record(job, stat, result, record, outputs)
+        except OSError as exc:   # the outputs are complete; only a rerun's skip is lost
+            _say(f"error: {self.manifest.journal}: {exc.strerror or exc}")
+            if exc.errno in FOLDER_ERRNOS:
+                self.stopped = f"output folder {self.output_dir}: {exc.strerror}"
         self.records.append(record)
+        if result.finish_reason in ("length", "repetition"):
+            _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
+        if self.verbose:
+            _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
+                 f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
+
+    def _record(self, job, stat, result, record, outputs) -> None:
         self.manifest.record(job, {
             "input": str(job.source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "options": self.settings, "outputs": outputs, "duration": record["duration"],
@@ -374,14 +481,10 @@ class _Run:
             "truncated": result.truncated, "retries": result.retries,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
-        if result.finish_reason in ("length", "repetition"):
-            _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
-        if self.verbose:
-            _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
-                 f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
 
 
-def _summary(records, inputs, output_dir, settings, formats, started, wall, transcribe_seconds, interrupted) -> dict:
+def _summary(records, inputs, total, output_dir, settings, formats, started, wall, transcribe_seconds,
+             interrupted) -> dict:
     done = [r for r in records if r["status"] == "done"]
     audio = sum(r["duration"] for r in done)
     return {
@@ -393,6 +496,7 @@ def _summary(records, inputs, output_dir, settings, formats, started, wall, tran
         "started": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 3),
         "interrupted": interrupted,
+        "total": total,   # audio files found; done + skipped + failed is less when the run stopped early
         "done": len(done),
         "skipped": sum(r["status"] == "skipped" for r in records),
         "failed": sum(r["status"] == "failed" for r in records),
@@ -401,7 +505,7 @@ def _summary(records, inputs, output_dir, settings, formats, started, wall, tran
         "audio_hours": round(audio / 3600, 4),
         "transcribe_seconds": round(transcribe_seconds, 3),
         # Real-time factor: seconds spent transcribing per second of audio (model load excluded).
-        "rtf": round(transcribe_seconds / audio, 4) if audio > 0 else None,
+        "rtf": round(transcribe_seconds / audio, 4) if audio > 0 and transcribe_seconds > 0 else None,
         "truncated": sum(bool(r.get("truncated")) for r in done),
         "truncated_files": [r["input"] for r in done if r.get("truncated")],
         "retries": sum(r.get("retries", 0) for r in done),
@@ -415,9 +519,15 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def _interrupted_line(reason: str) -> str:
+    return f"interrupted ({reason}): run the same command again to continue"
+
+
 def format_summary(summary: dict) -> str:
-    total = summary["done"] + summary["skipped"] + summary["failed"]
-    lines = [f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']} "
+    total = summary.get("total", summary["done"] + summary["skipped"] + summary["failed"])
+    handled = summary["done"] + summary["skipped"] + summary["failed"]
+    left = f", not reached {total - handled}" if total > handled else ""
+    lines = [f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}{left} "
              f"(of {total} inputs) -> {summary['output_dir']}"]
     lines += [f"  failed: {f['input']}: {f['error']}" for f in summary["failures"]]
     rtf = f", RTF {summary['rtf']:.3f}" if summary["rtf"] is not None else ""
@@ -426,6 +536,6 @@ def format_summary(summary: dict) -> str:
     truncated = f" ({', '.join(summary['truncated_files'])})" if summary["truncated_files"] else ""
     lines.append(f"truncated: {summary['truncated']}{truncated}; retries: {summary['retries']}")
     if summary["interrupted"]:
-        lines.append(f"interrupted ({summary['interrupted']}): run again to continue")
+        lines.append(_interrupted_line(summary["interrupted"]))
     lines.append(f"summary: {Path(summary['output_dir']) / SUMMARY_NAME}")
     return "\n".join(lines)

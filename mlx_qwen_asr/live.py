@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .errors import QwenASRError
+from .errors import SetupError
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream
 from .transcribe import ASRModel
 
@@ -56,13 +56,24 @@ class LivePrinter:
         self.out.flush()
 
 
-def microphone_blocks(device=None) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 audio from the microphone, all that has arrived since the last
-    block, until Ctrl-C (needs `sounddevice`)."""
+def import_sounddevice():
+    """The sounddevice module, or a SetupError saying what is missing."""
     try:
         import sounddevice
     except ImportError:
-        raise QwenASRError("--mic needs the optional sounddevice package: pip install 'mlx-qwen-asr[mic]'") from None
+        raise SetupError("--mic needs the optional sounddevice package: pip install 'mlx-qwen-asr[mic]'") from None
+    except OSError as exc:   # sounddevice's import raises OSError when PortAudio is absent
+        raise SetupError(f"--mic needs the PortAudio library, which is not installed ({exc}); "
+                         "install it (Debian/Ubuntu: apt install libportaudio2; macOS: brew install portaudio)"
+                         ) from None
+    return sounddevice
+
+
+def microphone_blocks(device=None) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 audio from the microphone, all that has arrived since the last
+    block, until Ctrl-C (needs `sounddevice`). The microphone is opened here, at the call,
+    so a missing library or device is reported before anything says "listening"."""
+    sounddevice = import_sounddevice()
     blocks: queue.Queue = queue.Queue()
 
     def callback(indata, frames, time, status):  # noqa: ARG001 (sounddevice's signature)
@@ -72,10 +83,14 @@ def microphone_blocks(device=None) -> Iterator[np.ndarray]:
         stream = sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
                                          blocksize=int(MIC_BLOCK_SECONDS * SAMPLE_RATE), callback=callback)
     except Exception as exc:  # PortAudio errors: no device, permission denied, ...
-        raise QwenASRError(f"cannot open the microphone: {exc}") from None
-    with stream:
-        while True:
-            yield drain(blocks)
+        raise SetupError(f"cannot open the microphone: {exc}") from None
+
+    def generate():
+        with stream:
+            while True:
+                yield drain(blocks)
+
+    return generate()
 
 
 def drain(blocks: queue.Queue) -> np.ndarray:
@@ -100,9 +115,10 @@ def stream_file(path: str, model: ASRModel, *, realtime: bool, language=None, co
 def stream_microphone(model: ASRModel, *, language=None, context: str = "", out=None) -> str:
     printer = LivePrinter(out)
     session = StreamingSession(model, language=language, context=context, catch_up=True)
+    blocks = microphone_blocks()
     print("listening... (Ctrl-C to stop)", file=sys.stderr)
     try:
-        for block in microphone_blocks():
+        for block in blocks:
             printer.show(session.feed(block, SAMPLE_RATE))
     except KeyboardInterrupt:
         pass

@@ -107,6 +107,11 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
     config's "quantization"); a Hugging Face checkpoint goes through `sanitize`. `quantize`
     (bits or a QuantizationSpec) quantizes a float model once loaded.
     """
+    kind = str(config.raw.get("thinker_config", {}).get("model_type", ""))
+    if "forced_aligner" in kind:
+        raise ModelLoadError(f"{model_dir} is a Qwen3-ForcedAligner checkpoint (word timing), not a speech "
+                             "recognition model: pass it as --aligner (with --timestamps), and a Qwen3-ASR model "
+                             "as --model")
     network = Qwen3ASR(config)
     mlx_layout = is_mlx_layout(config)
     stored = config.raw.get("quantization") if mlx_layout else None

@@ -96,7 +96,7 @@ class ASRModel:
         aligner = get_aligner(aligner, self.dtype) if word_timestamps else None
         start = time.perf_counter()
         stream = open_audio_stream(audio, sample_rate)
-        timings = {"load": time.perf_counter() - start}
+        timings = {"open": time.perf_counter() - start}
         segments = []
         for piece in iter_segments(stream.blocks, segment_seconds):
             offset = piece.start / SAMPLE_RATE
@@ -158,7 +158,7 @@ class ASRModel:
             try:
                 start = time.perf_counter()
                 stream = open_audio_stream(audio, sample_rate)
-                state = files[index] = _FileState(stream.duration, {"load": time.perf_counter() - start})
+                state = files[index] = _FileState(stream.duration, {"open": time.perf_counter() - start})
                 for order, piece in enumerate(iter_segments(stream.blocks, segment_seconds)):
                     state.parts.append(None)
                     jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))

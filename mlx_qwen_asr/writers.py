@@ -268,12 +268,18 @@ def to_string(result: Transcription, fmt: str, **metadata) -> str:
 
 # --- files ---------------------------------------------------------------------------------
 
+# Temporary files are hidden, next to their target: `.NAME.<8 hex>.tmp`. A run killed
+# mid-write (SIGKILL, power loss) leaves one behind; `remove_stale_temps` clears them.
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 @contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[TextIO]:
-    """Open a temporary file next to `path` for writing text; on success it replaces `path`,
-    on any error it is removed and `path` is left untouched."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+def _temp_file(temp: Path) -> Iterator[TextIO]:
+    """A new file opened for text; flushed to disk on success, removed on any error."""
     # os.open with 0o666 lets the umask decide the mode, as for a plainly created file.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -281,10 +287,37 @@ def atomic_write(path: str | os.PathLike) -> Iterator[TextIO]:
             yield file
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[TextIO]:
+    """Open a temporary file next to `path` for writing text; on success it replaces `path`,
+    on any error it is removed and `path` is left untouched."""
+    path = Path(path)
+    temp = _temp_path(path)
+    with _temp_file(temp) as file:
+        yield file
+    try:
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove the temporary files earlier runs left under `folder` when they were killed
+    mid-write; returns how many. Call it only while no other run writes there (folder.py
+    holds the output folder's lock)."""
+    removed = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            if TEMP_NAME.match(name):
+                Path(parent, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def write_result(result: Transcription, path: str | os.PathLike, fmt: str, **metadata) -> Path:
@@ -295,7 +328,25 @@ def write_result(result: Transcription, path: str | os.PathLike, fmt: str, **met
 
 
 def write_outputs(result: Transcription, base: str | os.PathLike, formats: Iterable[str], **metadata) -> list[Path]:
-    """Write `base`.<fmt> for each format (parent folders created); returns the paths."""
+    """Write `base`.<fmt> for each format (parent folders created); returns the paths.
+
+    All or none: every format is written to a temporary file and flushed first, and only
+    when all of them are complete are they renamed into place. A failure (a full disk, a
+    bad value) removes the temporary files and leaves no new output of this call."""
     base = Path(base)
     base.parent.mkdir(parents=True, exist_ok=True)
-    return [write_result(result, base.with_name(f"{base.name}.{fmt}"), fmt, **metadata) for fmt in formats]
+    formats = list(formats)
+    targets = [base.with_name(f"{base.name}.{fmt}") for fmt in formats]
+    temps: list[Path] = []
+    try:
+        for fmt, target in zip(formats, targets):
+            temps.append(_temp_path(target))
+            with _temp_file(temps[-1]) as file:
+                WRITERS[fmt](result, file, **metadata)
+        for temp, target in zip(temps, targets):
+            os.replace(temp, target)
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    return targets

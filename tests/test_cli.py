@@ -42,6 +42,7 @@ def test_unknown_language_fails_before_loading(tmp_path):
 
 
 def test_missing_model_directory(tmp_path):
+    sf.write(tmp_path / "x.wav", speech(0.5), 16000)
     done = run_cli(tmp_path / "x.wav", "--model", tmp_path / "missing-model")
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and "does not exist" in done.stderr

@@ -112,11 +112,13 @@ def test_interrupted_run_leaves_no_partial_output_and_resumes(tiny_checkpoint, t
     monkeypatch.setitem(writers.WRITERS, "srt", srt_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         transcribe_folder(talks, out, model=tiny_checkpoint, formats=["txt", "srt"], **FAST)
-    # b.wav (first in order) is complete; day1/a has its txt but never a partial srt.
-    assert outputs(out) == ["b.srt", "b.txt", "day1/a.txt", "manifest.json", "summary.json"]
+    # b.wav (first in order) is complete; day1/a was interrupted writing its srt, so none of
+    # its formats is there (its txt was complete, but an input's outputs go in together).
+    assert outputs(out) == ["b.srt", "b.txt", "manifest.json", "summary.json"]
     assert not list(out.rglob(".*.tmp"))
     interrupted = json.loads((out / "summary.json").read_text())
-    assert interrupted["interrupted"] == "KeyboardInterrupt" and interrupted["done"] == 1
+    assert interrupted["interrupted"] == "Ctrl-C" and interrupted["done"] == 1
+    assert interrupted["total"] == 3 and interrupted["rtf"] > 0
     assert list(json.loads((out / "manifest.json").read_text())["files"]) == [str((talks / "b.wav").resolve())]
 
     monkeypatch.setitem(writers.WRITERS, "srt", real_srt)

@@ -1,0 +1,50 @@
+"""Setup checks that run before any audio is processed (and before any model download):
+the inputs exist, the output folder is usable, the microphone can be opened.
+
+Each raises a `SetupError` with one line naming the problem, so a typo in a command is
+reported at once, not after a 1.8 GB download or after every file failed the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import OutputError, SetupError
+
+
+def check_inputs(inputs) -> None:
+    """Every given file or folder exists (whether it is audio is each file's own matter)."""
+    missing = [str(given) for given in inputs if not os.path.exists(given)]
+    if len(missing) == 1:
+        raise SetupError(f"{missing[0]}: no such file or folder")
+    if missing:
+        raise SetupError(f"no such files or folders: {', '.join(missing)}")
+
+
+def check_output_dir(output_dir) -> Path:
+    """The output folder exists (created if needed), is a folder, and can be written."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"output folder {path} is an existing file; give a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create output folder {path}: a part of its path is a file") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {path} is not writable")
+    return path
+
+
+def check_microphone() -> None:
+    """sounddevice and PortAudio load, and there is a default input device."""
+    from .live import import_sounddevice
+
+    sounddevice = import_sounddevice()
+    try:
+        sounddevice.query_devices(kind="input")
+    except Exception as exc:   # PortAudioError, or ValueError when there is no input device
+        lines = str(exc).strip().splitlines()
+        raise SetupError(f"cannot open the microphone: {lines[0] if lines else type(exc).__name__}") from None
