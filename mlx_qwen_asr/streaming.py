@@ -37,11 +37,11 @@ import mlx.core as mx
 import numpy as np
 
 from .aligner import DEFAULT_ALIGNER, get_aligner
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, _check_rate
 from .audio_stream import StreamResampler, open_audio_stream
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder import audio_token_count, conv_output_length
-from .errors import AudioError
+from .errors import AudioError, SetupError
 from .mel import log_mel_spectrogram
 from .prompt import ASR_TEXT_TAG, normalize_language, parse_output
 from .results import join_texts
@@ -285,6 +285,7 @@ class StreamingSession:
         return end
 
     def _to_16k(self, pcm, sample_rate: int) -> np.ndarray:
+        sample_rate = _check_rate(sample_rate)
         samples = np.asarray(pcm)
         if samples.ndim == 2:   # (frames, channels) as sounddevice delivers
             samples = samples.mean(axis=1)
@@ -525,6 +526,8 @@ def transcribe_stream(source, model, *, language: str | None = None, context: st
     the session catches up (see StreamingSession's `catch_up`)."""
     import time
 
+    if not (isinstance(chunk_seconds, (int, float)) and 0 < chunk_seconds < float("inf")):
+        raise SetupError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds!r}")
     if not isinstance(model, ASRModel):
         from .transcribe import load_model
         model = load_model(model)

@@ -7,6 +7,7 @@ are joined. A segment that loops or runs out of budget is decoded again with a r
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, greedy_decode_batch, token_budget
 from .encoder import audio_token_count
-from .errors import QwenASRError
+from .errors import AudioError, QwenASRError
 from .loading import load_network, parse_dtype, resolve_model_dir
 from .mel import log_mel_spectrogram
 from .model import Qwen3ASR
@@ -343,9 +344,18 @@ def transcribe(audio, *, model: str | Path | ASRModel = DEFAULT_MODEL, language:
     (segment_seconds, repetition_guard, recover_loops).
     """
     if not isinstance(model, ASRModel):
+        if options.get("on_error", "raise") == "raise":
+            _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
         model = load_model(model, dtype, quantize)
     kwargs = dict(sample_rate=sample_rate, language=language, context=context, max_new_tokens=max_new_tokens,
                   **options)
     if isinstance(audio, list):
         return model.transcribe_many(audio, **kwargs)
     return model.transcribe(audio, **kwargs)
+
+
+def _check_paths(sources: list) -> None:
+    """A missing audio file is reported before the model is loaded (maybe downloaded)."""
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+            raise AudioError(f"{os.fspath(source)}: no such file")
