@@ -29,3 +29,7 @@ class LanguageError(SetupError, ValueError):
 
 class OutputError(SetupError):
     """The output folder cannot be used (a file, not writable, or another run holds it)."""
+
+
+class OptionError(SetupError, ValueError):
+    """An option has a value it cannot take (a token budget of 0, a segment of -1 s, ...)."""
