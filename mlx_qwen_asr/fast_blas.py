@@ -1,11 +1,11 @@
-"""Serve MLX's CPU matrix products from Intel MKL on Linux x86-64 (the `fast-cpu` extra).
+"""Serve MLX's CPU matrix products from Intel MKL on Linux x86-64 (a default dependency there).
 
 The `mlx[cpu]` wheel links a reference (netlib) BLAS: fp32 GEMM runs at ~5 GFLOP/s, and a
 0.6B transcription takes minutes. `libmlx.so` imports `cblas_sgemm` & co. by name, so a
 library that defines those names and is loaded with RTLD_GLOBAL *before* `mlx.core` is
 imported wins the dynamic linker's symbol lookup (the same interposition `LD_PRELOAD`
-does). MKL from PyPI (`pip install mlx-qwen-asr[fast-cpu]`) defines them: ~60x faster GEMM
-here (docs/performance.md).
+does). MKL from PyPI, which `pip install mlx-qwen-asr` brings on Linux x86-64, defines
+them: ~60x faster GEMM here (docs/performance.md).
 
 `enable()` must run before the first `import mlx.core`, which is why the package's
 `__init__` calls it first. It changes nothing when: the platform is not Linux x86-64 (Metal
@@ -152,7 +152,7 @@ def enable() -> dict:
     candidates = _candidates()
     if not candidates:
         _status = {"active": False, "library": None,
-                   "reason": "MKL not installed (pip install 'mlx-qwen-asr[fast-cpu]')"}
+                   "reason": "MKL not installed (a default dependency on Linux x86-64: pip install mkl)"}
         return status()
     problems = []
     for path in candidates:

@@ -94,6 +94,15 @@ def load_weights(files: list[Path]) -> dict[str, mx.array]:
     return weights
 
 
+def refuse_aligner(model_dir: Path, config: ModelConfig) -> None:
+    """An aligner's folder given as the speech model: say what it is (its shapes would only mismatch)."""
+    kind = str(config.raw.get("thinker_config", {}).get("model_type", ""))
+    if "forced_aligner" in kind:
+        raise ModelLoadError(f"{model_dir} is a Qwen3-ForcedAligner checkpoint (word timing), not a speech "
+                             "recognition model: pass it as --aligner (with --timestamps), and a Qwen3-ASR model "
+                             "as --model")
+
+
 def is_mlx_layout(config: ModelConfig) -> bool:
     """A directory written by `mlx_qwen_asr.convert`: MLX names and layouts, maybe quantized."""
     return isinstance(config.raw.get(MLX_FORMAT_KEY), dict)
@@ -108,11 +117,6 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
     config's "quantization"); a Hugging Face checkpoint goes through `sanitize`. `quantize`
     (bits or a QuantizationSpec) quantizes a float model once loaded.
     """
-    kind = str(config.raw.get("thinker_config", {}).get("model_type", ""))
-    if "forced_aligner" in kind:
-        raise ModelLoadError(f"{model_dir} is a Qwen3-ForcedAligner checkpoint (word timing), not a speech "
-                             "recognition model: pass it as --aligner (with --timestamps), and a Qwen3-ASR model "
-                             "as --model")
     network = Qwen3ASR(config) if network is None else network
     mlx_layout = is_mlx_layout(config)
     stored = config.raw.get("quantization") if mlx_layout else None

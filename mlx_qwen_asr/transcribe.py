@@ -21,7 +21,7 @@ from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
-from .loading import load_network, parse_dtype, resolve_model_dir
+from .loading import load_network, parse_dtype, refuse_aligner, resolve_model_dir
 from .model import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
@@ -59,6 +59,7 @@ class ASRModel:
         LoadOptions(model, dtype, quantize)   # checked before anything is read
         model_dir = resolve_model_dir(model)
         config = ModelConfig.from_file(model_dir / "config.json")
+        refuse_aligner(model_dir, config)
         mx_dtype = parse_dtype(dtype)
         network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)

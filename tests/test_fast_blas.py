@@ -58,3 +58,34 @@ def test_products_stay_right_when_torch_was_imported_first():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     _, err, check = done.stdout.strip().splitlines()[-1].split()
     assert float(err) < 1e-3 and check == "passed"
+
+
+def test_plain_install_brings_mkl_on_linux_x86_64():
+    """The fast path is what `pip install -e .` gives there, not an extra to know about."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    linux_x86 = {"sys_platform": "linux", "platform_machine": "x86_64"}
+    mac_arm = {"sys_platform": "darwin", "platform_machine": "arm64"}
+    mkl = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "mkl"]
+    assert len(mkl) == 1
+    marker = mkl[0].marker or Marker("python_version > '0'")
+    assert marker.evaluate(linux_x86) and not marker.evaluate(mac_arm)
+
+
+def test_active_by_default_where_it_applies():
+    import os
+    import platform
+
+    env = {k: v for k, v in os.environ.items() if k != fast_blas.ENV}
+    code = "import json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.fast_blas.status()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    status = json.loads(out.stdout.strip().splitlines()[-1])
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        assert status["active"] is True and status["self_check"] == "passed", status["reason"]
+    else:
+        assert status["active"] is False
