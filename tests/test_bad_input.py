@@ -303,7 +303,7 @@ def test_bad_aligner_is_one_setup_error_before_any_file(case, model_dir, tmp_pat
     assert not list(out_dir.glob("*.txt"))
 
 
-def test_hub_failure_is_one_line_after_the_inputs_are_checked(tmp_path):
+def test_hub_failure_is_one_line_after_the_inputs_are_checked(model_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     missing = run_cli(tmp_path / "speech.wav", env=env)
     assert missing.returncode == 2
@@ -311,9 +311,10 @@ def test_hub_failure_is_one_line_after_the_inputs_are_checked(tmp_path):
     hub = run_cli(GOOD, env=env)
     assert hub.returncode == 2
     error_line(hub.stderr, "Qwen/Qwen3-ASR-0.6B", "hub")
-    aligner = run_cli(GOOD, "--model", tmp_path / "nope", "--timestamps", env=env)
-    assert aligner.returncode == 2
-    error_line(aligner.stderr, "does not exist")
+    # The default aligner, not in the cache: one line before any file is transcribed.
+    aligner = run_cli(GOOD, LONGER, "--model", model_dir, "--timestamps", env=env)
+    assert aligner.returncode == 2 and aligner.stdout == ""
+    error_line(aligner.stderr, "Qwen/Qwen3-ForcedAligner-0.6B", "hub")
 
 
 def test_convert_reports_unloadable_sources_in_one_line(model_dir, tmp_path):
@@ -593,6 +594,11 @@ def test_full_disk_keeps_every_input_whole_and_resumes(model_dir, tmp_path):
         assert "interrupted (output folder" in full.stderr   # the run stops: every later file would fail too
         done = _complete_or_absent(out, 6)
         assert 1 <= len(done) < 6 and leftovers(out) == []
+        # The failed input's temporary files are gone, which leaves room for the run's own
+        # records; were there none, the journal would still hold every finished input.
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["done"] == len(done) and summary["total"] == 6 and summary["interrupted"]
+        assert len(json.loads((out / "manifest.json").read_text())["files"]) == len(done)
         (disk / "filler").unlink()
         resumed = run_cli(talks, "-o", out, "-f", "all", "--model", model_dir, "--quiet")
         assert resumed.returncode == 0, resumed.stderr
