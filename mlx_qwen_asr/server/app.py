@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..errors import QwenASRError
-from ..prompt import normalize_language
+from ..options import TranscribeOptions
 from ..results import join_texts
 from . import formats
 from .security import COOKIE, Guard, TooLarge, is_loopback, key_matches
@@ -31,6 +31,7 @@ MAX_FORM_FIELDS = 32
 @dataclass
 class Settings:
     model_id: str = "qwen3-asr"
+    options: TranscribeOptions = TranscribeOptions()   # the server's defaults (aligner); requests change some
     host: str = "127.0.0.1"
     api_key: str | None = None
     max_upload_mb: float = 100.0
@@ -149,15 +150,16 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
         stream = str(form.get("stream") or "false").lower() in ("true", "1")
         if stream and fmt not in ("json", "text"):
             raise ApiError(400, "stream=true sends text events; use response_format json or text", param="stream")
+        words = "word" in granularities
         try:
-            language = normalize_language(formats.language_name(form.get("language")))
+            options = TranscribeOptions.build(settings.options, language=formats.language_name(form.get("language")),
+                                              context=str(form.get("prompt") or ""), word_timestamps=words)
         except QwenASRError as exc:
             raise ApiError(400, str(exc), param="language") from None
-        words = "word" in granularities
 
         try:
             audio = await run_in_threadpool(read_upload, upload.file, app.state.temp, upload.filename,
-                                            settings.max_audio_seconds)
+                                            settings.max_audio_seconds, options.segment_seconds)
         except TooLong as exc:
             raise ApiError(413, str(exc), param="file", code="audio_too_long") from None
         except QwenASRError as exc:
@@ -165,8 +167,7 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
 
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue = asyncio.Queue()
-        job = Job(audio.pieces, audio.duration, language=language, context=str(form.get("prompt") or ""),
-                  word_timestamps=words,
+        job = Job(audio.pieces, audio.duration, options,
                   on_progress=(lambda segs: loop.call_soon_threadsafe(progress.put_nowait, segs)) if stream else None)
         try:
             future = asyncio.wrap_future(worker.submit(job))

@@ -6,7 +6,9 @@ import argparse
 import sys
 
 from ..aligner import DEFAULT_ALIGNER
-from ..transcribe import DEFAULT_MODEL, DEFAULT_BATCH_SIZE
+from ..batch import DEFAULT_BATCH_SIZE
+from ..errors import QwenASRError
+from ..options import DEFAULT_MODEL, TranscribeOptions
 
 DEFAULT_PORT = 8000
 
@@ -85,14 +87,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..transcribe import load_model
 
+    try:
+        options = TranscribeOptions(aligner=args.aligner)
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
-                    max_jobs=args.max_queue, aligner=args.aligner)
+                    max_jobs=args.max_queue)
     worker.start()
     worker.ready.wait()
     if worker.load_error is not None:
         print(f"error: {worker.load_error}", file=sys.stderr)
         return 2
-    settings = Settings(model_id=args.model_name or str(args.model), host=args.host, api_key=args.api_key,
+    settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
+                        api_key=args.api_key,
                         max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
                         request_timeout=args.request_timeout, max_sessions=args.max_sessions,
                         session_idle_seconds=args.session_idle_seconds)

@@ -30,7 +30,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import QwenASRError
-from ..prompt import normalize_language
+from ..options import TranscribeOptions
 from ..streaming import StreamingSession
 from . import formats
 from .security import key_matches
@@ -106,7 +106,8 @@ class Connection:
                              "unsupported_format", event.get("event_id"))
             return
         try:
-            language = normalize_language(formats.language_name(transcription.get("language", self.language)))
+            language = TranscribeOptions(language=formats.language_name(transcription.get("language",
+                                                                                            self.language))).language
         except QwenASRError as exc:
             await self.error(str(exc), "invalid_language", event.get("event_id"))
             return
@@ -159,11 +160,11 @@ class Connection:
         return await asyncio.wrap_future(self.worker.call(fn))
 
     async def open_stream(self) -> None:
-        stream_id, language, prompt = uuid.uuid4().hex, self.language, self.prompt
+        stream_id = uuid.uuid4().hex
+        options = TranscribeOptions(language=self.language, context=self.prompt)
 
         def start(model):
-            self.worker.streams[stream_id] = StreamingSession(model, language=language, context=prompt,
-                                                              catch_up=True)
+            self.worker.streams[stream_id] = StreamingSession(model, options, catch_up=True)
 
         await self.on_worker(start)
         self.stream_id = stream_id

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from ..aligner import get_aligner
 from ..audio import SAMPLE_RATE
 from ..decoding import RepetitionGuard, greedy_decode_batch
+from ..model_input import add_time, asr_prompt
+from ..options import TranscribeOptions
 from ..results import Segment, Transcription
 from ..segment import AudioSegment
-from ..transcribe import ASRModel, _add, _attach_words, _with_speed
+from ..transcribe import ASRModel, attach_words, with_speed
 
 
 class QueueFull(Exception):
@@ -40,9 +42,7 @@ class Job:
 
     pieces: list[AudioSegment]
     duration: float
-    language: str | None = None
-    context: str = ""
-    word_timestamps: bool = False
+    options: TranscribeOptions = field(default_factory=TranscribeOptions)   # the pieces are cut already
     # Called on the worker thread with (segments so far, in order) each time that run grows.
     on_progress: Callable[[list[Segment]], None] | None = None
     result: Future = field(default_factory=Future)   # -> Transcription, or the exception
@@ -65,12 +65,10 @@ class _Call:
 class Worker:
     """Owns the model. `submit` queues an offline job; `call` runs fn(model) on the thread."""
 
-    def __init__(self, load: Callable[[], ASRModel], batch_size: int = 8, max_jobs: int = 64,
-                 aligner=None):
+    def __init__(self, load: Callable[[], ASRModel], batch_size: int = 8, max_jobs: int = 64):
         self._load = load
         self.batch_size = batch_size
         self.max_jobs = max_jobs
-        self.aligner_name = aligner
         self.model: ASRModel | None = None
         self.load_error: BaseException | None = None
         self.ready = threading.Event()
@@ -198,45 +196,46 @@ class Worker:
             self._report(job)
 
     def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
-        """The picked segments decoded together; silent ones are skipped, as transcribe does."""
+        """The picked segments decoded together, each with its own request's options; silent
+        ones are skipped, as transcribe does (batch.decode_jobs, with options per row)."""
         model = self.model
         prompts, budgets, rows = [], [], []
         segments: list[Segment | None] = []
         for job, index in picked:
-            piece = job.pieces[index]
-            offset, end = piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE
-            embeddings = model._prompt_embeddings(piece.audio, job.language, job.context, job.timings)
-            if embeddings is None:
-                segments.append(Segment(offset, end, "", job.language or "", "silence"))
+            piece, options = job.pieces[index], job.options
+            prompt = asr_prompt(model, piece.audio, options.context, options.language, job.timings)
+            if prompt is None:
+                segments.append(Segment(piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE, "",
+                                        options.language or "", "silence"))
                 continue
             segments.append(None)
-            prompts.append(embeddings)
-            budgets.append(model._budget(piece.audio, None))
+            prompts.append(prompt[1])
+            budgets.append(model.budget(piece.audio, options))
             rows.append(len(segments) - 1)
         if prompts:
-            decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids,
-                                          RepetitionGuard())
+            # The server's options always guard against loops (it does not offer turning that off).
+            guard = RepetitionGuard() if all(job.options.repetition_guard for job, _ in picked) else None
+            decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
             for slot, result in zip(rows, decoded):
                 job, index = picked[slot]
                 piece = job.pieces[index]
                 # The batch's time is shared: each row is charged an equal part.
-                _add(job.timings, "prefill", result.prefill_s / len(prompts))
-                _add(job.timings, "decode", result.decode_s / len(prompts))
-                segments[slot] = model._segment(result, piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE,
-                                                job.language)
+                add_time(job.timings, "prefill", result.prefill_s / len(prompts))
+                add_time(job.timings, "decode", result.decode_s / len(prompts))
+                segments[slot] = model.segment(result, piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE,
+                                               job.options.language)
         return segments
 
     def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
         """A decoded segment's loop remedies and word times, as transcribe applies them."""
-        piece = job.pieces[index]
+        piece, options = job.pieces[index], job.options
         offset = piece.start / SAMPLE_RATE
         parts = [segment]
-        if segment.finish_reason in ("repetition", "length"):
-            parts = self.model._decode_with_recovery(piece.audio, offset, job.language, job.context, None,
-                                                     True, True, job.timings, first=segment)
-        if job.word_timestamps:
-            aligner = get_aligner(self.aligner_name, self.model.dtype)
-            _attach_words(aligner, parts, piece.audio, offset, job.timings)
+        if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition",
+                                                                                                  "length"):
+            parts = self.model.decode_with_recovery(piece.audio, offset, options, job.timings, first=segment)
+        if options.word_timestamps:
+            attach_words(get_aligner(options.aligner, self.model.dtype), parts, piece.audio, offset, job.timings)
         return parts
 
     def _report(self, job: Job) -> None:
@@ -252,7 +251,7 @@ class Worker:
                     pass
         if done == len(job.parts):
             segments = [s for part in job.parts for s in part]
-            self._finish(job, Transcription.from_segments(segments, job.duration, _with_speed(job.timings, segments)))
+            self._finish(job, Transcription.from_segments(segments, job.duration, with_speed(job.timings, segments)))
 
     def _finish(self, job: Job, result: Transcription | None = None, error: BaseException | None = None) -> None:
         if job in self._jobs:
