@@ -96,6 +96,10 @@ def _report(path: str, result: Transcription) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .server import main as serve   # the server has its own options (server/main.py)
+        return serve(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.output_dir is None and (args.format or args.overwrite):

@@ -1,0 +1,138 @@
+"""`python -m mlx_qwen_asr serve`: options, setup checks (exit 2 before serving), uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..aligner import DEFAULT_ALIGNER
+from ..batch import DEFAULT_BATCH_SIZE
+from ..errors import QwenASRError
+from ..options import DEFAULT_MODEL, TranscribeOptions
+
+DEFAULT_PORT = 8000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mlx_qwen_asr serve",
+                                description="Serve OpenAI's audio transcription API, live transcription over a "
+                                            "WebSocket and a web page.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
+    p.add_argument("--model-name", default=None,
+                   help="the model id /v1/models lists (default: the --model value)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--quantize", type=int, default=None, choices=[4, 8])
+    p.add_argument("--aligner", default=DEFAULT_ALIGNER,
+                   help=f"forced aligner for word timestamps (default: {DEFAULT_ALIGNER}; loaded on first use)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1; any other needs --api-key or --insecure)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free one)")
+    p.add_argument("--api-key", default=None,
+                   help="require this key on every endpoint: Authorization: Bearer KEY (the page asks for it)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --api-key")
+    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                   help=f"segments decoded together (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--max-queue", type=_positive_int, default=64,
+                   help="requests held at once; more get 429 with Retry-After (default: 64)")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=100.0, help="upload size limit (default: 100)")
+    p.add_argument("--max-audio-seconds", type=_positive_float, default=3 * 3600.0,
+                   help="audio duration limit per request or live item (default: 10800)")
+    p.add_argument("--request-timeout", type=_positive_float, default=600.0,
+                   help="seconds a request may take before its work is dropped (default: 600)")
+    p.add_argument("--max-sessions", type=_positive_int, default=4, help="live WebSocket sessions at once (default: 4)")
+    p.add_argument("--session-idle-seconds", type=_positive_float, default=120.0,
+                   help="a live session silent this long is closed (default: 120)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import uvicorn  # noqa: F401
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401
+    except ImportError as exc:
+        print(f"error: serve needs the server extra ({exc.name} is missing): pip install 'mlx-qwen-asr[server]'",
+              file=sys.stderr)
+        return 2
+    from .app import Settings, create_app, wrap
+    from .security import is_loopback
+    from .worker import Worker
+
+    if not is_loopback(args.host) and not args.api_key and not args.insecure:
+        print(f"error: --host {args.host} is reachable from other machines: give --api-key KEY "
+              "(or --insecure to serve without one)", file=sys.stderr)
+        return 2
+
+    from ..transcribe import load_model
+
+    try:
+        options = TranscribeOptions(aligner=args.aligner)
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
+                    max_jobs=args.max_queue)
+    worker.start()
+    worker.ready.wait()
+    if worker.load_error is not None:
+        print(f"error: {worker.load_error}", file=sys.stderr)
+        return 2
+    settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
+                        api_key=args.api_key,
+                        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
+                        request_timeout=args.request_timeout, max_sessions=args.max_sessions,
+                        session_idle_seconds=args.session_idle_seconds)
+    app = wrap(create_app(worker, settings), settings)
+    return _serve(app, args, worker)
+
+
+def _serve(app, args, worker) -> int:
+    import socket
+
+    import uvicorn
+
+    # The socket is bound here so that --port 0 can report the port it got.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {args.model_name or args.model} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1)",
+          file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    return 0
+

@@ -1,0 +1,269 @@
+"""The one thread that runs MLX: it loads the model and does all inference.
+
+MLX streams belong to the thread that created them (another MLX server crashed when
+inference ran on a thread other than the one that made its stream, mlx-qwen3-asr#16), so
+the model is created on this thread and nothing else ever touches it. Requests reach it
+through a queue; each turn of its loop first runs the queued calls (the live sessions'
+steps), then decodes one batch of segments.
+
+Scheduling is by segment: a batch takes one segment from each waiting request in turn
+(oldest first) until it is full, so a request that arrives while a batch runs joins the
+next one, and a long file gets one slot per turn instead of holding every slot until it is
+done. Each segment is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
+give the tokens of single decoding; loops and missing EOS get the same remedies), so a
+request's transcript is the CLI's.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ..aligner import get_aligner
+from ..audio import SAMPLE_RATE
+from ..decoding import RepetitionGuard, greedy_decode_batch
+from ..model_input import add_time, asr_prompt
+from ..options import TranscribeOptions
+from ..results import Segment, Transcription
+from ..segment import AudioSegment
+from ..transcribe import ASRModel, attach_words, with_speed
+
+
+class QueueFull(Exception):
+    """The worker already holds as many requests as it may."""
+
+
+@dataclass
+class Job:
+    """One offline transcription: its audio cut into segments, its options, its outcome."""
+
+    pieces: list[AudioSegment]
+    duration: float
+    options: TranscribeOptions = field(default_factory=TranscribeOptions)   # the pieces are cut already
+    # Called on the worker thread with (segments so far, in order) each time that run grows.
+    on_progress: Callable[[list[Segment]], None] | None = None
+    result: Future = field(default_factory=Future)   # -> Transcription, or the exception
+    cancelled: bool = False                          # set by the client side: drop the work
+    timings: dict = field(default_factory=dict)
+    parts: list = field(default_factory=list)        # per piece: its Segments, None while pending
+    next_piece: int = 0
+    reported: int = 0                                # pieces passed to on_progress
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Call:
+    fn: Callable[[ASRModel], object]
+    future: Future
+
+
+class Worker:
+    """Owns the model. `submit` queues an offline job; `call` runs fn(model) on the thread."""
+
+    def __init__(self, load: Callable[[], ASRModel], batch_size: int = 8, max_jobs: int = 64):
+        self._load = load
+        self.batch_size = batch_size
+        self.max_jobs = max_jobs
+        self.model: ASRModel | None = None
+        self.load_error: BaseException | None = None
+        self.ready = threading.Event()
+        self.streams: dict[str, object] = {}   # live sessions by id; touched only on this thread
+        self._inbox: queue.Queue = queue.Queue()
+        self._jobs: list[Job] = []
+        self._outstanding = 0                  # accepted jobs not finished yet
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.batches: list[int] = []           # size of each decoded batch (recent ones), for tests and stats
+        self._thread = threading.Thread(target=self._run, name="mlx-worker", daemon=True)
+
+    # ------------------------------------------------------------------ client side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def submit(self, job: Job) -> Future:
+        with self._lock:
+            if self._outstanding >= self.max_jobs:
+                raise QueueFull(f"{self._outstanding} requests are waiting")
+            self._outstanding += 1
+        job.parts = [None] * len(job.pieces)
+        job.result.add_done_callback(self._job_done)
+        self._inbox.put(job)
+        return job.result
+
+    def call(self, fn: Callable[[ASRModel], object]) -> Future:
+        future: Future = Future()
+        self._inbox.put(_Call(fn, future))
+        return future
+
+    def _job_done(self, _future) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        try:
+            self.model = self._load()
+        except BaseException as exc:  # reported by whoever waits on `ready`
+            self.load_error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        while not self._stopping:
+            calls = self._take(block=not self._jobs)
+            for call in calls:
+                self._run_call(call)
+            for job in [j for j in self._jobs if j.cancelled]:
+                self._finish(job, error=CancelledJob("the request was cancelled"))
+            if self._jobs:
+                self._run_batch()
+        for job in self._jobs:
+            self._finish(job, error=CancelledJob("the server is stopping"))
+
+    def _take(self, block: bool) -> list[_Call]:
+        """New jobs join the list; queued calls are returned. Blocks while there is no work."""
+        calls: list[_Call] = []
+        while True:
+            try:
+                item = self._inbox.get(block=block and not calls)
+            except queue.Empty:
+                return calls
+            if item is None:
+                return calls
+            if isinstance(item, Job):
+                self._jobs.append(item)   # a cancelled one is finished on this turn
+            else:
+                calls.append(item)
+            block = False
+
+    def _run_call(self, call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.fn(self.model))
+        except BaseException as exc:  # the caller gets it; the worker goes on
+            call.future.set_exception(exc)
+
+    def _pick(self) -> list[tuple[Job, int]]:
+        """Up to batch_size segments: one from each job in turn, oldest job first."""
+        picked: list[tuple[Job, int]] = []
+        waiting = [j for j in self._jobs if j.next_piece < len(j.pieces)]
+        while waiting and len(picked) < self.batch_size:
+            for job in list(waiting):
+                if len(picked) == self.batch_size:
+                    break
+                picked.append((job, job.next_piece))
+                job.next_piece += 1
+                if job.next_piece == len(job.pieces):
+                    waiting.remove(job)
+        return picked
+
+    def _run_batch(self) -> None:
+        picked = self._pick()
+        if not picked:
+            return
+        self.batches = (self.batches + [len(picked)])[-1000:]
+        try:
+            segments = self._decode(picked)
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the server
+            for job in {id(j): j for j, _ in picked}.values():
+                self._finish(job, error=exc)
+            return
+        for (job, index), segment in zip(picked, segments):
+            if job.result.done():
+                continue
+            try:
+                job.parts[index] = self._complete(job, index, segment)
+            except Exception as exc:  # noqa: BLE001
+                self._finish(job, error=exc)
+                continue
+            job.pieces[index] = None   # its audio is no longer needed
+            self._report(job)
+
+    def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
+        """The picked segments decoded together, each with its own request's options; silent
+        ones are skipped, as transcribe does (batch.decode_jobs, with options per row)."""
+        model = self.model
+        prompts, budgets, rows = [], [], []
+        segments: list[Segment | None] = []
+        for job, index in picked:
+            piece, options = job.pieces[index], job.options
+            prompt = asr_prompt(model, piece.audio, options.context, options.language, job.timings)
+            if prompt is None:
+                segments.append(Segment(piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE, "",
+                                        options.language or "", "silence"))
+                continue
+            segments.append(None)
+            prompts.append(prompt[1])
+            budgets.append(model.budget(piece.audio, options))
+            rows.append(len(segments) - 1)
+        if prompts:
+            # The server's options always guard against loops (it does not offer turning that off).
+            guard = RepetitionGuard() if all(job.options.repetition_guard for job, _ in picked) else None
+            decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
+            for slot, result in zip(rows, decoded):
+                job, index = picked[slot]
+                piece = job.pieces[index]
+                # The batch's time is shared: each row is charged an equal part.
+                add_time(job.timings, "prefill", result.prefill_s / len(prompts))
+                add_time(job.timings, "decode", result.decode_s / len(prompts))
+                segments[slot] = model.segment(result, piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE,
+                                               job.options.language)
+        return segments
+
+    def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
+        """A decoded segment's loop remedies and word times, as transcribe applies them."""
+        piece, options = job.pieces[index], job.options
+        offset = piece.start / SAMPLE_RATE
+        parts = [segment]
+        if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition",
+                                                                                                  "length"):
+            parts = self.model.decode_with_recovery(piece.audio, offset, options, job.timings, first=segment)
+        if options.word_timestamps:
+            attach_words(get_aligner(options.aligner, self.model.dtype), parts, piece.audio, offset, job.timings)
+        return parts
+
+    def _report(self, job: Job) -> None:
+        done = job.reported
+        while done < len(job.parts) and job.parts[done] is not None:
+            done += 1
+        if done > job.reported:
+            job.reported = done
+            if job.on_progress is not None:
+                try:
+                    job.on_progress([s for part in job.parts[:done] for s in part])
+                except Exception:  # noqa: BLE001 - a client's callback cannot stop the worker
+                    pass
+        if done == len(job.parts):
+            segments = [s for part in job.parts for s in part]
+            self._finish(job, Transcription.from_segments(segments, job.duration, with_speed(job.timings, segments)))
+
+    def _finish(self, job: Job, result: Transcription | None = None, error: BaseException | None = None) -> None:
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.pieces = []
+        if job.result.done():
+            return
+        if error is not None:
+            job.result.set_exception(error)
+        else:
+            job.result.set_result(result)
+
+
+class CancelledJob(Exception):
+    """The client went away (or the server is stopping) before the job was done."""
