@@ -18,6 +18,7 @@ output folder, resumably, without one bad file stopping the run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,7 +33,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .errors import QwenASRError
-from .prompt import normalize_language
+from .languages import forced_language_warning, normalize_language
 from .results import Transcription
 from .segment import DEFAULT_SEGMENT_SECONDS
 from .aligner import DEFAULT_ALIGNER
@@ -201,12 +202,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, formats=("txt",),
-                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, **options) -> dict:
+                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, shape=None,
+                      **options) -> dict:
     """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
     json, srt, vtt, tsv or "all"; other keyword options go to `ASRModel.transcribe`
     (language, context, max_new_tokens, segment_seconds, repetition_guard, recover_loops).
+    `shape` (writers.CueShape) shapes srt/vtt cues.
     Finished inputs are skipped on a rerun with the same options unless `overwrite`.
     Files that fail are listed in the summary's `failures`; `quiet` turns off the progress
     bars and the printed summary (errors are still printed).
@@ -234,6 +237,8 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     # The aligner matters (and is recorded) only with word timestamps; a loaded one by its path.
     aligner = options["aligner"]
     settings["aligner"] = str(getattr(aligner, "path", aligner)) if options["word_timestamps"] else None
+    if shape is not None and {"srt", "vtt"} & set(formats):
+        settings["shape"] = dataclasses.asdict(shape)  # other cue shapes: other outputs
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +268,7 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
 
     # Loaded only when there is work: a rerun of a finished folder needs no model.
     asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
-    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
+    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose, shape)
     interrupted = None
     transcribe_seconds = 0.0
     try:
@@ -289,10 +294,10 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
 class _Run:
     """The transcribing part of a folder run: groups, progress bars, outputs, manifest."""
 
-    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose):
+    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose, shape=None):
         self.output_dir, self.formats, self.settings = output_dir, formats, settings
         self.options, self.manifest, self.records = options, manifest, records
-        self.quiet, self.verbose = quiet, verbose
+        self.quiet, self.verbose, self.shape = quiet, verbose, shape
 
     def transcribe_all(self, asr, todo) -> None:
         with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
@@ -353,7 +358,7 @@ class _Run:
         if isinstance(result, Transcription):
             try:
                 paths = write_outputs(result, self.output_dir / job.name, self.formats, input=str(job.source),
-                                      model=self.settings["model"], options=self.settings)
+                                      model=self.settings["model"], options=self.settings, shape=self.shape)
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
@@ -376,6 +381,9 @@ class _Run:
         })
         if result.finish_reason in ("length", "repetition"):
             _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
+        warning = forced_language_warning(str(job.source), result, self.options["language"])
+        if warning:
+            _say(warning)
         if self.verbose:
             _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
                  f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
