@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mlx_qwen_asr import random_checkpoint as rc
+from mlx_qwen_asr.testing import random_checkpoint as rc
 from mlx_qwen_asr.config import SUPPORTED_LANGUAGES, ModelConfig
 
 PROMPT = ("<|im_start|>system\n{ctx}<|im_end|>\n<|im_start|>user\n"

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SUPPORTED_LANGUAGES
+from ..config import SUPPORTED_LANGUAGES
 
 # Where the real Qwen2/Qwen3 vocab.json + merges.txt live on development machines
 # (../shared beside the checkout). A user's clone has no such folder: the tokenizer is
 # then synthesized.
-SHARED_TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizer"
+SHARED_TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "tokenizer"
 
 SIZES = ("tiny", "0.6b", "1.7b")
 
@@ -729,11 +729,11 @@ def build_random_aligner(out_dir, size: str = "tiny", seed: int = 0, dtype: str 
 
 
 def main(argv=None) -> int:
-    """`python -m mlx_qwen_asr.random_checkpoint OUT`: a random-weight model to try the
+    """`python -m mlx_qwen_asr.testing.random_checkpoint OUT`: a random-weight model to try the
     pipeline (or benchmark it) with no download; its transcripts are gibberish by design."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m mlx_qwen_asr.random_checkpoint", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mlx_qwen_asr.testing.random_checkpoint", description=main.__doc__)
     parser.add_argument("out", help="directory to write the checkpoint to")
     parser.add_argument("--size", default="tiny", choices=["tiny", "0.6b", "1.7b"])
     parser.add_argument("--aligner", action="store_true", help="a Qwen3-ForcedAligner checkpoint instead")

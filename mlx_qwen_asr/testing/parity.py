@@ -11,10 +11,10 @@ import mlx.core as mx
 import numpy as np
 
 from . import official
-from .decoding import greedy_decode
-from .encoder import audio_token_count
-from .mel import log_mel_spectrogram
-from .transcribe import ASRModel
+from ..decoding import greedy_decode
+from ..encoder import audio_token_count
+from ..mel import log_mel_spectrogram
+from ..transcribe import ASRModel
 
 EOS_FILL = 151645
 
