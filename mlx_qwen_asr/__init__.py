@@ -16,6 +16,8 @@ from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError  # n
 from .results import Segment, Transcription  # noqa: E402
 from .transcribe import ASRModel, load_model, transcribe  # noqa: E402
 from .folder import transcribe_folder  # noqa: E402
+from .aligner import align  # noqa: E402
+from .transcripts import align_transcription  # noqa: E402
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
 
 fast_blas.self_check()
@@ -23,7 +25,7 @@ fast_blas.self_check()
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASRModel", "AudioError", "LanguageError", "ModelLoadError", "QwenASRError", "SUPPORTED_LANGUAGES",
+    "ASRModel", "AudioError", "align", "align_transcription", "LanguageError", "ModelLoadError", "QwenASRError", "SUPPORTED_LANGUAGES",
     "Segment", "StreamUpdate", "StreamingSession", "Transcription", "load_model", "transcribe",
     "transcribe_folder", "transcribe_stream",
 ]
