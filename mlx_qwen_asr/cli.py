@@ -18,12 +18,12 @@ import os
 import sys
 import time
 
-from .aligner import DEFAULT_ALIGNER
 from .errors import QwenASRError
 from .folder import find_audio, transcribe_folder
-from .languages import forced_language_warning, language_table, normalize_language
+from .languages import forced_language_warning, language_table
+from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .segment import DEFAULT_SEGMENT_SECONDS
-from .transcribe import DEFAULT_MODEL, Transcription, load_model
+from .transcribe import Transcription, load_model
 from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 
 STDIN = "-"
@@ -176,9 +176,9 @@ def _unhonoured(args) -> str | None:
                             ("--aligner", args.aligner is not None), ("--max-new-tokens", args.max_new_tokens is not None),
                             ("--segment-seconds", args.segment_seconds is not None)):
             if given:
-                return f"{flag} does not apply to {live}: live text has no word times, budgets or segments"
+                return f"{flag} has no effect in streaming ({live}): live text has no word times, budgets or segments"
         if shaping:
-            return f"{shaping[0]} does not apply to {live}: live text has no subtitle cues"
+            return f"{shaping[0]} has no effect in streaming ({live}): live text has no subtitle cues"
     if mode == "align":
         for flag, given in (("--model", args.model is not None), ("--context", bool(args.context)),
                             ("--max-new-tokens", args.max_new_tokens is not None), ("--quantize", args.quantize),
@@ -198,7 +198,7 @@ def _unhonoured(args) -> str | None:
         if args.max_cue_seconds is not None and not _word_times(args):
             return "--max-cue-seconds needs word times; without them each cue is a whole segment"
     if args.aligner is not None and not _word_times(args):
-        return "--aligner is used only for word times (--timestamps, --align, srt/vtt output)"
+        return "--aligner has no effect without word times (--timestamps, --align, srt/vtt output)"
     return None
 
 
@@ -221,30 +221,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give audio files or folders (or --mic)")
     if args.mic and args.audio:
         parser.error("--mic takes no audio files")
-    problem = _unhonoured(args)
+    try:
+        problem = _unhonoured(args)
+    except ValueError as exc:   # an unknown -f format
+        problem = str(exc)
     if problem:
-        parser.error(problem)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.no_timestamps:
         print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
               file=sys.stderr)
     args.model = args.model or DEFAULT_MODEL
-    args.segment_seconds = args.segment_seconds or DEFAULT_SEGMENT_SECONDS
     try:
-        language = normalize_language(args.language)
+        options = options_from(args)
         shape = CueShape(args.max_line_width or MAX_LINE_WIDTH, args.max_line_count or MAX_LINES,
                          args.max_cue_seconds or MAX_CUE_SECONDS)
         mode = _mode(args)
         if mode == "align":
-            return _align_mode(args, language, shape)
+            return _align_mode(args, options, shape)
         if mode == "live":
-            return _live_mode(args, language)
+            return _live_mode(args, options)
         if mode == "files":
-            return _folder_mode(args, language, shape)
+            return _folder_mode(args, options, shape)
         paths = _expand(args.audio)
         if not paths:
             raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
         model = load_model(args.model, args.dtype, args.quantize)
-        aligner = _load_aligner(args, model.dtype) if args.timestamps else None
+        options = _with_aligner(args, options, model.dtype)
     except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -254,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in paths:
         try:
-            result = model.transcribe(_source(path, args), language=language, context=args.context,
-                                      max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-                                      word_timestamps=aligner is not None, aligner=aligner or DEFAULT_ALIGNER)
+            result = model.transcribe(*_source(path, args), options)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -264,11 +265,26 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-        _print_result(_name(path), result, len(paths) > 1, aligner is not None, shape)
+        _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
         if args.verbose:
             print(_report(_name(path), result), file=sys.stderr)
-        _warn(_name(path), result, language)
+        _warn(_name(path), result, options.language)
     return 1 if failures else 0
+
+
+def options_from(args) -> TranscribeOptions:
+    """The one options value of this run (checked before any model loads or audio is read)."""
+    return TranscribeOptions(
+        language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
+        segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
+        word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER)
+
+
+def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:
+    """With word times: the aligner loaded (fetched like the model) before any audio is read."""
+    if not options.word_timestamps:
+        return options
+    return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
 
 
 def _print_result(name: str, result: Transcription, several: bool, timed: bool, shape: CueShape) -> None:
@@ -294,13 +310,14 @@ def _name(path: str) -> str:
     return "<stdin>" if path == STDIN else path
 
 
-def _source(path: str, args):
-    """What the pipeline reads for one input: the path, or standard input's audio."""
+def _source(path: str, args) -> tuple:
+    """What the pipeline reads for one input, as (audio,): the path, or standard input's
+    audio as an (array, rate) pair."""
     if path != STDIN:
-        return path
+        return (path,)
     from .audio import read_stdin
 
-    return read_stdin(args.raw_rate)
+    return (read_stdin(args.raw_rate),)
 
 
 def _load_aligner(args, dtype=None):
@@ -324,27 +341,24 @@ def _expand(inputs: list[str]) -> list[str]:
     return paths
 
 
-def _folder_mode(args, language, shape: CueShape) -> int:
+def _folder_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
     formats = parse_formats(args.format or ["txt"])
     if STDIN in args.audio:
-        return _stdin_to_files(args, language, shape, formats)
-    word_times = _word_times(args)
+        return _stdin_to_files(args, options, shape, formats)
     # A quantized model is loaded here; transcribe_folder loads plain ones itself.
     model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
-    aligner = _load_aligner(args) if word_times else DEFAULT_ALIGNER
+    options = _with_aligner(args, options)
     try:
         summary = transcribe_folder(
-            args.audio, args.output_dir, model=model, dtype=args.dtype, formats=formats,
-            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, language=language,
-            context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-            word_timestamps=word_times, aligner=aligner, shape=shape)
+            args.audio, args.output_dir, options, model=model, dtype=args.dtype, formats=formats,
+            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, shape=shape)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130
     return 1 if summary["failed"] else 0
 
 
-def _stdin_to_files(args, language, shape: CueShape, formats) -> int:
+def _stdin_to_files(args, options: TranscribeOptions, shape: CueShape, formats) -> int:
     """Standard input with -o: OUT/stdin.<format> (nothing to resume: a pipe is read once)."""
     from pathlib import Path
 
@@ -353,11 +367,9 @@ def _stdin_to_files(args, language, shape: CueShape, formats) -> int:
     if len(args.audio) > 1:
         raise QwenASRError("with -o, standard input (-) is transcribed alone: give - as the only input")
     model = load_model(args.model, args.dtype, args.quantize)
-    aligner = _load_aligner(args, model.dtype) if _word_times(args) else None
+    options = _with_aligner(args, options, model.dtype)
     try:
-        result = model.transcribe(_source(STDIN, args), language=language, context=args.context,
-                                  max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-                                  word_timestamps=aligner is not None, aligner=aligner or DEFAULT_ALIGNER)
+        result = model.transcribe(*_source(STDIN, args), options)
         paths = write_outputs(result, Path(args.output_dir) / "stdin", formats, input=STDIN, model=str(model.path),
                               shape=shape)
     except QwenASRError as exc:
@@ -365,11 +377,11 @@ def _stdin_to_files(args, language, shape: CueShape, formats) -> int:
         return 1
     if args.verbose:
         print(_report(_name(STDIN), result) + " -> " + ", ".join(map(str, paths)), file=sys.stderr)
-    _warn(_name(STDIN), result, language)
+    _warn(_name(STDIN), result, options.language)
     return 0
 
 
-def _align_mode(args, language, shape: CueShape) -> int:
+def _align_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
     """--align: the given transcript timed against the one audio input."""
     from pathlib import Path
 
@@ -381,7 +393,7 @@ def _align_mode(args, language, shape: CueShape) -> int:
     aligner = _load_aligner(args)
     path = args.audio[0]
     try:
-        result = align_transcription(_source(path, args), text, language, aligner=aligner)
+        result = align_transcription(*_source(path, args), text, options.language, aligner=aligner)
         if formats:
             stem = "stdin" if path == STDIN else Path(path).stem
             write_outputs(result, Path(args.output_dir) / stem, formats, input=path, model=str(aligner.path),
@@ -397,13 +409,16 @@ def _align_mode(args, language, shape: CueShape) -> int:
     return 0
 
 
-def _live_mode(args, language) -> int:
+def _live_mode(args, options: TranscribeOptions) -> int:
     from .live import stream_file, stream_microphone
 
     model = load_model(args.model, args.dtype, args.quantize)
     if args.mic:
         try:
-            stream_microphone(model, language=language, context=args.context)
+            started = time.perf_counter()
+            final = stream_microphone(model, options)
+            if args.verbose:
+                print(_stream_report("microphone", final, time.perf_counter() - started), file=sys.stderr)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -415,11 +430,9 @@ def _live_mode(args, language) -> int:
             if len(paths) > 1:
                 print(f"{_name(path)}:", flush=True)
             started = time.perf_counter()
-            text = stream_file(_source(path, args), model, realtime=args.stream, language=language,
-                               context=args.context)
-            if args.verbose:
-                print(f"{_name(path)}: streamed in {time.perf_counter() - started:.2f} s, {len(text)} characters "
-                      f"committed", file=sys.stderr)
+            final = stream_file(*_source(path, args), model, options, realtime=args.stream)
+            if args.verbose and final is not None:
+                print(_stream_report(_name(path), final, time.perf_counter() - started), file=sys.stderr)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -427,3 +440,8 @@ def _live_mode(args, language) -> int:
             print("\ninterrupted", file=sys.stderr)
             return 130
     return 1 if failures else 0
+
+
+def _stream_report(source: str, final, wall: float) -> str:
+    return (f"{source}: {final.audio_seconds:.2f} s streamed in {wall:.2f} s, language {final.language or '-'}, "
+            f"{len(final.committed.split())} words")
