@@ -18,6 +18,8 @@ from .results import Segment, Transcription  # noqa: E402
 from .transcribe import ASRModel, load_model, transcribe  # noqa: E402
 from .batch import transcribe_batch  # noqa: E402
 from .folder import transcribe_folder  # noqa: E402
+from .aligner import align  # noqa: E402
+from .transcripts import align_transcription  # noqa: E402
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
 
 fast_blas.self_check()
@@ -27,6 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ASRModel", "AudioError", "LanguageError", "LoadOptions", "ModelLoadError", "OptionError", "OutputError",
     "QwenASRError", "SUPPORTED_LANGUAGES", "Segment", "SetupError", "StreamUpdate", "StreamingSession",
-    "TranscribeOptions", "Transcription", "load_model", "transcribe", "transcribe_batch", "transcribe_folder",
-    "transcribe_stream",
+    "TranscribeOptions", "Transcription", "align", "align_transcription", "load_model", "transcribe",
+    "transcribe_batch", "transcribe_folder", "transcribe_stream",
 ]

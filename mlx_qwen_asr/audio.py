@@ -30,7 +30,8 @@ from .resample import resample
 
 SAMPLE_RATE = 16000
 
-__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "load_audio", "resample", "to_mono"]
+__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "load_audio", "read_stdin", "resample",
+           "to_mono"]
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
@@ -174,18 +175,20 @@ def _read_file(name: str) -> tuple[np.ndarray, int]:
     return _read_with_ffmpeg(name)
 
 
-def _read_with_ffmpeg(name: str) -> tuple[np.ndarray, int]:
+def _read_with_ffmpeg(name: str, data: bytes | None = None) -> tuple[np.ndarray, int]:
+    """ffmpeg decodes the file `name`, or `data` (then `name` only labels messages)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioError(
             f"cannot decode {name}: libsndfile does not read this format and ffmpeg is not installed"
         )
+    # "file:" so names like "a:b.m4a" stay local.
+    source = "pipe:0" if data is not None else "file:" + os.path.abspath(name)
     command = [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-i", "file:" + os.path.abspath(name),  # "file:" so names like "a:b.m4a" stay local
-        "-vn", "-sn", "-dn", "-f", "au", "-c:a", "pcm_s16be", "-",
+        ffmpeg, "-hide_banner", "-loglevel", "error", *(["-nostdin"] if data is None else []),
+        "-i", source, "-vn", "-sn", "-dn", "-f", "au", "-c:a", "pcm_s16be", "-",
     ]
-    result = subprocess.run(command, capture_output=True)
+    result = subprocess.run(command, capture_output=True, input=data if data is not None else None)
     if result.returncode != 0 or not result.stdout:
         lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
@@ -195,3 +198,32 @@ def _read_with_ffmpeg(name: str) -> tuple[np.ndarray, int]:
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"cannot decode {name}: ffmpeg output unreadable ({exc})") from None
     return audio, int(sr)
+
+
+STDIN_NAME = "standard input"
+
+
+def read_stdin(raw_rate: int | None = None, stream=None) -> tuple[np.ndarray, int]:
+    """All of standard input (or the binary file `stream`) as (samples, rate), ready for
+    `load_audio((samples, rate))`: float32 [frames, channels] exactly as the same bytes
+    read from a file would give. `raw_rate`: the bytes are headerless 16-bit little-endian
+    mono PCM at that rate (what `ffmpeg -f s16le -ac 1 -ar RATE -` writes)."""
+    import sys
+
+    data = (stream or sys.stdin.buffer).read()
+    if not data:
+        raise AudioError(f"{STDIN_NAME}: no data (pipe audio in, or give a file)")
+    if raw_rate is not None:
+        rate = check_sample_rate(raw_rate)
+        if len(data) % 2:
+            raise AudioError(f"{STDIN_NAME}: odd number of bytes ({len(data)}); raw PCM for --raw-rate is "
+                             "16-bit (2 bytes a sample), mono")
+        # As libsndfile reads PCM_16 as float: divided by 32768.
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        return samples[:, None], rate
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        pass  # not a format libsndfile reads: ffmpeg, as for files
+    return _read_with_ffmpeg(STDIN_NAME, data)

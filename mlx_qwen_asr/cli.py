@@ -1,10 +1,14 @@
 """Command line. Text on stdout, diagnostics on stderr.
 
     python -m mlx_qwen_asr AUDIO_OR_FOLDER ...                  # text to stdout
+    python -m mlx_qwen_asr AUDIO ... --timestamps               # [00:01.20 --> 00:03.50] text
     python -m mlx_qwen_asr AUDIO_OR_FOLDER ... -o OUT -f srt,json  # files in OUT (folder.py)
+    ffmpeg -i talk.mp4 -f s16le -ac 1 -ar 16000 - | python -m mlx_qwen_asr - --raw-rate 16000
+    python -m mlx_qwen_asr talk.wav --align transcript.txt -o OUT -f srt   # time a given text
 
 Exit status: 0 all done, 1 some file failed, 2 setup error (model, language, options),
-130 interrupted (rerun the same command to continue a folder run).
+130 interrupted (rerun the same command to continue a folder run). A flag the chosen mode
+cannot honour is a setup error, never silently ignored.
 """
 
 from __future__ import annotations
@@ -13,47 +17,54 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 
-from .aligner import get_aligner
-from .config import SUPPORTED_LANGUAGES
 from .errors import QwenASRError, SetupError
 from .folder import find_audio, transcribe_folder
+from .languages import forced_language_warning, language_table
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from .segment import DEFAULT_SEGMENT_SECONDS
 from .transcribe import Transcription, load_model
-from .writers import FORMATS, parse_formats
+from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 
-# Flags a mode would silently ignore, refused instead: (flag, attribute, mode test, mode name).
-IGNORED = (
-    ("--timestamps", "timestamps", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
-    ("--segment-seconds", "segment_seconds", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
-    ("--max-new-tokens", "max_new_tokens", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
-    ("--aligner", "aligner", lambda a: not a.timestamps, "transcription without --timestamps"),
-)
+STDIN = "-"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line naming the problem (argparse's default prints the whole usage first)."""
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="python -m mlx_qwen_asr",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
     )
     parser.add_argument("audio", nargs="*", metavar="AUDIO_OR_FOLDER",
-                        help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg) and folders (searched recursively)")
+                        help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg) and folders (searched "
+                             "recursively); - reads audio from standard input")
+    parser.add_argument("--version", action="version", version=f"mlx-qwen-asr {__version__}")
+    parser.add_argument("--list-languages", action="store_true",
+                        help="print the languages --language takes (names, ISO 639-1/639-3 codes, aliases) and exit")
     parser.add_argument("-o", "--output-dir", default=None,
                         help="write output files here, mirroring the input folders; resumable (without -o: text to stdout)")
     parser.add_argument("-f", "--format", action="append", default=None,
                         help=f"with -o: output format(s), repeatable or comma-separated: {', '.join(FORMATS)}, all "
                              "(default: txt)")
     parser.add_argument("--overwrite", action="store_true", help="with -o: redo inputs that are already done")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or final summary")
+    parser.add_argument("--quiet", action="store_true", help="with -o: no progress bars or final summary")
+    parser.add_argument("--raw-rate", type=_positive_rate, default=None, metavar="N",
+                        help="with -: standard input is raw 16-bit little-endian mono PCM at N Hz")
     parser.add_argument("--segment-seconds", type=_positive_seconds, default=None,
                         help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("--model", default=None,
                         help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
     parser.add_argument("--language", default=None,
-                        help="force the language instead of detecting it; one of: " + ", ".join(SUPPORTED_LANGUAGES))
+                        help="force the language instead of detecting it: a name or ISO code (en, zh, yue, ja, ...; "
+                             "see --list-languages)")
     parser.add_argument("--context", default="", help="context text (names, terms) given to the model as system prompt")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="compute precision (default: float32 on CPU, bfloat16 on GPU)")
@@ -62,11 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "slower than float32 on the CPU backend)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
-    parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
-    parser.add_argument("--timestamps", action="store_true",
-                        help="time every word with the forced aligner: word-timed srt/vtt cues, words in json/tsv")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print language, stage timings and finish reason to stderr (every mode)")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--timestamps", action="store_true",
+                        help="time every word with the forced aligner: timed lines on stdout, word-timed srt/vtt "
+                             "cues, words in json/tsv (srt and vtt are word-timed by default)")
+    timing.add_argument("--no-timestamps", action="store_true",
+                        help="srt/vtt without the aligner: one cue per ~30 s segment")
     parser.add_argument("--aligner", default=None,
-                        help=f"forced aligner for --timestamps: hub id or directory (default: {DEFAULT_ALIGNER})")
+                        help=f"forced aligner for word times: hub id or directory (default: {DEFAULT_ALIGNER})")
+    parser.add_argument("--align", default=None, metavar="TEXT_OR_FILE",
+                        help="time this transcript instead of recognising one: the text itself, or a text, .srt or "
+                             ".vtt file (its text is re-timed); one audio input; any output format")
+    parser.add_argument("--max-line-width", type=_positive_int, default=None, metavar="COLUMNS",
+                        help=f"subtitle/timed line width in columns, CJK characters count 2 (default: {MAX_LINE_WIDTH})")
+    parser.add_argument("--max-line-count", type=_positive_int, default=None, metavar="LINES",
+                        help=f"lines per subtitle cue (default: {MAX_LINES})")
+    parser.add_argument("--max-cue-seconds", type=_positive_float, default=None, metavar="SECONDS",
+                        help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
     live = parser.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
@@ -76,20 +101,112 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_seconds(text: str) -> float:
+def _number(text: str, kind):
     try:
-        value = float(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = _number(text, float)
     if not value >= 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
     return value
 
 
+def _positive_rate(text: str) -> int:
+    value = _number(text, int)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive sample rate in Hz (such as 16000), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _mode(args) -> str:
+    if args.align is not None:
+        return "align"
+    if args.stream or args.stream_fast or args.mic:
+        return "live"
+    return "files" if args.output_dir is not None else "text"
+
+
+def _formats(args) -> tuple[str, ...]:
+    return parse_formats(args.format or ["txt"]) if args.output_dir is not None else ()
+
+
+def _word_times(args) -> bool:
+    """Whether words are timed: asked for, or srt/vtt output (which default to word times)."""
+    if args.timestamps or args.align is not None:
+        return True
+    return bool({"srt", "vtt"} & set(_formats(args))) and not args.no_timestamps
+
+
+def _unhonoured(args) -> str | None:
+    """The first flag the chosen mode cannot honour, as an error message; None if all fit."""
+    mode = _mode(args)
+    live = "--stream" if args.stream else "--stream-fast" if args.stream_fast else "--mic"
+    shaping = [name for name, value in (("--max-line-width", args.max_line_width),
+                                        ("--max-line-count", args.max_line_count),
+                                        ("--max-cue-seconds", args.max_cue_seconds)) if value is not None]
+    if args.output_dir is None and (args.format or args.overwrite):
+        return "-f/--format and --overwrite write files: give an output folder with -o"
+    if args.quiet and args.output_dir is None:
+        return "--quiet turns off the progress bars and summary of -o runs; without -o there are none"
+    if args.raw_rate is not None and STDIN not in args.audio:
+        return "--raw-rate describes audio on standard input: give - as the audio"
+    if args.audio.count(STDIN) > 1:
+        return "standard input (-) can be read only once"
+    if mode == "live":
+        if args.output_dir is not None:
+            return "--stream/--stream-fast/--mic print text; they do not write files with -o"
+        for flag, given in (("--timestamps", args.timestamps), ("--no-timestamps", args.no_timestamps),
+                            ("--aligner", args.aligner is not None), ("--max-new-tokens", args.max_new_tokens is not None),
+                            ("--segment-seconds", args.segment_seconds is not None)):
+            if given:
+                return f"{flag} has no effect in streaming ({live}): live text has no word times, budgets or segments"
+        if shaping:
+            return f"{shaping[0]} has no effect in streaming ({live}): live text has no subtitle cues"
+    if mode == "align":
+        for flag, given in (("--model", args.model is not None), ("--context", bool(args.context)),
+                            ("--max-new-tokens", args.max_new_tokens is not None), ("--quantize", args.quantize),
+                            ("--segment-seconds", args.segment_seconds is not None),
+                            ("--no-timestamps", args.no_timestamps)):
+            if given:
+                return f"{flag} does not apply to --align: the transcript is given, nothing is recognised"
+        if len(args.audio) != 1 or os.path.isdir(args.audio[0]):
+            return "--align times one transcript: give exactly one audio file (or -)"
+    if args.no_timestamps and not {"srt", "vtt"} & set(_formats(args)):
+        return "--no-timestamps turns off the word times of srt/vtt output (-o OUT -f srt); nothing else has them"
+    if shaping:
+        cues = {"srt", "vtt"} & set(_formats(args)) or (mode in ("text", "align") and args.output_dir is None
+                                                       and _word_times(args))
+        if not cues:
+            return f"{shaping[0]} shapes subtitle cues and timed lines: use it with -o OUT -f srt/vtt or --timestamps"
+        if args.max_cue_seconds is not None and not _word_times(args):
+            return "--max-cue-seconds needs word times; without them each cue is a whole segment"
+    if args.aligner is not None and not _word_times(args):
+        return "--aligner has no effect without word times (--timestamps, --align, srt/vtt output)"
+    return None
+
+
 def _report(path: str, result: Transcription) -> str:
     t = result.timings
-    stages = ", ".join(f"{name} {t[name] * 1000:.0f} ms" for name in ("mel", "encoder", "prefill", "decode", "align")
-                       if name in t)
+    stages = ", ".join(f"{name} {t[name] * 1000:.0f} ms"
+                       for name in ("mel", "encoder", "prefill", "decode", "align") if name in t)
     speed = f", {t['decode_tokens_per_s']:.1f} tok/s" if t.get("decode_tokens_per_s") else ""
     return (f"{path}: {result.duration:.2f} s, language {result.language or '-'}, "
             f"{len(result.tokens)} tokens, finish {result.finish_reason}; {stages}{speed}")
@@ -102,30 +219,42 @@ def main(argv: list[str] | None = None) -> int:
         return serve(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.output_dir is None and (args.format or args.overwrite):
-        parser.error("-f/--format and --overwrite write files: give an output folder with -o")
+    if args.list_languages:
+        print(language_table())
+        return 0
     if not args.audio and not args.mic:
         parser.error("give audio files or folders (or --mic)")
     if args.mic and args.audio:
         parser.error("--mic takes no audio files")
-    if (args.stream or args.stream_fast or args.mic) and args.output_dir is not None:
-        parser.error("--stream/--stream-fast/--mic print text; they do not write files with -o")
-    for flag, name, applies, mode in IGNORED:
-        if getattr(args, name) not in (None, False) and applies(args):
-            print(f"error: {flag} has no effect in {mode}", file=sys.stderr)
-            return 2
+    try:
+        problem = _unhonoured(args)
+    except ValueError as exc:   # an unknown -f format
+        problem = str(exc)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.no_timestamps:
+        print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
+              file=sys.stderr)
+    args.model = args.model or DEFAULT_MODEL
     # Setup first, cheapest checks first: options, inputs, output folder, microphone, then
     # model and aligner (which may download); no audio is read before all of them pass.
     try:
         options = options_from(args)
-        formats = parse_formats(args.format or ["txt"])
-        check_inputs(args.audio)
+        check_inputs([path for path in args.audio if path != STDIN])
         if args.output_dir is not None:
             check_output_dir(args.output_dir)
-            return _folder_mode(args, options, formats)
         if args.mic:
             check_microphone()
-            return _live_mode(args, options, [])
+        shape = CueShape(args.max_line_width or MAX_LINE_WIDTH, args.max_line_count or MAX_LINES,
+                         args.max_cue_seconds or MAX_CUE_SECONDS)
+        mode = _mode(args)
+        if mode == "align":
+            return _align_mode(args, options, shape)
+        if mode == "live":
+            return _live_mode(args, options)
+        if mode == "files":
+            return _folder_mode(args, options, shape)
         paths = _expand(args.audio)
         if not paths:
             raise SetupError("no audio files found in: " + ", ".join(args.audio))
@@ -133,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, args.dtype, args.quantize)
         if args.verbose:
             print(f"model {model.path}: loaded in {(time.perf_counter() - started) * 1000:.0f} ms", file=sys.stderr)
-        if options.word_timestamps:   # loaded now: a bad aligner is one setup error, not one per file
-            options = replace(options, aligner=get_aligner(options.aligner, model.dtype))
+        options = _with_aligner(args, options, model.dtype)
     except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,30 +272,59 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # not foreseen: still one line, never a traceback
         print(f"error: {_first_line(exc)}", file=sys.stderr)
         return 2
-    if args.stream or args.stream_fast:
-        return _live_mode(args, options, paths, model)
     failures = 0
     for path in paths:
         try:
-            result = model.transcribe(path, options)
+            result = model.transcribe(*_source(path, args), options)
         except SetupError as exc:   # wrong for every file: stop here
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:   # this file only; the others go on
-            print(f"error: {_file_error(path, exc)}", file=sys.stderr)
+            print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
             continue
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-        prefix = f"{path}: " if len(paths) > 1 else ""
-        print(prefix + result.text, flush=True)
+        _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
         if args.verbose:
-            print(_report(path, result), file=sys.stderr)
-        if result.finish_reason in ("length", "repetition"):
-            print(f"warning: {path}: decoding stopped early ({result.finish_reason}); the text may be incomplete",
-                  file=sys.stderr)
+            print(_report(_name(path), result), file=sys.stderr)
+        _warn(_name(path), result, options.language)
     return 1 if failures else 0
+
+
+def options_from(args) -> TranscribeOptions:
+    """The one options value of this run (checked before any model loads or audio is read)."""
+    return TranscribeOptions(
+        language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
+        segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
+        word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER)
+
+
+def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:
+    """With word times: the aligner loaded (fetched like the model) before any audio is read."""
+    if not options.word_timestamps:
+        return options
+    return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
+
+
+def _print_result(name: str, result: Transcription, several: bool, timed: bool, shape: CueShape) -> None:
+    if timed:
+        if several:
+            print(f"{name}:")
+        for line in timed_lines(result, shape):
+            print(line, flush=True)
+        return
+    print((f"{name}: " if several else "") + result.text, flush=True)
+
+
+def _warn(name: str, result: Transcription, language: str | None) -> None:
+    if result.finish_reason in ("length", "repetition"):
+        print(f"warning: {name}: decoding stopped early ({result.finish_reason}); the text may be incomplete",
+              file=sys.stderr)
+    warning = forced_language_warning(name, result, language)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -182,19 +339,32 @@ def _file_error(path: str, exc: BaseException) -> str:
     return message if path in message else f"{path}: {message}"
 
 
-def options_from(args) -> TranscribeOptions:
-    """The one options value of this run (checked before any model loads or audio is read)."""
-    return TranscribeOptions(
-        language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
-        segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
-        word_timestamps=args.timestamps, aligner=args.aligner or DEFAULT_ALIGNER)
+def _name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+def _source(path: str, args) -> tuple:
+    """What the pipeline reads for one input, as (audio,): the path, or standard input's
+    audio as an (array, rate) pair."""
+    if path != STDIN:
+        return (path,)
+    from .audio import read_stdin
+
+    return (read_stdin(args.raw_rate),)
+
+
+def _load_aligner(args, dtype=None):
+    """The aligner, loaded (fetched like the model) before any audio is read."""
+    from .aligner import load_aligner
+
+    return load_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
 
 
 def _expand(inputs: list[str]) -> list[str]:
     """Folders become the audio files under them; anything else is passed on as given."""
     paths = []
     for given in inputs:
-        if os.path.isdir(given):
+        if given != STDIN and os.path.isdir(given):
             found = find_audio([given])
             for note in found.notes:
                 print(f"note: {note}", file=sys.stderr)
@@ -204,46 +374,102 @@ def _expand(inputs: list[str]) -> list[str]:
     return paths
 
 
-def _folder_mode(args, options: TranscribeOptions, formats) -> int:
+def _folder_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
+    formats = parse_formats(args.format or ["txt"])
+    if STDIN in args.audio:
+        return _stdin_to_files(args, options, shape, formats)
+    # A quantized model is loaded here; transcribe_folder loads plain ones itself.
+    model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
+    options = _with_aligner(args, options)
     try:
-        # A quantized model is loaded here; transcribe_folder loads plain ones itself.
-        model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
         summary = transcribe_folder(
             args.audio, args.output_dir, options, model=model, dtype=args.dtype, formats=formats,
-            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
+            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, shape=shape)
     except KeyboardInterrupt:
         return 130   # the summary printed says so, and how to continue
     return 1 if summary["failed"] else 0
 
 
-def _live_mode(args, options: TranscribeOptions, paths, model=None) -> int:
+def _stdin_to_files(args, options: TranscribeOptions, shape: CueShape, formats) -> int:
+    """Standard input with -o: OUT/stdin.<format> (nothing to resume: a pipe is read once)."""
+    from pathlib import Path
+
+    from .writers import write_outputs
+
+    if len(args.audio) > 1:
+        raise QwenASRError("with -o, standard input (-) is transcribed alone: give - as the only input")
+    model = load_model(args.model, args.dtype, args.quantize)
+    options = _with_aligner(args, options, model.dtype)
+    try:
+        result = model.transcribe(*_source(STDIN, args), options)
+        paths = write_outputs(result, Path(args.output_dir) / "stdin", formats, input=STDIN, model=str(model.path),
+                              shape=shape)
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        print(_report(_name(STDIN), result) + " -> " + ", ".join(map(str, paths)), file=sys.stderr)
+    _warn(_name(STDIN), result, options.language)
+    return 0
+
+
+def _align_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
+    """--align: the given transcript timed against the one audio input."""
+    from pathlib import Path
+
+    from .transcripts import align_transcription, read_transcript
+    from .writers import write_outputs
+
+    text = read_transcript(args.align)
+    formats = _formats(args)
+    aligner = _load_aligner(args)
+    path = args.audio[0]
+    try:
+        result = align_transcription(*_source(path, args), text, options.language, aligner=aligner)
+        if formats:
+            stem = "stdin" if path == STDIN else Path(path).stem
+            write_outputs(result, Path(args.output_dir) / stem, formats, input=path, model=str(aligner.path),
+                          options={"align": args.align}, shape=shape)
+        else:
+            for line in timed_lines(result, shape):
+                print(line, flush=True)
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        print(_report(_name(path), result), file=sys.stderr)
+    return 0
+
+
+def _live_mode(args, options: TranscribeOptions) -> int:
     from .live import stream_file, stream_microphone
 
-    try:
-        model = model or load_model(args.model, args.dtype, args.quantize)
-        if args.mic:
+    model = load_model(args.model, args.dtype, args.quantize)
+    if args.mic:
+        try:
             started = time.perf_counter()
             final = stream_microphone(model, options)
             if args.verbose:
                 print(_stream_report("microphone", final, time.perf_counter() - started), file=sys.stderr)
-            return 0
-    except QwenASRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        except QwenASRError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    paths = _expand(args.audio)
     failures = 0
     for path in paths:
         try:
             if len(paths) > 1:
-                print(f"{path}:", flush=True)
+                print(f"{_name(path)}:", flush=True)
             started = time.perf_counter()
-            final = stream_file(path, model, options, realtime=args.stream)
+            final = stream_file(*_source(path, args), model, options, realtime=args.stream)
             if args.verbose and final is not None:
-                print(_stream_report(path, final, time.perf_counter() - started), file=sys.stderr)
+                print(_stream_report(_name(path), final, time.perf_counter() - started), file=sys.stderr)
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:
-            print(f"error: {_file_error(path, exc)}", file=sys.stderr)
+            print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)

@@ -28,6 +28,7 @@ output folder, resumably, without one bad file stopping the run.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -44,6 +45,7 @@ from tqdm.auto import tqdm
 
 from .aligner import get_aligner
 from .errors import OutputError, QwenASRError, SetupError
+from .languages import forced_language_warning
 from .options import DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_output_dir
 from .results import Transcription
@@ -261,12 +263,13 @@ def _first_line(exc: BaseException) -> str:
 
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
                       dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
-                      verbose: bool = False, **changes) -> dict:
+                      verbose: bool = False, shape=None, **changes) -> dict:
     """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
     json, srt, vtt, tsv or "all"; `options` and the keyword `changes` to it: see
-    TranscribeOptions (the manifest records them). Finished inputs are skipped on a rerun
+    TranscribeOptions (the manifest records them); `shape` (writers.CueShape) shapes srt/vtt
+    cues. Finished inputs are skipped on a rerun
     with the same options unless `overwrite`. Files that fail are listed in the summary's
     `failures`; `quiet` turns off the progress bars and the printed summary (errors are
     still printed).
@@ -286,6 +289,8 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     else:
         settings = {"model": str(model), "dtype": dtype}
     settings.update(options.record())
+    if shape is not None and {"srt", "vtt"} & set(formats):
+        settings["shape"] = dataclasses.asdict(shape)  # other cue shapes: other outputs
 
     output_dir = check_output_dir(output_dir)
     with FolderLock(output_dir):
@@ -293,11 +298,11 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
         if removed and verbose:
             _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
         return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
-                           overwrite, quiet, verbose)
+                           overwrite, quiet, verbose, shape)
 
 
 def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,
-                verbose) -> dict:
+                verbose, shape) -> dict:
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
     manifest = Manifest(output_dir)
     records: list[dict] = []
@@ -324,7 +329,7 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
     asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
     if todo and options.word_timestamps:
         options = replace(options, aligner=get_aligner(options.aligner, asr.dtype))
-    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
+    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose, shape)
     interrupted = None
     transcribe_start = time.perf_counter()
     try:
@@ -361,10 +366,10 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
 class _Run:
     """The transcribing part of a folder run: groups, progress bars, outputs, manifest."""
 
-    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose):
+    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose, shape=None):
         self.output_dir, self.formats, self.settings = output_dir, formats, settings
         self.options, self.manifest, self.records = options, manifest, records
-        self.quiet, self.verbose = quiet, verbose
+        self.quiet, self.verbose, self.shape = quiet, verbose, shape
         self.stopped = None   # why the run stopped early (a full disk), if it did
 
     def transcribe_all(self, asr, todo) -> None:
@@ -431,7 +436,7 @@ class _Run:
         if isinstance(result, Transcription):
             try:
                 paths = write_outputs(result, self.output_dir / job.name, self.formats, input=str(job.source),
-                                      model=self.settings["model"], options=self.settings)
+                                      model=self.settings["model"], options=self.settings, shape=self.shape)
             except OSError as exc:
                 result = OutputError(f"{job.source}: writing its outputs failed: {exc.strerror or exc}")
                 if exc.errno in FOLDER_ERRNOS:
@@ -457,6 +462,9 @@ class _Run:
         self.records.append(record)
         if result.finish_reason in ("length", "repetition"):
             _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
+        warning = forced_language_warning(str(job.source), result, self.options.language)
+        if warning:
+            _say(warning)
         if self.verbose:
             _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
                  f"finish {result.finish_reason} -> {', '.join(outputs.values())}")

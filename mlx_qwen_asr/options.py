@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from .aligner import DEFAULT_ALIGNER, Aligner
 from .config import SUPPORTED_LANGUAGES
 from .errors import OptionError
-from .prompt import normalize_language
+from .languages import normalize_language
 from .segment import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"

@@ -6,26 +6,12 @@ package (docs/model.md §6).
 
 from __future__ import annotations
 
-from .config import SUPPORTED_LANGUAGES
-from .errors import LanguageError
+from .languages import normalize_language  # noqa: F401 (re-exported: the name prompt users import)
 
 ASR_TEXT_TAG = "<asr_text>"
 AUDIO_PAD = "<|audio_pad|>"
 _LANGUAGE_PREFIX = "language "
 REPETITION_THRESHOLD = 20
-
-
-def normalize_language(language: str | None, supported=SUPPORTED_LANGUAGES) -> str | None:
-    """'english' -> 'English'; None/'' stays None; unknown names raise LanguageError listing the options."""
-    if language is None:
-        return None
-    name = str(language).strip()
-    if not name:
-        return None
-    name = name[:1].upper() + name[1:].lower()
-    if name not in supported:
-        raise LanguageError(f"unsupported language {language!r}; supported: {', '.join(supported)}")
-    return name
 
 
 def prompt_text(num_audio_tokens: int, context: str = "", language: str | None = None) -> str:

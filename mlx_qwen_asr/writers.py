@@ -141,11 +141,55 @@ SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 CLAUSE_END = (",", ";", ":", "，", "；", "：", "、")
 
 
-def segment_items(result: Transcription) -> list[tuple[float, float, str]]:
+@dataclass(frozen=True)
+class CueShape:
+    """How subtitle cues (and the terminal's timed lines) are shaped. Widths are in columns:
+    a CJK character counts 2. `max_cue_seconds` needs word times: segment cues last as
+    long as their segment."""
+    max_line_width: int = MAX_LINE_WIDTH
+    max_line_count: int = MAX_LINES
+    max_cue_seconds: float = MAX_CUE_SECONDS
+
+    def __post_init__(self):
+        if not (isinstance(self.max_line_width, int) and self.max_line_width >= 1):
+            raise ValueError(f"max_line_width must be a whole number of columns >= 1, got {self.max_line_width!r}")
+        if not (isinstance(self.max_line_count, int) and self.max_line_count >= 1):
+            raise ValueError(f"max_line_count must be a whole number of lines >= 1, got {self.max_line_count!r}")
+        if not self.max_cue_seconds > 0:
+            raise ValueError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
+
+
+def segment_items(result: Transcription, shape: CueShape | None = None) -> list[tuple[float, float, str]]:
     """Cue items: phrases of timed words when there are word timestamps, else segments."""
+    shape = shape or CueShape()
     if result.words is None:
         return [(s.start, s.end, s.text) for s in result.segments]
-    return word_phrases([item for s in result.segments for item in s.word_items()])
+    return word_phrases([item for s in result.segments for item in s.word_items()], shape.max_line_width,
+                        shape.max_line_count, shape.max_cue_seconds)
+
+
+def shaped_cues(result: Transcription, shape: CueShape | None = None) -> list[Cue]:
+    shape = shape or CueShape()
+    return build_cues(segment_items(result, shape), shape.max_line_width, shape.max_line_count)
+
+
+def format_clock(seconds: float) -> str:
+    """MM:SS.cc, or H:MM:SS.cc from an hour on (the terminal's timed lines)."""
+    cs = max(0, int(round(seconds * 100)))
+    hours, cs = divmod(cs, 360_000)
+    minutes, cs = divmod(cs, 6000)
+    clock = f"{minutes:02d}:{cs // 100:02d}.{cs % 100:02d}"
+    return f"{hours}:{clock}" if hours else clock
+
+
+def timed_lines(result: Transcription, shape: CueShape | None = None) -> list[str]:
+    """`[00:01.20 --> 00:03.50] text` per phrase (per segment without word times)."""
+    lines = []
+    for start, end, text in segment_items(result, shape):
+        text = " ".join(str(text).split())
+        if text:
+            lines.append(f"[{format_clock(start)} --> {format_clock(end)}] {text}")
+    return lines
 
 
 def word_phrases(words: list[tuple[float, float, str]], max_width: int = MAX_LINE_WIDTH,
@@ -193,15 +237,15 @@ def write_txt(result: Transcription, file: TextIO, **_) -> None:
             file.write(text + "\n")
 
 
-def write_srt(result: Transcription, file: TextIO, **_) -> None:
-    for index, cue in enumerate(build_cues(segment_items(result)), start=1):
+def write_srt(result: Transcription, file: TextIO, shape: CueShape | None = None, **_) -> None:
+    for index, cue in enumerate(shaped_cues(result, shape), start=1):
         file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
         file.write("\n".join(cue.lines) + "\n\n")
 
 
-def write_vtt(result: Transcription, file: TextIO, **_) -> None:
+def write_vtt(result: Transcription, file: TextIO, shape: CueShape | None = None, **_) -> None:
     file.write("WEBVTT\n\n")
-    for cue in build_cues(segment_items(result)):
+    for cue in shaped_cues(result, shape):
         # "-->" may not appear in a WebVTT cue payload; "&" and "<" must be escaped.
         lines = [line.replace("&", "&amp;").replace("<", "&lt;").replace("-->", "--&gt;") for line in cue.lines]
         file.write(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n")
@@ -252,7 +296,7 @@ def result_dict(result: Transcription, *, input: str | None = None, model: str |
     }
 
 
-def write_json(result: Transcription, file: TextIO, **metadata) -> None:
+def write_json(result: Transcription, file: TextIO, shape: CueShape | None = None, **metadata) -> None:
     json.dump(result_dict(result, **metadata), file, ensure_ascii=False, indent=2)
     file.write("\n")
 
@@ -321,7 +365,8 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
 
 
 def write_result(result: Transcription, path: str | os.PathLike, fmt: str, **metadata) -> Path:
-    """Write one format to `path` atomically (metadata: input, model, options; json only)."""
+    """Write one format to `path` atomically (metadata: input, model, options for json;
+    shape, a CueShape, for srt/vtt)."""
     with atomic_write(path) as file:
         WRITERS[fmt](result, file, **metadata)
     return Path(path)
