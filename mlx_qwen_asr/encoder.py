@@ -11,7 +11,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from .activations import gelu
+from .activations import attention, gelu
 from .config import AudioEncoderConfig
 
 
@@ -61,7 +61,7 @@ class EncoderAttention(nn.Module):
         mask = None
         if pad:
             mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        out = attention(q, k, v, self.scale, mask)
         out = out.transpose(0, 2, 1, 3).reshape(num_windows * window, d)
         return self.out_proj(out[:total] if pad else out)
 
