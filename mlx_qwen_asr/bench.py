@@ -51,35 +51,23 @@ from .decoding import greedy_decode
 from .encoder import audio_token_count
 from .config import ModelConfig
 from .loading import load_network, parse_dtype, resolve_model_dir, weight_files
-from .mel import log_mel_spectrogram
+from .model_input import asr_prompt, clip_mel
 from .tokenizer import QwenTokenizer
 from .transcribe import ASRModel
 
 DEFAULT_WORK_DIR = Path("~/.cache/mlx_qwen_asr/bench").expanduser()
-# The project's shared test audio (JFK, 11.0 s), when this checkout sits beside it.
-SHARED_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "antirez" / "jfk.wav"
 WORKLOADS = ("clip11", "clip60", "folder", "folder_batched")
 FOLDER_CLIPS, FOLDER_TOKENS, FOLDER_BATCH = 20, 32, 8
 
 
 # ----------------------------------------------------------------------------- audio
 
-def synthetic_speech(seconds: float, seed: int = 0) -> np.ndarray:
-    """Voiced syllables (harmonics with moving pitch, syllable envelopes, pauses) at 16 kHz."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
-    syllables = np.clip(np.sin(2 * np.pi * 3.3 * t + rng.uniform(0, 6)), 0, None) ** 2
-    pauses = (np.sin(2 * np.pi * 0.25 * t) > -0.7).astype(np.float64)
-    return (0.3 * voice * syllables * pauses + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
-
-
 def speech_source(path: str | None) -> tuple[np.ndarray, str]:
-    for candidate in ([Path(path)] if path else []) + [SHARED_SPEECH]:
-        if candidate.is_file():
-            return load_audio(candidate), str(candidate)
+    """The speech the clips are cut from: `path` (--audio), else synthetic speech."""
+    if path:
+        return load_audio(path), str(path)
+    from .testing.synthetic_speech import synthetic_speech
+
     return synthetic_speech(11.0), "synthetic"
 
 
@@ -108,7 +96,7 @@ def write_folder(source: np.ndarray, folder: Path) -> list[Path]:
 
 def random_model_dir(size: str, work_dir: Path) -> Path:
     """The cached random-weight checkpoint at real `size` dims (bf16, as the hub's)."""
-    from .random_checkpoint import build_random_checkpoint
+    from .testing.random_checkpoint import build_random_checkpoint
 
     out = work_dir / f"random-{size}-bfloat16"
     if not (out / "config.json").is_file():
@@ -167,24 +155,18 @@ def ours_forced(model: ASRModel, audio: np.ndarray, tokens: int, seen: list | No
     """One pass of the offline pipeline with exactly `tokens` decoded tokens (appended to
     `seen` when given, so passes can be checked against each other)."""
     start = time.perf_counter()
-    mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
-    mx.eval(mel)
-    t_mel = time.perf_counter()
-    audio_embeddings = model.network.encode_audio(mel)
-    mx.eval(audio_embeddings)
-    t_enc = time.perf_counter()
-    prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
-    embeddings = model.network.embed_prompt(prompt, audio_embeddings)
-    result = greedy_decode(model.network, embeddings, tokens, eos_ids=(), guard=None)
+    stages: dict = {}
+    _, embeddings = asr_prompt(model, audio, timings=stages)
+    result = greedy_decode(model.network, embeddings[None], tokens, eos_ids=(), guard=None)
     end = time.perf_counter()
     assert len(result.tokens) == tokens
     if seen is not None:
         seen.append(result.tokens)
     return {
-        "mel_s": t_mel - start,
-        "encoder_s": t_enc - t_mel,
+        "mel_s": stages["mel"],
+        "encoder_s": stages["encoder"],
         "prefill_s": result.prefill_s,  # decoder over the prompt, first token included
-        "prefill_incl_encoder_s": (t_enc - t_mel) + result.prefill_s,
+        "prefill_incl_encoder_s": stages["encoder"] + result.prefill_s,
         "decode_ms_per_token": 1e3 * result.decode_s / max(tokens - 1, 1),
         "total_s": end - start,
     }
@@ -214,7 +196,7 @@ class Official:
     def __init__(self, model_dir: Path, threads: int = 2):
         import torch
 
-        from . import official
+        from .testing import official
         torch.set_num_threads(threads)
         start = time.perf_counter()
         # As shipped (no window mask): this is the engine users run.
@@ -312,7 +294,7 @@ def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
     network = model.network
     with Profile(network) as prof:
         start = time.perf_counter()
-        mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
+        mel = clip_mel(audio, model.config.audio)
         mx.eval(mel)
         prof.add("mel", time.perf_counter() - start)
         start = time.perf_counter()
@@ -320,7 +302,7 @@ def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
         mx.eval(audio_embeddings)
         prof.add("encoder.total", time.perf_counter() - start)
         prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
-        embeddings = network.embed_prompt(prompt, audio_embeddings)
+        embeddings = network.embed_prompt(prompt, audio_embeddings)   # as model_input.asr_prompt
         cache = network.make_cache(embeddings.shape[1] + tokens + 1)
         prof.phase = "prefill"
         start = time.perf_counter()
@@ -504,7 +486,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
     parser.add_argument("--quantize", type=int, default=None, choices=[4, 8], help="quantize the decoder at load")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
-    parser.add_argument("--audio", help="speech file to cut the clips from (default: JFK if present, else synthetic)")
+    parser.add_argument("--audio", help="speech file to cut the clips from (default: synthetic speech)")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--tokens", type=int, default=32, help="forced decode tokens per clip")
     parser.add_argument("--runs", type=int, default=3)

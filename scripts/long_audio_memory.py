@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = args.model
     if model is None:
-        from mlx_qwen_asr.random_checkpoint import build_random_checkpoint
+        from mlx_qwen_asr.testing.random_checkpoint import build_random_checkpoint
         model = str(build_random_checkpoint(work / "tiny", size="tiny", dtype="float32"))
     report = []
     for hours in args.hours:

@@ -12,7 +12,7 @@ as training aids: the head is also trained on every audio token (its own time cl
 the decoder learns to tell time, e.g. from its RoPE distance to <|audio_start|>), and one
 layer's attention from each <timestamp> token is taught to look at its word's audio.
 
-Output: tests/fixtures/tiny_aligner.npz (mlx_qwen_asr.compact_checkpoint) and the mean
+Output: tests/fixtures/tiny_aligner.npz (mlx_qwen_asr.testing.compact_checkpoint) and the mean
 word-boundary error of our aligner on the held-out set (words.json has the true times).
 
 Status: the clock stage works (each audio token's own 80 ms class, 100 % within one class
@@ -54,7 +54,7 @@ CLASSIFY_NUM = 5000
 
 
 def aligner_config() -> dict:
-    from mlx_qwen_asr.random_checkpoint import aligner_config_dict
+    from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict
 
     base = asr.fixture_config()["thinker_config"]
     text = {k: base["text_config"][k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
@@ -71,7 +71,7 @@ def load_processor(config: dict, work: Path):
     import qwen_asr  # noqa: F401
     from transformers import AutoProcessor
 
-    from mlx_qwen_asr.random_checkpoint import ADDED_TOKENS, ALIGNER_ADDED_TOKENS, write_tokenizer_files
+    from mlx_qwen_asr.testing.random_checkpoint import ADDED_TOKENS, ALIGNER_ADDED_TOKENS, write_tokenizer_files
 
     skeleton = work / "aligner-processor"
     write_tokenizer_files(skeleton, work / "tokenizer", ADDED_TOKENS + ALIGNER_ADDED_TOKENS)
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mlx_qwen_asr.compact_checkpoint import expand_compact, save_compact
+    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact, save_compact
 
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

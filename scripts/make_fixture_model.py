@@ -26,7 +26,7 @@ or that timestamps land on words. This script builds a model that actually trans
    token ids the prompts and texts use are trained; every other embedding row is exactly
    zero (logit exactly 0), and a hinge keeps the right token's logit above 0 so full-
    vocabulary greedy decoding never picks an untrained row.
-4. Output: tests/fixtures/tiny_asr.npz (mlx_qwen_asr.compact_checkpoint: the used rows
+4. Output: tests/fixtures/tiny_asr.npz (mlx_qwen_asr.testing.compact_checkpoint: the used rows
    only, bfloat16, a few MB; ``expand_compact`` writes the Hugging Face folder) and the
    held-out set tests/fixtures/heldout (never-trained sentences in voices absent from
    training: short clips, 8-15 s clips, 20-40 s clips with pauses; FLAC, manifest.tsv
@@ -107,7 +107,7 @@ N_TRAIN_VOICES = 64
 WORD_GAP = (0.03, 0.22)         # silence between the words of a sentence, seconds
 SENTENCE_PAUSE = (0.35, 1.5)    # between sentences
 
-# Token ids (REFERENCE.md §6).
+# Token ids (docs/model.md §6).
 ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645
 AUDIO_START, AUDIO_END, AUDIO_PAD, ASR_TEXT = 151669, 151670, 151676, 151704
 VOCAB_SIZE = 151936
@@ -310,7 +310,7 @@ def log(msg: str) -> None:
 
 def fixture_config() -> dict:
     """config.json of the fixture: the real Qwen3-ASR layout at tiny widths."""
-    from mlx_qwen_asr.random_checkpoint import model_config_dict
+    from mlx_qwen_asr.testing.random_checkpoint import model_config_dict
 
     return model_config_dict(
         "tiny",
@@ -328,7 +328,7 @@ def write_fixture_tokenizer(out_dir: Path) -> None:
     """vocab.json + merges.txt: the synthesized byte-level BPE (real size, real special
     ids) with merges learned also from the vocabulary, so each word is one token both
     sentence-initially and after a space."""
-    from mlx_qwen_asr.random_checkpoint import synthesize_bpe
+    from mlx_qwen_asr.testing.random_checkpoint import synthesize_bpe
 
     lines = "".join(" ".join([w] * 6) + "\n" for w in WORDS) * 2
     vocab, merges = synthesize_bpe(lines, vocab_size=6000)
@@ -342,7 +342,7 @@ def load_processor(config: dict, work: Path):
     import qwen_asr  # noqa: F401  (registers the qwen3_asr Auto classes)
     from transformers import AutoProcessor
 
-    from mlx_qwen_asr.random_checkpoint import write_tokenizer_files
+    from mlx_qwen_asr.testing.random_checkpoint import write_tokenizer_files
 
     skeleton = work / "processor"
     write_fixture_tokenizer(work / "tokenizer")
@@ -849,7 +849,7 @@ def decode_text(processor, ids: list[int]) -> str:
 
 
 def evaluate_trainer(trainer, clip_maker, clips) -> dict[str, float]:
-    from mlx_qwen_asr.wer import wer
+    from mlx_qwen_asr.testing.wer import wer
 
     trainer.model.eval()
     groups: dict[str, tuple[list, list]] = {}
@@ -960,8 +960,8 @@ def evaluate_official(model_dir: Path, heldout_dir: Path, window_mask: bool) -> 
     """Held-out transcripts and per-group WER from the official engine on the written model."""
     import torch
 
-    from mlx_qwen_asr.official import load_official
-    from mlx_qwen_asr.wer import wer
+    from mlx_qwen_asr.testing.official import load_official
+    from mlx_qwen_asr.testing.wer import wer
 
     asr = load_official(model_dir, dtype="float32", window_mask=window_mask)
     rows = read_manifest(heldout_dir)
@@ -1000,7 +1000,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mlx_qwen_asr.compact_checkpoint import expand_compact, save_compact
+    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact, save_compact
 
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -43,7 +43,7 @@ def speech(seconds: float) -> np.ndarray:
     if audio is None:
         audio = _espeak(SENTENCE)
     if audio is None:
-        from mlx_qwen_asr.bench import synthetic_speech
+        from mlx_qwen_asr.testing.synthetic_speech import synthetic_speech
         audio = synthetic_speech(seconds)
     reps = -(-n // len(audio))
     return np.tile(audio, reps)[:n].astype(np.float32)

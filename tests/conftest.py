@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_qwen_asr.random_checkpoint import model_config_dict, random_weights, write_checkpoint
+from mlx_qwen_asr.testing.random_checkpoint import model_config_dict, random_weights, write_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     """The tiny trained fixture model (tests/heldout.py) as a Hugging Face folder, bf16."""
     from heldout import TRAINED_MODEL
 
-    from mlx_qwen_asr.compact_checkpoint import expand_compact
+    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
     return expand_compact(TRAINED_MODEL, tmp_path_factory.mktemp("tiny-trained"))
 
@@ -75,6 +75,6 @@ def trained_aligner(tmp_path_factory) -> Path:
     """The tiny trained forced-aligner fixture (tests/heldout.py) as a Hugging Face folder."""
     from heldout import TRAINED_ALIGNER
 
-    from mlx_qwen_asr.compact_checkpoint import expand_compact
+    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
     return expand_compact(TRAINED_ALIGNER, tmp_path_factory.mktemp("tiny-aligner"))

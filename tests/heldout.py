@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlx_qwen_asr.wer import wer
+from mlx_qwen_asr.testing.wer import wer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TRAINED_MODEL = FIXTURES / "tiny_asr.npz"

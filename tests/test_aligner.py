@@ -14,7 +14,7 @@ import pytest
 from mlx_qwen_asr import aligner as aligner_module, word_split
 from mlx_qwen_asr.aligner import (Aligner, WordTiming, fix_timestamps, tidy_spans, words_for_segments)
 from mlx_qwen_asr.errors import LanguageError, ModelLoadError
-from mlx_qwen_asr.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
+from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.word_split import WordSplitError, locate_units, split_words
 
 from audio_samples import speech
@@ -65,7 +65,7 @@ def loaded_reference(aligner_dir):
     from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor, Qwen3ForcedAligner
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
-    from mlx_qwen_asr import official
+    from mlx_qwen_asr.testing import official
 
     AutoConfig.register("qwen3_asr", Qwen3ASRConfig, exist_ok=True)
     AutoModel.register(Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, exist_ok=True)

@@ -7,9 +7,9 @@ import json
 import mlx.core as mx
 import numpy as np
 
-from mlx_qwen_asr.compact_checkpoint import expand_compact, load_compact, save_compact
+from mlx_qwen_asr.testing.compact_checkpoint import expand_compact, load_compact, save_compact
 from mlx_qwen_asr.loading import load_weights, weight_files
-from mlx_qwen_asr.random_checkpoint import model_config_dict, random_weights, write_tokenizer_files
+from mlx_qwen_asr.testing.random_checkpoint import model_config_dict, random_weights, write_tokenizer_files
 
 
 def test_round_trip_keeps_every_tensor_and_the_tokenizer(tmp_path):

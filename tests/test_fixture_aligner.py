@@ -49,7 +49,7 @@ def test_official_aligner_gives_the_same_times(trained_aligner, aligner):
     import torch
     from qwen_asr import Qwen3ForcedAligner
 
-    from mlx_qwen_asr import official
+    from mlx_qwen_asr.testing import official
 
     reference = Qwen3ForcedAligner.from_pretrained(str(trained_aligner), dtype=torch.float32, device_map="cpu")
     reference.model.eval()

@@ -63,7 +63,7 @@ def ours_whole(trained_model):
 def official_results(trained_checkpoint):
     import torch
 
-    from mlx_qwen_asr.official import load_official
+    from mlx_qwen_asr.testing.official import load_official
 
     asr = load_official(trained_checkpoint, dtype="float32", window_mask=True)
     with torch.no_grad():

@@ -21,7 +21,7 @@ from mlx_qwen_asr.mel import log_mel_spectrogram
 from mlx_qwen_asr.quantization import QuantizationSpec
 from mlx_qwen_asr.streaming import StreamingSession
 from mlx_qwen_asr.transcribe import ASRModel
-from mlx_qwen_asr.wer import wer
+from mlx_qwen_asr.testing.wer import wer
 
 ROWS = rows()
 SHORT = [r for r in ROWS if r["kind"] == "short"]

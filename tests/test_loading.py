@@ -5,7 +5,7 @@ import json
 import mlx.core as mx
 import numpy as np
 
-from mlx_qwen_asr.random_checkpoint import write_checkpoint
+from mlx_qwen_asr.testing.random_checkpoint import write_checkpoint
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech

@@ -8,7 +8,7 @@ scripts/parity_report.py runs the same ones at real model dimensions.
 import numpy as np
 import pytest
 
-from mlx_qwen_asr import official, parity
+from mlx_qwen_asr.testing import official, parity
 from mlx_qwen_asr.encoder import audio_token_count
 from mlx_qwen_asr.transcribe import ASRModel
 

@@ -9,7 +9,7 @@ from mlx_qwen_asr.decoding import greedy_decode, token_budget
 from mlx_qwen_asr.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.mel import log_mel_spectrogram
-from mlx_qwen_asr.parity import relative_error
+from mlx_qwen_asr.testing.parity import relative_error
 from mlx_qwen_asr.streaming import StreamingEncoder, StreamingSession, transcribe_stream
 from mlx_qwen_asr.transcribe import ASRModel
 

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 import mlx_qwen_asr
-from mlx_qwen_asr import official
+from mlx_qwen_asr.testing import official
 from mlx_qwen_asr.mel import log_mel_spectrogram
 from mlx_qwen_asr.decoding import RepetitionGuard, token_budget
 from mlx_qwen_asr.transcribe import ASRModel, Transcription

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from mlx_qwen_asr.aligner import Aligner
-from mlx_qwen_asr.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
+from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.transcribe import ASRModel
 from mlx_qwen_asr.writers import MAX_CUE_SECONDS, build_cues, segment_items, to_string, word_phrases, wrap
 

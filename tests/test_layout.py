@@ -1,0 +1,69 @@
+"""The package's layout rules: the runtime never imports test support, nor looks beside the checkout."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mlx_qwen_asr"
+# Tools run by hand that build their own test checkpoints and audio; not the runtime.
+TOOLS = {"bench.py"}
+
+
+def runtime_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "testing" not in p.relative_to(PACKAGE).parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module `path` imports, at any depth of its code."""
+    package = ["mlx_qwen_asr", *path.relative_to(PACKAGE).parent.parts]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_runtime_modules_never_import_test_support():
+    offenders = {str(p.relative_to(PACKAGE)): sorted(n for n in imported_modules(p) if n.startswith("mlx_qwen_asr.testing"))
+                 for p in runtime_modules() if p.name not in TOOLS}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_scan_sees_test_support_imports():
+    """The scan above can fail: bench (a tool) does import test support, relatively."""
+    assert any(n.startswith("mlx_qwen_asr.testing") for n in imported_modules(PACKAGE / "bench.py"))
+
+
+def test_no_package_code_points_beside_the_checkout():
+    """Only test support may look for the development machines' ../shared folder."""
+    offenders = [str(p.relative_to(PACKAGE)) for p in runtime_modules()
+                 if any(isinstance(n, ast.Constant) and n.value == "shared"
+                        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
+    assert offenders == []
+
+
+def test_a_transcription_loads_no_test_support(trained_checkpoint):
+    """Importing every runtime module and transcribing a clip leaves mlx_qwen_asr.testing unloaded."""
+    modules = [".".join(("mlx_qwen_asr", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+               for p in runtime_modules() if p.name not in TOOLS and p.name != "__main__.py"]
+    heldout = Path(__file__).resolve().parent / "fixtures" / "heldout" / "short_01.flac"
+    code = (f"import importlib, sys\n"
+            f"for name in {modules!r}: importlib.import_module(name)\n"
+            f"import mlx_qwen_asr\n"
+            f"result = mlx_qwen_asr.load_model({str(trained_checkpoint)!r}, dtype='float32').transcribe({str(heldout)!r})\n"
+            f"assert result.text, 'empty transcript'\n"
+            f"print(sorted(m for m in sys.modules if m.startswith('mlx_qwen_asr.testing')))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
