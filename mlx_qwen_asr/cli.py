@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", type=int, default=None, choices=[4, 8],
                         help="quantize the decoder to 4 or 8 bits at load: less memory (faster on Apple GPUs; "
                              "slower than float32 on the CPU backend)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="small-footprint recipe for this device: 8-bit weights on the CPU (~0.9 GB for 0.6B, "
+                             "several times slower), 4-bit in bfloat16 on a GPU (also faster); see docs/performance.md")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
     parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = _expand(args.audio)
         if not paths:
             raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
-        model = load_model(args.model, args.dtype, args.quantize)
+        model = load_model(args.model, args.dtype, args.quantize, args.low_memory)
     except (QwenASRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -171,7 +174,8 @@ def _folder_mode(args, options: TranscribeOptions) -> int:
     formats = parse_formats(args.format or ["txt"])
     try:
         # A quantized model is loaded here; transcribe_folder loads plain ones itself.
-        model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
+        quantized = args.quantize or args.low_memory
+        model = load_model(args.model, args.dtype, args.quantize, args.low_memory) if quantized else args.model
         summary = transcribe_folder(
             args.audio, args.output_dir, options, model=model, dtype=args.dtype, formats=formats,
             overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
@@ -185,7 +189,7 @@ def _live_mode(args, options: TranscribeOptions, paths, model=None) -> int:
     from .live import stream_file, stream_microphone
 
     try:
-        model = model or load_model(args.model, args.dtype, args.quantize)
+        model = model or load_model(args.model, args.dtype, args.quantize, args.low_memory)
         if args.mic:
             started = time.perf_counter()
             final = stream_microphone(model, options)
