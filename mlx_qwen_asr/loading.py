@@ -119,6 +119,20 @@ def is_mlx_layout(config: ModelConfig) -> bool:
     return isinstance(config.raw.get(MLX_FORMAT_KEY), dict)
 
 
+def _quantized_weights(network, weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Float weights -> the parameters of `network`'s quantized layers (lazily quantized)."""
+    out = dict(weights)
+    for path, module in network.named_modules():
+        key = f"{path}.weight"
+        if not hasattr(module, "bits") or not hasattr(module, "scales") or key not in out:
+            continue   # not quantized, or missing (reported by the caller's check)
+        quantized = mx.quantize(out[key], group_size=module.group_size, bits=module.bits, mode=module.mode)
+        out[key], out[f"{path}.scales"] = quantized[0], quantized[1]
+        if len(quantized) > 2 and quantized[2] is not None:
+            out[f"{path}.biases"] = quantized[2]
+    return out
+
+
 def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
                  quantize: int | QuantizationSpec | None = None, network: Qwen3ASR | None = None) -> Qwen3ASR:
     """Build the network (or take `network`, e.g. the aligner's, built for `config`) and
@@ -144,6 +158,13 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
     # Lazy casts: each float tensor is read and converted when evaluated, and the stored
     # copy is freed right after, so the peak stays near the converted size.
     weights = {k: (v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in weights.items()}
+    if quantize:
+        # The quantized layers are built first and each float weight is quantized as it is
+        # read, so the whole float model is never in memory (the same arrays as quantizing
+        # the loaded float model: the same mx.quantize of the same tensors).
+        spec = quantize if isinstance(quantize, QuantizationSpec) else QuantizationSpec(bits=int(quantize))
+        quantize_network(network, spec)
+        weights = _quantized_weights(network, weights)
     expected = {k for k, _ in _flat_parameters(network)}
     missing = sorted(expected - weights.keys())
     unexpected = sorted(weights.keys() - expected)
@@ -158,9 +179,6 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
         network.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:
         raise ModelLoadError(f"{model_dir}: weights do not fit config.json: {exc}") from None
-    if quantize:
-        spec = quantize if isinstance(quantize, QuantizationSpec) else QuantizationSpec(bits=int(quantize))
-        quantize_network(network, spec)
     network.eval()
     mx.eval(network.parameters())
     return network

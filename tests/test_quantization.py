@@ -148,3 +148,20 @@ def test_low_memory_preset_picks_this_devices_recipe(tmp_path, tiny_checkpoint_f
     sf.write(audio, speech(2.0), 16000)
     assert main([str(audio), "--model", str(tiny_checkpoint_fp32), "--low-memory", "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantize_at_load_equals_quantizing_the_loaded_float_model(tiny_checkpoint_fp32, reference, bits):
+    """Weights are quantized as they are read (the float model is never whole in memory):
+    the very arrays of quantizing the loaded float model afterwards."""
+    from mlx.utils import tree_flatten
+
+    from mlx_qwen_asr.quantization import quantize_network
+
+    as_read = load_network(tiny_checkpoint_fp32, reference.config, mx.float32, quantize=bits)
+    after = load_network(tiny_checkpoint_fp32, reference.config, mx.float32)
+    quantize_network(after, QuantizationSpec(bits=bits))
+    a, b = dict(tree_flatten(as_read.parameters())), dict(tree_flatten(after.parameters()))
+    assert a.keys() == b.keys() and any(k.endswith(".scales") for k in a)
+    for name in a:
+        assert np.array_equal(np.array(a[name]), np.array(b[name])), name
