@@ -1,18 +1,23 @@
-"""Exact (erf) GELU that is fast on MLX's CPU backend as well as on Metal.
+"""GELU, SiLU and attention softmax that are fast on MLX's CPU backend as well as on Metal.
 
-MLX's CPU backend evaluates `erf` (and `exp`) one element at a time through library calls:
-`nn.gelu` over the conv stem's 17 M activations of an 11 s clip takes ~0.8 s on the
-project's x86-64 machine, and the encoder's GELUs together ~1.5 s, more than its GEMMs
-(docs/performance.md). On the CPU `gelu` therefore evaluates erf as a rational function of
-plain multiplies and adds, which `mx.compile` fuses into one vectorizable loop (~4-5x
-faster). On a GPU, `nn.gelu` (a native erf kernel) is used as is. The device is chosen in
-`_rational_on_this_device`, and nowhere else.
+MLX's CPU backend (x86-64 wheel) evaluates `erf`, `exp` and `sigmoid` one element at a time
+through library calls, and its fused (`mx.compile`) loops are vectorized only when they are
+plain arithmetic: a NaN-aware `minimum`/`maximum` or a broadcast operand keeps gcc from it.
+So on the CPU, in float32, these functions are written in plain multiplies and adds that
+`mx.compile` fuses into one vectorized loop each (docs/performance-lab-notes.md has the
+measurements):
 
-The rational function is the minimax approximation of erf on [-4, 4] that Eigen and XLA
-use for float32 (odd numerator of degree 13, even denominator of degree 8): max error
-~1 ulp of the result for x > 0, within 1e-6 absolute everywhere, like `nn.gelu` and torch's
-own vectorized erf. Its Estrin-style evaluation keeps the graph shallow enough for
-`mx.compile` to emit a single kernel (it splits deeper graphs into several passes).
+- `gelu`: erf as the minimax rational function Eigen and XLA use for float32 (odd
+  numerator of degree 13, even denominator of degree 8; within 1.2e-6 absolute of float64,
+  like `nn.gelu` and torch's own vectorized erf), in a shallow (Estrin) order;
+- `silu_mul` (the decoder MLP's silu(gate) * up) and `attention` (its softmax) use `_exp`,
+  a range-reduced polynomial exp (2^r * e^f, |f| <= ln2/2, within 2e-7 relative);
+- clamps are |x + L| - |x - L| (exact to an ulp of L for the values models produce),
+  not `mx.clip`.
+
+On a GPU, or in another dtype, the functions are MLX's own (`nn.gelu`, `nn.silu`,
+`mx.fast.scaled_dot_product_attention`). The device is chosen in `_fused_on_this_device`,
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -32,9 +37,15 @@ _X_LIMIT = 4.0 * math.sqrt(2.0)  # x where u = x / sqrt(2) reaches 4
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
+def _clamp(x: mx.array, limit: float) -> mx.array:
+    """x limited to [-limit, limit] in plain arithmetic (mx.clip's NaN-aware min/max would
+    keep the fused loop scalar); exact to about an ulp of `limit`."""
+    return 0.5 * (mx.abs(x + limit) - mx.abs(x - limit))
+
+
 def _gelu_rational(x: mx.array) -> mx.array:
     half_x = 0.5 * x
-    u = mx.clip(x, -_X_LIMIT, _X_LIMIT) * _INV_SQRT2
+    u = _clamp(x, _X_LIMIT) * _INV_SQRT2
     u2 = u * u
     u4 = u2 * u2
     u8 = u4 * u4
@@ -48,17 +59,83 @@ def _gelu_rational(x: mx.array) -> mx.array:
     return half_x + numerator / denominator
 
 
+# exp(y) = 2^r e^f with r = round(y / ln 2) and f = y - r ln 2 (ln 2 in two parts, so f is
+# exact); e^f by its Taylor series to f^7 (|f| <= 0.347: error ~5e-9); 2^r built from its
+# exponent bits. Adding then subtracting 1.5 * 2^23 rounds a float to an integer.
+_ROUND = 12582912.0
+_LOG2E = 1.4426950408889634
+_LN2_HIGH, _LN2_LOW = 0.693359375, -2.12194440e-4
+_EXP_LIMIT = 87.0  # |y| up to here: 2^r stays a normal float32
+
+
+def _exp(y: mx.array) -> mx.array:
+    """e^y for y in [-87, 87] (callers clamp)."""
+    r = (y * _LOG2E + _ROUND) - _ROUND
+    f = (y - r * _LN2_HIGH) - r * _LN2_LOW
+    f2 = f * f
+    f4 = f2 * f2
+    poly = ((1.0 + f) + f2 * (0.5 + f * (1 / 6))) + f4 * ((1 / 24 + f * (1 / 120)) + f2 * (1 / 720 + f * (1 / 5040)))
+    return poly * ((r.astype(mx.int32) + 127) * (1 << 23)).view(mx.float32)
+
+
+def _silu_mul(gate: mx.array, up: mx.array) -> mx.array:
+    # silu(g) = g / (1 + e^-g); e^-g clamped at e^+-87, where g / (1 + e^-g) is g or ~0 anyway.
+    return gate / (1.0 + _exp(_clamp(-gate, _EXP_LIMIT))) * up
+
+
+def _shifted_exp(scores: mx.array, row_max: mx.array) -> mx.array:
+    # scores - max <= 0; below -87 (and masked -inf) the weight is 0, as e^y underflows.
+    y = scores - row_max
+    far = y < -_EXP_LIMIT
+    return mx.where(far, 0.0, _exp(mx.where(far, -_EXP_LIMIT, y)))
+
+
 # Shape-specialized on purpose: a shapeless trace broadcasts every scalar, which doubles
 # the graph depth and splits the loop into ~8 kernels. A retrace per new shape costs ~2 ms.
 _gelu_rational_compiled = mx.compile(_gelu_rational)
+_silu_mul_compiled = mx.compile(_silu_mul)
+_shifted_exp_compiled = mx.compile(_shifted_exp)
 
 
-def _rational_on_this_device() -> bool:
-    return mx.default_device() == mx.cpu
+def _fused_on_this_device(x: mx.array) -> bool:
+    return x.dtype == mx.float32 and mx.default_device() == mx.cpu
 
 
 def gelu(x: mx.array) -> mx.array:
     """0.5 x (1 + erf(x / sqrt(2))), the official model's `gelu`."""
-    if _rational_on_this_device() and x.dtype == mx.float32:
+    if _fused_on_this_device(x):
         return _gelu_rational_compiled(x)
     return nn.gelu(x)
+
+
+def silu_mul(gate: mx.array, up: mx.array) -> mx.array:
+    """silu(gate) * up, the Qwen3 MLP's activation."""
+    if _fused_on_this_device(gate):
+        return _silu_mul_compiled(gate, up)
+    return nn.silu(gate) * up
+
+
+def attention(q: mx.array, k: mx.array, v: mx.array, scale: float, mask=None) -> mx.array:
+    """softmax(q k^T * scale + mask) v, as `mx.fast.scaled_dot_product_attention`.
+
+    q [B, H, T, D]; k, v [B, KV, S, D] with H a multiple of KV (grouped-query attention);
+    `mask`: None, "causal" (query i sees keys up to S - T + i) or boolean, broadcastable
+    to [B, H, T, S]. Single-query steps stay with SDPA on every device (few scores).
+    """
+    b, heads, t, d = q.shape
+    if t == 1 or not _fused_on_this_device(q):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    kv_heads, s = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    # Query heads h = kv * group + g share K/V head kv: one GEMM per K/V head.
+    scores = ((q * scale).reshape(b, kv_heads, group * t, d) @ k.swapaxes(-1, -2)).reshape(b, kv_heads, group, t, s)
+    if isinstance(mask, str):
+        mask = mx.arange(s)[None, :] <= mx.arange(t)[:, None] + (s - t)
+    if mask is not None:
+        if mask.ndim == 4:  # [B or 1, H or 1, T, S] -> [B or 1, KV or 1, G or 1, T, S]
+            mask = mask.reshape(mask.shape[0], kv_heads if mask.shape[1] != 1 else 1,
+                                group if mask.shape[1] != 1 else 1, *mask.shape[2:])
+        scores = mx.where(mask, scores, -mx.inf)
+    weights = _shifted_exp_compiled(scores, scores.max(axis=-1, keepdims=True))
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return (weights.reshape(b, kv_heads, group * t, s) @ v).reshape(b, heads, t, d)

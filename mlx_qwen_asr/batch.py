@@ -22,7 +22,7 @@ from .options import TranscribeOptions
 from .prompt import normalize_language
 from .results import Segment, Transcription
 from .segment import iter_segments
-from .model_input import add_time, asr_prompt
+from .model_input import add_time, asr_prompts
 from .transcribe import ASRModel, attach_words, with_speed
 
 DEFAULT_BATCH_SIZE = 8
@@ -30,20 +30,23 @@ DEFAULT_BATCH_SIZE = 8
 
 def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions | None = None, *,
                      batch_size: int = DEFAULT_BATCH_SIZE, on_error: str = "raise", sample_rate: int | None = None,
-                     progress=None, **changes) -> list:
+                     progress=None, on_segment=None, **changes) -> list:
     """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
     `batch_size` segments (of any of them) together. Each result equals
     `model.transcribe` of that input alone.
 
     `on_error="raise"` stops at the first bad input; `"return"` puts its exception in the
     result list instead, so one bad file does not stop the others. `progress`, if given, is
-    called as progress(index, result) when input `index` is done.
+    called as progress(index, result) when input `index` is done; `on_segment`, if given,
+    as on_segment(index, end_seconds, duration) when one of its segments is.
     """
     if on_error not in ("raise", "return"):
         raise ValueError('on_error must be "raise" or "return"')
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     options = TranscribeOptions.build(options, **changes)
     normalize_language(options.language, model.config.support_languages)   # this model's languages
-    run = _BatchRun(model, audios, options, sample_rate, progress)
+    run = _BatchRun(model, audios, options, sample_rate, progress, on_segment)
     for index, audio in enumerate(audios):
         try:
             run.read(index, audio, batch_size)
@@ -88,9 +91,10 @@ class _InputState:
 class _BatchRun:
     """The queue of segment jobs and the inputs still in progress of one transcribe_batch call."""
 
-    def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress):
+    def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress,
+                 on_segment=None):
         self.model, self.audios, self.options = model, audios, options
-        self.sample_rate, self.progress = sample_rate, progress
+        self.sample_rate, self.progress, self.on_segment = sample_rate, progress, on_segment
         self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.results: list = [None] * len(audios)
         self.jobs: list[_SegmentJob] = []
@@ -123,6 +127,8 @@ class _BatchRun:
             if self.aligner is not None:
                 attach_words(self.aligner, parts, job.audio, job.offset, state.timings)
             state.parts[job.order] = parts
+            if self.on_segment is not None:
+                self.on_segment(job.index, job.end, state.duration)
         self.jobs.clear()
         self.finish_ready()
 
@@ -141,8 +147,9 @@ def decode_jobs(model: ASRModel, jobs: list[_SegmentJob], options: TranscribeOpt
     """Segments of a batch: silent ones skipped, the rest decoded together."""
     prompts, budgets, live = [], [], []
     segments: list[Segment | None] = []
-    for job in jobs:
-        prompt = asr_prompt(model, job.audio, options.context, options.language, job.timings)
+    encoded = asr_prompts(model, [job.audio for job in jobs], options.context, options.language,
+                          [job.timings for job in jobs])
+    for job, prompt in zip(jobs, encoded):
         if prompt is None:
             segments.append(Segment(job.offset, job.end, "", options.language or "", "silence"))
             continue

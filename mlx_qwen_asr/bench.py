@@ -1,22 +1,26 @@
 """Benchmarks on fixed workloads: stage times, RTF, memory, size, provenance (JSON).
 
-    python -m mlx_qwen_asr.bench                       # random weights at real 0.6B dims
-    python -m mlx_qwen_asr.bench --size 1.7b --compare-official --profile
+    python -m mlx_qwen_asr.bench --compare-official    # headline figures, ~2 min on 2 cores
+    python -m mlx_qwen_asr.bench --full                # every workload (~15 min on 2 cores)
     python -m mlx_qwen_asr.bench --model Qwen/Qwen3-ASR-0.6B --json bench.json
 
 Without `--model` a random-weight checkpoint in the exact Hugging Face layout is built once
-(cached in `--work-dir`): speed does not depend on the weights' values, only on their shapes,
-so the figures hold for the real model. The decoded token count is forced (EOS and the
-repetition guard off, `min_new_tokens` on the official side) so every run does the same work.
+(cached in `--work-dir`, ~1.9 GB at 0.6B dims; the report says where and how big): speed
+does not depend on the weights' values, only on their shapes, so the figures hold for the
+real model. The decoded token count is forced (EOS and the repetition guard off,
+`min_new_tokens` on the official side) so every run does the same work.
 
-Workloads: `clip11` (11 s of speech, 32 tokens), `clip60` (60 s, 32 tokens), `folder`
-(20 clips of 2-6 s from files, one by one through `ASRModel.transcribe`), `folder_batched`
-(the same 20 files through `ASRModel.transcribe_many(paths, batch_size=8)`, reported with
-its speed-up over `folder` when both run). Both folder workloads decode exactly
-`FOLDER_TOKENS` tokens per clip: the budget is passed explicitly (so no loop recovery) and
-the repetition guard is off, and random weights do not emit EOS, so the two do the same
-work (the token totals are reported to check it). Each runs once to warm up, then
-`--runs` times; min and median are reported.
+Workloads (default: `clip11`; `--full`: all): `clip11` (11 s of speech, 32 tokens),
+`clip60` (60 s, 32 tokens), `folder` (20 clips of 2-6 s from files, one by one through
+`ASRModel.transcribe`), `folder_batched` (the same 20 files through
+`ASRModel.transcribe_many(paths, batch_size=8)`, reported with its speed-up over `folder`),
+`long` (one 121 s file through `ASRModel.transcribe`: 5 segments of `LONG_TOKENS` = 120 tokens,
+about 4 tokens per second of audio, decoded and encoded in one batch) and `long_one_by_one`
+(the same file with `batch_size=1`, reported with the speed-up of `long` over it). The
+folder and long workloads decode exactly their token budgets (passed explicitly, so no loop
+recovery; repetition guard off; random weights do not emit EOS), so the paired workloads do
+the same work (the token totals are reported to check it). Short workloads run once to warm
+up, then `--runs` times; the long ones `--long-runs` times; min and median are reported.
 `--compare-official` times the official PyTorch implementation (float32, 2 torch threads,
 as shipped: no encoder window mask) on the same checkpoint and clip in the same process,
 its runs alternating with a second set of ours (a shared machine's load comes in bursts;
@@ -56,8 +60,10 @@ from .tokenizer import QwenTokenizer
 from .transcribe import ASRModel
 
 DEFAULT_WORK_DIR = Path("~/.cache/mlx_qwen_asr/bench").expanduser()
-WORKLOADS = ("clip11", "clip60", "folder", "folder_batched")
+WORKLOADS = ("clip11", "clip60", "folder", "folder_batched", "long", "long_one_by_one")
+DEFAULT_WORKLOADS = ("clip11",)
 FOLDER_CLIPS, FOLDER_TOKENS, FOLDER_BATCH = 20, 32, 8
+LONG_SECONDS, LONG_TOKENS = 121.0, 120
 
 
 # ----------------------------------------------------------------------------- audio
@@ -190,6 +196,25 @@ def ours_folder_batched(model: ASRModel, paths: list[Path]) -> dict:
     return {"total_s": time.perf_counter() - start, "tokens": float(tokens)}
 
 
+# 27 s segments cut the synthetic 121 s file into 5 (19-31 s) at its pauses.
+LONG_OPTIONS = {"max_new_tokens": LONG_TOKENS, "repetition_guard": False, "recover_loops": False,
+                "segment_seconds": 27.0}
+
+
+def ours_long(model: ASRModel, audio: np.ndarray, batch_size: int) -> dict:
+    """One long input through `transcribe`, its segments `batch_size` at a time."""
+    start = time.perf_counter()
+    result = model.transcribe(audio, sample_rate=SAMPLE_RATE, batch_size=batch_size, **LONG_OPTIONS)
+    return {"total_s": time.perf_counter() - start, "tokens": float(len(result.tokens)),
+            "segments": float(len(result.segments)), "encoder_s": result.timings.get("encoder", 0.0),
+            "prefill_s": result.timings.get("prefill", 0.0), "decode_s": result.timings.get("decode", 0.0)}
+
+
+def cache_report(work_dir: Path) -> dict:
+    total = sum(f.stat().st_size for f in work_dir.rglob("*") if f.is_file()) if work_dir.is_dir() else 0
+    return {"dir": str(work_dir), "bytes": total}
+
+
 class Official:
     """The official implementation, timed stage by stage the same way as ours."""
 
@@ -200,7 +225,12 @@ class Official:
         torch.set_num_threads(threads)
         start = time.perf_counter()
         # As shipped (no window mask): this is the engine users run.
+        import transformers
+
+        transformers.logging.set_verbosity_error()   # no per-call notices in the report
         self.asr = official.load_official(model_dir, dtype="float32", window_mask=False)
+        # generate() would announce this default at every call; setting it changes nothing.
+        self.asr.model.generation_config.pad_token_id = self.asr.model.generation_config.eos_token_id
         self.load_s = time.perf_counter() - start
         self.official, self.torch, self.threads = official, torch, threads
 
@@ -414,6 +444,21 @@ def run(args) -> dict:
         report["workloads"][name] = entry
         print(f"{name}: ours {stages['total_s']['min']:.2f} s for {seconds:.1f} s of audio "
               f"({stages['tokens']['min']:.0f} tokens)", file=sys.stderr)
+    long_runs = {"long": 8, "long_one_by_one": 1}
+    for name in [w for w in long_runs if w in args.workloads]:
+        audio = clip(source, LONG_SECONDS)
+        samples = repeat(lambda: ours_long(model, audio, long_runs[name]), args.long_runs, warmup=0)
+        stages = stage_summary(samples)
+        report["workloads"][name] = {"audio_s": LONG_SECONDS, "batch_size": long_runs[name], "ours": stages,
+                                     "rtf": stages["total_s"]["min"] / LONG_SECONDS}
+        print(f"{name}: ours {stages['total_s']['min']:.2f} s for {LONG_SECONDS:.0f} s of audio "
+              f"({stages['segments']['min']:.0f} segments, {stages['tokens']['min']:.0f} tokens)", file=sys.stderr)
+    if "long" in report["workloads"] and "long_one_by_one" in report["workloads"]:
+        one_by_one = report["workloads"]["long_one_by_one"]["ours"]
+        batched = report["workloads"]["long"]["ours"]
+        speedup = {stat: one_by_one["total_s"][stat] / batched["total_s"][stat] for stat in ("min", "median")}
+        report["workloads"]["long"]["speedup_over_one_by_one"] = speedup
+        print(f"long: {speedup['min']:.2f}x its segments one by one", file=sys.stderr)
     if "folder" in report["workloads"] and "folder_batched" in report["workloads"]:
         one_by_one = report["workloads"]["folder"]["ours"]
         batched = report["workloads"]["folder_batched"]["ours"]
@@ -453,6 +498,9 @@ def run(args) -> dict:
                 print(f"{name}: official {stages['total_s']['min']:.2f} s, decode "
                       f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
     report["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    report["cache"] = cache_report(work_dir)
+    print(f"cache: {report['cache']['dir']} ({report['cache']['bytes'] / 1e9:.2f} GB: the random-weight "
+          f"checkpoint and the generated audio; delete the folder to free it)", file=sys.stderr)
     return report
 
 
@@ -487,7 +535,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quantize", type=int, default=None, choices=[4, 8], help="quantize the decoder at load")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
     parser.add_argument("--audio", help="speech file to cut the clips from (default: synthetic speech)")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--workloads", nargs="+", default=None, choices=WORKLOADS,
+                        help=f"default: {' '.join(DEFAULT_WORKLOADS)}; --full: all")
+    parser.add_argument("--full", action="store_true", help="every workload (long ones included)")
+    parser.add_argument("--long-runs", type=int, default=1, help="runs of each long workload")
     parser.add_argument("--tokens", type=int, default=32, help="forced decode tokens per clip")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compare-official", action="store_true")
@@ -499,6 +550,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
+    if args.workloads is None:
+        args.workloads = list(WORKLOADS if args.full else DEFAULT_WORKLOADS)
     report = run(args)
     text = json.dumps(report, indent=2, default=str)
     if args.json:

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", type=int, default=None, choices=[4, 8],
                         help="quantize the decoder to 4 or 8 bits at load: less memory (faster on Apple GPUs; "
                              "slower than float32 on the CPU backend)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="small-footprint recipe for this device: 8-bit weights on the CPU (~0.9 GB for 0.6B, "
+                             "several times slower), 4-bit in bfloat16 on a GPU (also faster); see docs/performance.md")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
     parser.add_argument("--verbose", action="store_true",
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise SetupError("no audio files found in: " + ", ".join(args.audio))
         started = time.perf_counter()
-        model = load_model(args.model, args.dtype, args.quantize)
+        model = _load(args)
         if args.verbose:
             print(f"model {model.path}: loaded in {(time.perf_counter() - started) * 1000:.0f} ms", file=sys.stderr)
         options = _with_aligner(args, options, model.dtype)
@@ -360,6 +363,10 @@ def _load_aligner(args, dtype=None):
     return load_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
 
 
+def _load(args):
+    return load_model(args.model, args.dtype, args.quantize, args.low_memory)
+
+
 def _expand(inputs: list[str]) -> list[str]:
     """Folders become the audio files under them; anything else is passed on as given."""
     paths = []
@@ -379,7 +386,7 @@ def _folder_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
     if STDIN in args.audio:
         return _stdin_to_files(args, options, shape, formats)
     # A quantized model is loaded here; transcribe_folder loads plain ones itself.
-    model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
+    model = _load(args) if args.quantize or args.low_memory else args.model
     options = _with_aligner(args, options)
     try:
         summary = transcribe_folder(
@@ -398,7 +405,7 @@ def _stdin_to_files(args, options: TranscribeOptions, shape: CueShape, formats) 
 
     if len(args.audio) > 1:
         raise QwenASRError("with -o, standard input (-) is transcribed alone: give - as the only input")
-    model = load_model(args.model, args.dtype, args.quantize)
+    model = _load(args)
     options = _with_aligner(args, options, model.dtype)
     try:
         result = model.transcribe(*_source(STDIN, args), options)
@@ -444,7 +451,7 @@ def _align_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
 def _live_mode(args, options: TranscribeOptions) -> int:
     from .live import stream_file, stream_microphone
 
-    model = load_model(args.model, args.dtype, args.quantize)
+    model = _load(args)
     if args.mic:
         try:
             started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from .activations import attention, silu_mul
 from .config import TextConfig
 
 
@@ -136,8 +137,8 @@ class Attention(nn.Module):
             k, v = cache.update_and_fetch(layer, k, v)
         if mask is None and t > 1:
             mask = "causal"
-        # GQA: SDPA takes fewer K/V heads than query heads without repeating them.
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        # GQA: fewer K/V heads than query heads, never repeated (activations.attention).
+        out = attention(q, k, v, self.scale, mask)
         return self.o_proj(out.transpose(0, 2, 1, 3).reshape(b, t, -1))
 
 
@@ -149,7 +150,7 @@ class MLP(nn.Module):
         self.down_proj = Linear(config.intermediate_size, config.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 class DecoderLayer(nn.Module):

@@ -11,7 +11,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from .activations import gelu
+from .activations import attention, gelu
 from .config import AudioEncoderConfig
 
 
@@ -46,9 +46,11 @@ class EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(dims, dims)
         self.out_proj = nn.Linear(dims, dims)
 
-    def __call__(self, x: mx.array, window: int) -> mx.array:
+    def __call__(self, x: mx.array, window: int, key_mask: mx.array | None = None) -> mx.array:
         # x: [tokens, dims], packed. Only attention needs the windows: the projections run
         # on the packed tokens, and the tail window is padded here, its padding masked out.
+        # With `key_mask` ([windows, 1, 1, window], several clips: encode_batch) x is already
+        # laid out in whole windows and the mask says which keys are real.
         total, d = x.shape
         num_windows = -(-total // window)
         pad = num_windows * window - total
@@ -58,10 +60,10 @@ class EncoderAttention(nn.Module):
             return y.reshape(num_windows, window, self.heads, -1).transpose(0, 2, 1, 3)
 
         q, k, v = windows(self.q_proj(x)), windows(self.k_proj(x)), windows(self.v_proj(x))
-        mask = None
+        mask = key_mask
         if pad:
             mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        out = attention(q, k, v, self.scale, mask)
         out = out.transpose(0, 2, 1, 3).reshape(num_windows * window, d)
         return self.out_proj(out[:total] if pad else out)
 
@@ -76,8 +78,8 @@ class EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d, eps=1e-5)
 
-    def __call__(self, x: mx.array, window: int) -> mx.array:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), window)
+    def __call__(self, x: mx.array, window: int, key_mask: mx.array | None = None) -> mx.array:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), window, key_mask)
         x = x + self.fc2(gelu(self.fc1(self.final_layer_norm(x))))
         if x.dtype == mx.float16:
             # The official layer clamps float16 activations the same way.
@@ -140,10 +142,46 @@ class AudioEncoder(nn.Module):
         # Block-diagonal attention in windows of 8 chunks (104 tokens); see EncoderAttention.
         return self.transform(x, min(self.window_tokens(tokens_per_chunk), total))
 
-    def transform(self, x: mx.array, window: int) -> mx.array:
+    def encode_batch(self, mels: list[mx.array]) -> list[mx.array]:
+        """Several clips at once: each output equals `self(mel)` (to float rounding).
+
+        Clips of more than one chunk share one transformer pass, each clip's tokens laid
+        out in whole windows of their own with the padding masked out. The conv stem runs
+        clip by clip (its activations are ~8x the clip's tokens: batching them would
+        multiply peak memory, and a clip's chunks already make a large batch). Single-chunk
+        clips (1 s or less) are encoded alone: their window is their own length."""
+        chunk = self.config.chunk_frames
+        out: list[mx.array | None] = [None] * len(mels)
+        several = [i for i, mel in enumerate(mels) if mel.shape[1] > chunk]
+        for i in range(len(mels)):
+            if i not in several or len(several) == 1:
+                out[i] = self(mels[i])
+        if len(several) < 2:
+            return out
+        dtype = self.conv2d1.weight.dtype
+        rows, lengths, window = [], [], None
+        for i in several:
+            stem = self.conv_stem(mels[i].astype(dtype))
+            mx.eval(stem)   # one clip's stem activations at a time
+            window = self.window_tokens(stem.shape[1])
+            total = audio_token_count(mels[i].shape[1], chunk)
+            x = stem.reshape(-1, stem.shape[2])[:total]
+            padded = -(-total // window) * window
+            rows.append(mx.pad(x, [(0, padded - total), (0, 0)]) if padded > total else x)
+            lengths += [window] * (total // window) + ([total % window] if total % window else [])
+        key_mask = mx.arange(window)[None, :] < mx.array(lengths)[:, None]
+        y = self.transform(mx.concatenate(rows, axis=0), window, key_mask.reshape(len(lengths), 1, 1, window))
+        start = 0
+        for i, x in zip(several, rows):
+            out[i] = y[start:start + audio_token_count(mels[i].shape[1], chunk)]
+            start += x.shape[0]
+        return out
+
+    def transform(self, x: mx.array, window: int, key_mask: mx.array | None = None) -> mx.array:
         """Packed stem tokens [N, d_model] -> [N, output_dim]: the transformer layers with
-        attention inside consecutive `window`-token blocks, then the projector."""
+        attention inside consecutive `window`-token blocks (`key_mask`: see EncoderAttention),
+        then the projector."""
         for layer in self.layers:
-            x = layer(x, window)
+            x = layer(x, window, key_mask)
         x = self.ln_post(x)
         return self.proj2(gelu(self.proj1(x)))

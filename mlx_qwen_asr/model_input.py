@@ -69,5 +69,30 @@ def asr_prompt(model, samples: np.ndarray, context: str = "", language: str | No
     return ids, model.network.embed_prompt(ids, audio_embeddings)[0]
 
 
+def asr_prompts(model, clips: list[np.ndarray], context: str = "", language: str | None = None,
+                timings: list[dict] | None = None) -> list[tuple[list[int], mx.array] | None]:
+    """`asr_prompt` of several clips, their encoder run as one batch (encoder.encode_batch);
+    each clip's timings (if given) are charged an equal part of the batch's mel and encoder time."""
+    live = [i for i, samples in enumerate(clips) if not is_silent(samples)]
+    prompts: list = [None] * len(clips)
+    if not live:
+        return prompts
+    start = time.perf_counter()
+    mels = [clip_mel(clips[i], model.config.audio) for i in live]
+    mx.eval(mels)
+    mel_s = time.perf_counter() - start
+    start = time.perf_counter()
+    encoded = model.network.audio_tower.encode_batch(mels)
+    mx.eval(encoded)
+    encoder_s = time.perf_counter() - start
+    for i, mel, embeddings in zip(live, mels, encoded):
+        if timings is not None:
+            add_time(timings[i], "mel", mel_s / len(live))
+            add_time(timings[i], "encoder", encoder_s / len(live))
+        ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), context, language)
+        prompts[i] = ids, model.network.embed_prompt(ids, embeddings)[0]
+    return prompts
+
+
 def add_time(timings: dict, stage: str, seconds: float) -> None:
     timings[stage] = timings.get(stage, 0.0) + seconds

@@ -21,7 +21,7 @@ from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
-from .loading import load_network, parse_dtype, refuse_aligner, resolve_model_dir
+from .loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
 from .model import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
@@ -52,14 +52,18 @@ class ASRModel:
         return f"ASRModel({str(self.path)!r}, dtype={self.dtype}{quantized})"
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None) -> "ASRModel":
+    def load(cls, model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None,
+             low_memory: bool = False) -> "ASRModel":
         """`quantize` (4 or 8) quantizes the decoder's linear layers at that many bits once
         loaded (encoder and head at 8; quantization.py has the policy). It saves memory; on
-        the CPU backend it is slower than float32 (docs/performance.md)."""
+        the CPU backend it is slower than float32 (docs/performance.md). `low_memory=True`
+        picks the small-footprint recipe for this device (loading.low_memory_settings)."""
         LoadOptions(model, dtype, quantize)   # checked before anything is read
         model_dir = resolve_model_dir(model)
         config = ModelConfig.from_file(model_dir / "config.json")
         refuse_aligner(model_dir, config)
+        if low_memory:
+            dtype, quantize = low_memory_settings(dtype, quantize, bool(config.raw.get("quantization")))
         mx_dtype = parse_dtype(dtype)
         network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
@@ -69,31 +73,23 @@ class ASRModel:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
 
     def transcribe(self, audio, options: TranscribeOptions | None = None, *, sample_rate: int | None = None,
-                   progress=None, **changes) -> Transcription:
+                   progress=None, batch_size: int | None = None, **changes) -> Transcription:
         """Transcribe one file path or array (with `sample_rate`), of any length.
 
         `options` (a TranscribeOptions; keyword `changes` override its fields, see options.py)
-        say how. Audio longer than `segment_seconds` is cut at quiet moments and transcribed
-        segment by segment (memory stays bounded). `progress`, if given, is called as
-        progress(done_seconds, total_seconds) after each segment.
+        say how. Audio longer than `segment_seconds` is cut at quiet moments; its segments
+        are decoded `batch_size` at a time (default 8; 1: one by one; the text is the same),
+        so memory stays bounded. `progress`, if given, is called as
+        progress(done_seconds, total_seconds) as segments are done.
         """
-        options = TranscribeOptions.build(options, **changes)
-        normalize_language(options.language, self.config.support_languages)   # this model's languages
-        aligner = get_aligner(options.aligner, self.dtype) if options.word_timestamps else None
-        start = time.perf_counter()
-        stream = open_audio_stream(audio, sample_rate)
-        timings = {"open": time.perf_counter() - start}
-        segments = []
-        for piece in iter_segments(stream.blocks, options.segment_seconds):
-            offset = piece.start / SAMPLE_RATE
-            found = self.decode_with_recovery(piece.audio, offset, options, timings)
-            if aligner is not None:
-                attach_words(aligner, found, piece.audio, offset, timings)
-            segments.extend(found)
-            if progress is not None:
-                progress(min(piece.end / SAMPLE_RATE, stream.duration), stream.duration)
-        result = Transcription.from_segments(segments, stream.duration, with_speed(timings, segments))
-        result.source = audio if sample_rate is None else (audio, sample_rate)
+        from .batch import DEFAULT_BATCH_SIZE, transcribe_batch
+
+        on_segment = None
+        if progress is not None:
+            def on_segment(index, end_seconds, duration):
+                progress(min(end_seconds, duration), duration)
+        [result] = transcribe_batch(self, [audio], options, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+                                    sample_rate=sample_rate, on_segment=on_segment, **changes)
         return result
 
     def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
@@ -173,12 +169,14 @@ def with_speed(timings: dict, segments: list[Segment]) -> dict:
 _loaded: dict[tuple, ASRModel] = {}
 
 
-def load_model(model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None) -> ASRModel:
-    """Load (or reuse, for the same path, dtype and quantization) a model; `quantize`: 4 or 8."""
-    key = (str(model), str(parse_dtype(dtype)), quantize)
+def load_model(model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | None = None,
+               low_memory: bool = False) -> ASRModel:
+    """Load (or reuse, for the same path, dtype and quantization) a model; `quantize`: 4 or 8;
+    `low_memory`: the small-footprint recipe for this device (see ASRModel.load)."""
+    key = (str(model), str(parse_dtype(dtype)), quantize, low_memory)
     if key not in _loaded:
         _loaded.clear()  # keep at most one model in memory
-        _loaded[key] = ASRModel.load(model, dtype, quantize)
+        _loaded[key] = ASRModel.load(model, dtype, quantize, low_memory)
     return _loaded[key]
 
 

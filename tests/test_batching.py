@@ -84,3 +84,42 @@ def test_one_bad_input_does_not_stop_the_others(model, tmp_path):
     assert isinstance(results[2], AudioError)  # an array without its sample rate
     with pytest.raises(AudioError):
         model.transcribe_many([good, bad], max_new_tokens=4)
+
+
+def test_long_file_segments_batched_equal_one_by_one(trained_model):
+    """A single long file: its segments decoded (and encoded) in batches give the text and
+    tokens of decoding them one at a time (trained fixture, held-out 39 s clip, 8 s segments)."""
+    from heldout import HELDOUT
+
+    path = HELDOUT / "long_01.flac"
+    one_by_one = trained_model.transcribe(path, segment_seconds=8.0, batch_size=1)
+    batched = trained_model.transcribe(path, segment_seconds=8.0, batch_size=3)
+    assert len(one_by_one.segments) >= 4
+    assert batched.text == one_by_one.text and batched.text.strip()
+    assert [s.tokens for s in batched.segments] == [s.tokens for s in one_by_one.segments]
+    assert [(s.start, s.end) for s in batched.segments] == [(s.start, s.end) for s in one_by_one.segments]
+
+
+def test_encoder_batch_equals_each_clip_alone(trained_model):
+    """encode_batch lays several clips out in windows of their own: each output is that clip's
+    own encoding (float rounding apart), for clips under, at and over the 8 s window and
+    one of a single chunk (encoded alone)."""
+    import mlx.core as mx
+
+    from heldout import HELDOUT
+    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.model_input import clip_mel
+
+    audio = load_audio(HELDOUT / "long_01.flac")
+    clips = [audio[:7 * 16000], audio[7 * 16000:19 * 16000], audio[:8000], audio[20 * 16000:28 * 16000 + 160]]
+    mels = [clip_mel(c, trained_model.config.audio) for c in clips]
+    tower = trained_model.network.audio_tower
+    for mel, out in zip(mels, tower.encode_batch(mels)):
+        alone = tower(mel)
+        assert out.shape == alone.shape
+        assert float(mx.abs(out - alone).max()) < 1e-5 * float(mx.abs(alone).max())
+
+
+def test_batch_size_must_be_positive(model):
+    with pytest.raises(ValueError, match="batch_size"):
+        model.transcribe(speech(1.0), sample_rate=16000, batch_size=0)

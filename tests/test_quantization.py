@@ -126,3 +126,42 @@ def test_load_with_quantize_through_the_public_api(tiny_checkpoint_fp32, referen
     assert load_model(tiny_checkpoint_fp32, "float32").quantize is None  # not the cached 8-bit one
     with pytest.raises(ValueError):
         ASRModel.load(tiny_checkpoint_fp32, quantize=3)
+
+
+def test_low_memory_preset_picks_this_devices_recipe(tmp_path, tiny_checkpoint_fp32, capsys):
+    """On the CPU backend: 8-bit decoder (encoder and head at 8) with float32 compute; an
+    already quantized directory is taken as it is; the CLI flag loads the same recipe."""
+    import soundfile as sf
+
+    from mlx_qwen_asr.cli import main
+    from mlx_qwen_asr.loading import LOW_MEMORY_BITS, low_memory_settings
+
+    expected_bits = LOW_MEMORY_BITS["cpu" if mx.default_device() == mx.cpu else "gpu"]
+    model = ASRModel.load(tiny_checkpoint_fp32, low_memory=True)
+    assert model.quantize == expected_bits
+    assert model.network.model.layers[0].mlp.down_proj.bits == expected_bits
+    assert low_memory_settings("bfloat16", 4) == ("bfloat16", 4)   # explicit choices win
+    out = convert(tiny_checkpoint_fp32, tmp_path / "q4", bits=4, group_size=32, dtype="float32")
+    stored = ASRModel.load(out, low_memory=True)
+    assert stored.quantize is None and stored.network.model.layers[0].mlp.down_proj.bits == 4
+    audio = tmp_path / "a.wav"
+    sf.write(audio, speech(2.0), 16000)
+    assert main([str(audio), "--model", str(tiny_checkpoint_fp32), "--low-memory", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantize_at_load_equals_quantizing_the_loaded_float_model(tiny_checkpoint_fp32, reference, bits):
+    """Weights are quantized as they are read (the float model is never whole in memory):
+    the very arrays of quantizing the loaded float model afterwards."""
+    from mlx.utils import tree_flatten
+
+    from mlx_qwen_asr.quantization import quantize_network
+
+    as_read = load_network(tiny_checkpoint_fp32, reference.config, mx.float32, quantize=bits)
+    after = load_network(tiny_checkpoint_fp32, reference.config, mx.float32)
+    quantize_network(after, QuantizationSpec(bits=bits))
+    a, b = dict(tree_flatten(as_read.parameters())), dict(tree_flatten(after.parameters()))
+    assert a.keys() == b.keys() and any(k.endswith(".scales") for k in a)
+    for name in a:
+        assert np.array_equal(np.array(a[name]), np.array(b[name])), name
