@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from(args)
         check_inputs([path for path in args.audio if path != STDIN])
         if args.output_dir is not None:
-            check_output_dir(args.output_dir)
+            check_output_dir(args.output_dir, create=False)   # created once all setup passed
         if args.mic:
             check_microphone()
         shape = CueShape(args.max_line_width or MAX_LINE_WIDTH, args.max_line_count or MAX_LINES,

@@ -174,7 +174,7 @@ def test_broken_file_in_folder_run_leaves_no_output(case, model_dir, tmp_path, c
     bad = make(talks)
     shutil.copy(GOOD, talks / "good.flac")
     out = tmp_path / "out"
-    code, _, err = cli(capsys, talks, "-o", out, "-f", "all", "--model", model_dir, "--quiet")
+    code, _, err = cli(capsys, talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
     assert code == 1, err
     error_line(err, bad.name, words)
     assert sorted(p.name for p in out.iterdir() if p.stem == bad.stem) == []
@@ -534,13 +534,13 @@ def _driver(code: str, *args, timeout=120) -> subprocess.Popen:
 
 def test_sigkill_mid_write_then_rerun(model_dir, tmp_path):
     talks, out = _talks(tmp_path, 5), tmp_path / "out"
-    killed = _driver(KILLER, talks, "-o", out, "-f", "all", "--model", model_dir, "--quiet")
+    killed = _driver(KILLER, talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
     killed.wait(timeout=120)
     assert killed.returncode == -9
     stale = leftovers(out)                          # talk2's formats written so far, json half
     assert len(stale) == 2 and all(name.startswith(".talk2.") for name in stale)
     assert _complete_or_absent(out, 5) == [0, 1]    # nothing partial is visible
-    again = run_cli(talks, "-o", out, "-f", "all", "--model", model_dir, "--verbose", "--quiet")
+    again = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--verbose", "--quiet")
     assert again.returncode == 0, again.stderr
     assert "removed 2 temporary file" in again.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -586,7 +586,7 @@ def test_full_disk_keeps_every_input_whole_and_resumes(model_dir, tmp_path):
         page = os.statvfs(disk).f_frsize
         free = os.statvfs(disk).f_bavail * page
         (disk / "filler").write_bytes(b"\0" * (free - 13 * page))   # room for about two inputs
-        full = run_cli(talks, "-o", out, "-f", "all", "--model", model_dir, "--quiet")
+        full = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
         assert full.returncode == 1, full.stderr
         assert "Traceback" not in full.stderr
         first_error = next(line for line in full.stderr.splitlines() if line.startswith("error:"))
@@ -600,7 +600,7 @@ def test_full_disk_keeps_every_input_whole_and_resumes(model_dir, tmp_path):
         assert summary["done"] == len(done) and summary["total"] == 6 and summary["interrupted"]
         assert len(json.loads((out / "manifest.json").read_text())["files"]) == len(done)
         (disk / "filler").unlink()
-        resumed = run_cli(talks, "-o", out, "-f", "all", "--model", model_dir, "--quiet")
+        resumed = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
         assert resumed.returncode == 0, resumed.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["skipped"] == len(done) and summary["done"] == 6 - len(done)
