@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         formats = parse_formats(args.format or ["txt"])
         check_inputs(args.audio)
         if args.output_dir is not None:
-            check_output_dir(args.output_dir)
+            check_output_dir(args.output_dir, create=False)
             return _folder_mode(args, options, formats)
         if args.mic:
             check_microphone()

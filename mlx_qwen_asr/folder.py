@@ -287,13 +287,19 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
         settings = {"model": str(model), "dtype": dtype}
     settings.update(options.record())
 
+    created = not Path(output_dir).exists()
     output_dir = check_output_dir(output_dir)
-    with FolderLock(output_dir):
-        removed = remove_stale_temps(output_dir)
-        if removed and verbose:
-            _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
-        return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
-                           overwrite, quiet, verbose)
+    try:
+        with FolderLock(output_dir):
+            removed = remove_stale_temps(output_dir)
+            if removed and verbose:
+                _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
+            return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
+                               overwrite, quiet, verbose)
+    except SetupError:
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()   # a model or aligner that failed to load leaves no empty folder behind
+        raise
 
 
 def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,

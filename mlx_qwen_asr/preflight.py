@@ -22,19 +22,25 @@ def check_inputs(inputs) -> None:
         raise SetupError(f"no such files or folders: {', '.join(missing)}")
 
 
-def check_output_dir(output_dir) -> Path:
-    """The output folder exists (created if needed), is a folder, and can be written."""
+def check_output_dir(output_dir, create: bool = True) -> Path:
+    """The output folder is a folder (or can be made one) and can be written; with
+    `create`, it is made. Without, nothing is written (a check before the model loads)."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output folder {path} is an existing file; give a folder (it is created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"cannot create output folder {path}: a part of its path is a file") from None
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {path} is not writable")
+    existing = path
+    while not existing.exists():   # the nearest part of the path that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot create output folder {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {path} is not writable" if existing == path else
+                          f"cannot create output folder {path}: {existing} is not writable")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
     return path
 
 
