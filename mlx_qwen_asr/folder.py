@@ -173,9 +173,12 @@ class Manifest:
                 self.entries = dict(json.loads(self.path.read_text(encoding="utf-8"))["files"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.problem = f"{self.path}: unreadable ({type(exc).__name__}); finished files will be redone"
+        self._torn = False   # the journal ends in a line a killed run did not finish
         if self.journal.exists():
             self._dirty = True
-            for line in self.journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = self.journal.read_text(encoding="utf-8", errors="replace")
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     key, entry = json.loads(line)
                 except (ValueError, TypeError):
@@ -194,13 +197,13 @@ class Manifest:
 
     def record(self, job: Job, entry: dict) -> None:
         """Recorded on disk before this returns: one flushed line appended to the journal."""
-        line = json.dumps([job.key, entry], ensure_ascii=False) + "\n"
+        line = ("\n" if self._torn else "") + json.dumps([job.key, entry], ensure_ascii=False) + "\n"
         with open(self.journal, "a", encoding="utf-8") as file:
             file.write(line)
             file.flush()
             os.fsync(file.fileno())
         self.entries[job.key] = entry
-        self._dirty = True
+        self._dirty, self._torn = True, False
 
     def save(self) -> None:
         """Fold the journal into manifest.json (atomically), then drop the journal."""
