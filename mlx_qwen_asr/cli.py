@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from .aligner import get_aligner
 from .config import SUPPORTED_LANGUAGES
-from .errors import QwenASRError, SetupError
+from .errors import QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # not foreseen: still one line, never a traceback
-        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     if args.stream or args.stream_fast:
         return _live_mode(args, options, paths, model)
@@ -166,15 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    message = lines[0] if lines else ""
-    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
-
-
 def _file_error(path: str, exc: BaseException) -> str:
     """One line naming the file (once) and the problem."""
-    message = _first_line(exc)
+    message = first_line(exc)
     return message if path in message else f"{path}: {message}"
 
 

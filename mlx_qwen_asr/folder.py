@@ -43,7 +43,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .aligner import get_aligner
-from .errors import OutputError, QwenASRError, SetupError
+from .errors import OutputError, SetupError, first_line
 from .options import DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_output_dir
 from .results import Transcription
@@ -256,12 +256,6 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
-
-
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
                       dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
                       verbose: bool = False, **changes) -> dict:
@@ -340,7 +334,7 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
         if todo:
             run.transcribe_all(asr, todo)
     except BaseException as exc:
-        interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else _first_line(exc) or type(exc).__name__
+        interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else first_line(exc) or type(exc).__name__
         raise
     finally:
         transcribe_seconds = time.perf_counter() - transcribe_start if todo else 0.0
@@ -448,7 +442,7 @@ class _Run:
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
-            record["error"] = _first_line(result)
+            record["error"] = first_line(result)
             _say(f"error: {record['error']}" if str(job.source) in record["error"] else
                  f"error: {job.source}: {record['error']}")
             self.records.append(record)
