@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from .errors import QwenASRError, SetupError
+from .errors import QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from .languages import forced_language_warning, language_table
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # not foreseen: still one line, never a traceback
-        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     failures = 0
     for path in paths:
@@ -330,15 +330,9 @@ def _warn(name: str, result: Transcription, language: str | None) -> None:
         print(warning, file=sys.stderr)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    message = lines[0] if lines else ""
-    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
-
-
 def _file_error(path: str, exc: BaseException) -> str:
     """One line naming the file (once) and the problem."""
-    message = _first_line(exc)
+    message = first_line(exc)
     return message if path in message else f"{path}: {message}"
 
 

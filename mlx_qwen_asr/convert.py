@@ -14,10 +14,13 @@ loads much faster than vocab.json + merges.txt. `transcribe(model=OUT)` uses it 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import mlx.core as mx
@@ -47,17 +50,27 @@ def _shards(weights: dict[str, mx.array], limit: int) -> list[dict[str, mx.array
     return shards + [current]
 
 
+def _save(path: Path, shard: dict[str, mx.array], metadata: dict) -> None:
+    try:
+        mx.save_safetensors(str(path), shard, metadata=metadata)
+    except RuntimeError as exc:   # mlx says only "Unable to write N bytes"; tell a full disk apart
+        needed = sum(v.nbytes for v in shard.values())
+        if shutil.disk_usage(path.parent).free < needed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise OSError(errno.EIO, str(exc), str(path)) from None
+
+
 def save_weights(out: Path, weights: dict[str, mx.array], shard_bytes: int = SHARD_BYTES) -> list[Path]:
     shards = _shards(weights, shard_bytes)
     metadata = {"format": "mlx"}
     if len(shards) == 1:
         path = out / "model.safetensors"
-        mx.save_safetensors(str(path), shards[0], metadata=metadata)
+        _save(path, shards[0], metadata)
         return [path]
     paths, weight_map = [], {}
     for i, shard in enumerate(shards, 1):
         path = out / f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        mx.save_safetensors(str(path), shard, metadata=metadata)
+        _save(path, shard, metadata)
         weight_map.update({name: path.name for name in shard})
         paths.append(path)
     index = {"metadata": {"total_size": sum(v.nbytes for v in weights.values())}, "weight_map": weight_map}
@@ -87,16 +100,32 @@ def convert(model, out, bits: int | None = None, group_size: int = 64, encoder_b
     weights = dict(tree_flatten(network.parameters()))
     mx.eval(weights)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
-        stale.unlink()
+    # Everything is written to a hidden folder beside `out` first and moved in only when
+    # complete: a failure (a full disk) leaves `out` as it was and nothing half-written.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    staging.mkdir()
+    try:
+        _write_converted(staging, src, model, config, weights, mx_dtype, spec, shard_bytes)
+        out.mkdir(exist_ok=True)
+        for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
+            stale.unlink()
+        names = sorted(p.name for p in staging.iterdir())
+        for name in [n for n in names if n != "config.json"] + ["config.json"]:   # config last
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_converted(out: Path, src: Path, model, config: ModelConfig, weights, mx_dtype, spec,
+                     shard_bytes: int) -> None:
     save_weights(out, weights, shard_bytes)
     for name in AUX_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, out / name)
     if not (out / "tokenizer.json").is_file():
         QwenTokenizer.from_model_dir(src, config.raw)._tokenizer.save(str(out / "tokenizer.json"))
-
     raw = dict(config.raw)
     raw[MLX_FORMAT_KEY] = {"format": FORMAT_VERSION, "layout": "mlx", "dtype": str(mx_dtype).split(".")[-1],
                            "converted_from": str(model)}
@@ -104,7 +133,6 @@ def convert(model, out, bits: int | None = None, group_size: int = 64, encoder_b
     if spec:
         raw["quantization"] = spec.to_config()
     (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return out
 
 
 def main(argv=None) -> int:

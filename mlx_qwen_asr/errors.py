@@ -33,3 +33,11 @@ class OutputError(SetupError):
 
 class OptionError(SetupError, ValueError):
     """An option has a value it cannot take (a token budget of 0, a segment of -1 s, ...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The one line a user sees: our own errors' message, anything else with its type
+    (an unforeseen error is still one line, never a traceback)."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")

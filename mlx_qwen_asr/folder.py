@@ -44,7 +44,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .aligner import get_aligner
-from .errors import OutputError, QwenASRError, SetupError
+from .errors import OutputError, SetupError, first_line
 from .languages import forced_language_warning
 from .options import DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_output_dir
@@ -175,9 +175,12 @@ class Manifest:
                 self.entries = dict(json.loads(self.path.read_text(encoding="utf-8"))["files"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.problem = f"{self.path}: unreadable ({type(exc).__name__}); finished files will be redone"
+        self._torn = False   # the journal ends in a line a killed run did not finish
         if self.journal.exists():
             self._dirty = True
-            for line in self.journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = self.journal.read_text(encoding="utf-8", errors="replace")
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     key, entry = json.loads(line)
                 except (ValueError, TypeError):
@@ -196,13 +199,13 @@ class Manifest:
 
     def record(self, job: Job, entry: dict) -> None:
         """Recorded on disk before this returns: one flushed line appended to the journal."""
-        line = json.dumps([job.key, entry], ensure_ascii=False) + "\n"
+        line = ("\n" if self._torn else "") + json.dumps([job.key, entry], ensure_ascii=False) + "\n"
         with open(self.journal, "a", encoding="utf-8") as file:
             file.write(line)
             file.flush()
             os.fsync(file.fileno())
         self.entries[job.key] = entry
-        self._dirty = True
+        self._dirty, self._torn = True, False
 
     def save(self) -> None:
         """Fold the journal into manifest.json (atomically), then drop the journal."""
@@ -255,12 +258,6 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
-
-
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
                       dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
                       verbose: bool = False, shape=None, **changes) -> dict:
@@ -292,13 +289,19 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     if shape is not None and {"srt", "vtt"} & set(formats):
         settings["shape"] = dataclasses.asdict(shape)  # other cue shapes: other outputs
 
+    created = not Path(output_dir).exists()
     output_dir = check_output_dir(output_dir)
-    with FolderLock(output_dir):
-        removed = remove_stale_temps(output_dir)
-        if removed and verbose:
-            _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
-        return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
-                           overwrite, quiet, verbose, shape)
+    try:
+        with FolderLock(output_dir):
+            removed = remove_stale_temps(output_dir)
+            if removed and verbose:
+                _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
+            return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
+                               overwrite, quiet, verbose, shape)
+    except SetupError:
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()   # a model or aligner that failed to load leaves no empty folder behind
+        raise
 
 
 def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,
@@ -336,7 +339,7 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
         if todo:
             run.transcribe_all(asr, todo)
     except BaseException as exc:
-        interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else _first_line(exc) or type(exc).__name__
+        interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else first_line(exc) or type(exc).__name__
         raise
     finally:
         transcribe_seconds = time.perf_counter() - transcribe_start if todo else 0.0
@@ -444,7 +447,7 @@ class _Run:
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
-            record["error"] = _first_line(result)
+            record["error"] = first_line(result)
             _say(f"error: {record['error']}" if str(job.source) in record["error"] else
                  f"error: {job.source}: {record['error']}")
             self.records.append(record)

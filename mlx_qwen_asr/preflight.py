@@ -23,29 +23,24 @@ def check_inputs(inputs) -> None:
 
 
 def check_output_dir(output_dir, create: bool = True) -> Path:
-    """The output folder is a folder that can be written (created if needed and `create`;
-    without it only checked, so a setup error found later leaves nothing behind)."""
+    """The output folder is a folder (or can be made one) and can be written; with
+    `create`, it is made. Without, nothing is written (a check before the model loads)."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output folder {path} is an existing file; give a folder (it is created if missing)")
-    if not create:
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise OutputError(f"cannot create output folder {path}: a part of its path is a file")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder {path} is not writable" if existing == path
-                              else f"cannot create output folder {path}: {existing} is not writable")
-        return path
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"cannot create output folder {path}: a part of its path is a file") from None
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {path} is not writable")
+    existing = path
+    while not existing.exists():   # the nearest part of the path that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot create output folder {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {path} is not writable" if existing == path else
+                          f"cannot create output folder {path}: {existing} is not writable")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
     return path
 
 

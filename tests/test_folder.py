@@ -196,3 +196,19 @@ def test_loaded_model_single_file_with_progress_bars(tiny_checkpoint, tmp_path, 
     assert len(json.loads((tmp_path / "out" / "long.json").read_text())["segments"]) >= 2
     err = capsys.readouterr().err
     assert "files" in err and "long.wav" in err and "done 1, skipped 0, failed 0" in err
+
+
+def test_journal_line_torn_by_a_kill_is_skipped_and_later_lines_kept(tmp_path):
+    from mlx_qwen_asr.folder import JOURNAL_NAME, Job, Manifest
+
+    first = Job(tmp_path / "a.wav", "a", "/x/a.wav")
+    manifest = Manifest(tmp_path)
+    manifest.record(first, {"size": 1})
+    with open(tmp_path / JOURNAL_NAME, "a", encoding="utf-8") as file:
+        file.write('["/x/b.wav", {"si')   # a run SIGKILLed mid-append
+    resumed = Manifest(tmp_path)
+    assert list(resumed.entries) == ["/x/a.wav"]
+    resumed.record(Job(tmp_path / "c.wav", "c", "/x/c.wav"), {"size": 3})
+    assert list(Manifest(tmp_path).entries) == ["/x/a.wav", "/x/c.wav"]
+    resumed.save()
+    assert not (tmp_path / JOURNAL_NAME).exists() and list(Manifest(tmp_path).entries) == ["/x/a.wav", "/x/c.wav"]
