@@ -78,7 +78,7 @@ class ASRModel:
         normalize_language(options.language, self.config.support_languages)   # this model's languages
         aligner = get_aligner(options.aligner, self.dtype) if options.word_timestamps else None
         start = time.perf_counter()
-        stream = open_audio_stream(audio, sample_rate)
+        stream, speech = open_speech_stream(audio, sample_rate, options)
         timings = {"load": time.perf_counter() - start}
         segments = []
         for piece in iter_segments(stream.blocks, options.segment_seconds):
@@ -88,7 +88,10 @@ class ASRModel:
                 attach_words(aligner, found, piece.audio, offset, timings)
             segments.extend(found)
             if progress is not None:
-                progress(min(piece.end / SAMPLE_RATE, stream.duration), stream.duration)
+                done = piece.end / SAMPLE_RATE if speech is None else speech.to_input(piece.end / SAMPLE_RATE, end=True)
+                progress(min(done, stream.duration), stream.duration)
+        if speech is not None:
+            speech.remap(segments)
         result = Transcription.from_segments(segments, stream.duration, with_speed(timings, segments))
         result.source = audio if sample_rate is None else (audio, sample_rate)
         return result
@@ -145,6 +148,17 @@ class ASRModel:
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
         detected, text = parse_output(raw, language)
         return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
+
+
+def open_speech_stream(audio, sample_rate, options: TranscribeOptions):
+    """The input's block stream, and with `skip_silence` only its speech plus the map
+    (vad.SpeechMap) back to the input's clock (None without)."""
+    stream = open_audio_stream(audio, sample_rate)
+    if not options.skip_silence:
+        return stream, None
+    from .vad import speech_only
+
+    return speech_only(stream)
 
 
 def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: float, timings: dict) -> None:
