@@ -15,7 +15,6 @@ import numpy as np
 
 from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import open_audio_stream
 from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
 from .options import TranscribeOptions
@@ -23,7 +22,7 @@ from .prompt import normalize_language
 from .results import Segment, Transcription
 from .segment import iter_segments
 from .model_input import add_time, asr_prompts
-from .transcribe import ASRModel, attach_words, with_speed
+from .transcribe import ASRModel, attach_words, open_speech_stream, with_speed
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -82,6 +81,7 @@ class _InputState:
     timings: dict
     parts: list = field(default_factory=list)   # per segment: its resulting Segments, None while pending
     read: bool = False                          # all segments cut (the input is fully read)
+    speech: object = None                       # with skip_silence: the vad.SpeechMap back to the input's clock
 
     @property
     def complete(self) -> bool:
@@ -103,8 +103,8 @@ class _BatchRun:
     def read(self, index: int, audio, batch_size: int) -> None:
         """Cut input `index` into segment jobs, decoding a batch whenever `batch_size` are queued."""
         start = time.perf_counter()
-        stream = open_audio_stream(audio, self.sample_rate)
-        state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start})
+        stream, speech = open_speech_stream(audio, self.sample_rate, self.options)
+        state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
         for order, piece in enumerate(iter_segments(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)
             self.jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
@@ -127,8 +127,9 @@ class _BatchRun:
             if self.aligner is not None:
                 attach_words(self.aligner, parts, job.audio, job.offset, state.timings)
             state.parts[job.order] = parts
-            if self.on_segment is not None:
-                self.on_segment(job.index, job.end, state.duration)
+            if self.on_segment is not None:   # on the input's clock, also with skip_silence
+                end = job.end if state.speech is None else state.speech.to_input(job.end, end=True)
+                self.on_segment(job.index, end, state.duration)
         self.jobs.clear()
         self.finish_ready()
 
@@ -136,6 +137,8 @@ class _BatchRun:
         for index in [i for i, state in self.inputs.items() if state.complete]:
             state = self.inputs.pop(index)
             segments = [seg for part in state.parts for seg in part]
+            if state.speech is not None:
+                state.speech.remap(segments)
             result = Transcription.from_segments(segments, state.duration, with_speed(state.timings, segments))
             result.source = self.audios[index] if self.sample_rate is None else (self.audios[index], self.sample_rate)
             self.results[index] = result

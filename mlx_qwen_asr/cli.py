@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"lines per subtitle cue (default: {MAX_LINES})")
     parser.add_argument("--max-cue-seconds", type=_positive_float, default=None, metavar="SECONDS",
                         help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
+    parser.add_argument("--skip-silence", action="store_true",
+                        help="transcribe only what a voice-activity detector calls speech (long silences and noise "
+                             "are not encoded or decoded); times stay on the input's clock (needs: pip install "
+                             "'mlx-qwen-asr[vad]')")
     live = parser.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
@@ -178,7 +182,8 @@ def _unhonoured(args) -> str | None:
             return "--stream/--stream-fast/--mic print text; they do not write files with -o"
         for flag, given in (("--timestamps", args.timestamps), ("--no-timestamps", args.no_timestamps),
                             ("--aligner", args.aligner is not None), ("--max-new-tokens", args.max_new_tokens is not None),
-                            ("--segment-seconds", args.segment_seconds is not None)):
+                            ("--segment-seconds", args.segment_seconds is not None),
+                            ("--skip-silence", args.skip_silence)):
             if given:
                 return f"{flag} has no effect in streaming ({live}): live text has no word times, budgets or segments"
         if shaping:
@@ -187,7 +192,7 @@ def _unhonoured(args) -> str | None:
         for flag, given in (("--model", args.model is not None), ("--context", bool(args.context)),
                             ("--max-new-tokens", args.max_new_tokens is not None), ("--quantize", args.quantize),
                             ("--segment-seconds", args.segment_seconds is not None),
-                            ("--no-timestamps", args.no_timestamps)):
+                            ("--skip-silence", args.skip_silence), ("--no-timestamps", args.no_timestamps)):
             if given:
                 return f"{flag} does not apply to --align: the transcript is given, nothing is recognised"
         if len(args.audio) != 1 or os.path.isdir(args.audio[0]):
@@ -301,7 +306,8 @@ def options_from(args) -> TranscribeOptions:
     return TranscribeOptions(
         language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
         segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
-        word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER)
+        word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER,
+        skip_silence=args.skip_silence)
 
 
 def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:

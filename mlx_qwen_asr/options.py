@@ -39,6 +39,8 @@ class TranscribeOptions:
                        repetition penalty, then in two halves.
     word_timestamps:   time every word with the forced aligner (`Segment.words`).
     aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
+    skip_silence:      transcribe only the spans a voice-activity detector calls speech (vad.py;
+                       needs the `vad` extra); every time stays on the input's clock.
 
     Streaming uses language, context, word_timestamps and aligner; the others are offline only.
     The model, its dtype and quantization are not here: they are fixed when a model is loaded
@@ -53,6 +55,7 @@ class TranscribeOptions:
     recover_loops: bool = True
     word_timestamps: bool = False
     aligner: object = DEFAULT_ALIGNER
+    skip_silence: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__   # frozen: the checked values are stored once, here
@@ -66,9 +69,13 @@ class TranscribeOptions:
         if not (_is_number(self.segment_seconds) and math.isfinite(self.segment_seconds)
                 and self.segment_seconds >= 1.0):
             raise OptionError(f"segment_seconds must be a number of at least 1 (seconds), got {self.segment_seconds!r}")
-        for name in ("repetition_guard", "recover_loops", "word_timestamps"):
+        for name in ("repetition_guard", "recover_loops", "word_timestamps", "skip_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.skip_silence:
+            from .vad import check_available
+
+            check_available()   # a missing detector is a setup error, found before any audio
         if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)) and not isinstance(self.aligner, Aligner):
             raise OptionError(f"aligner must be a hub id, a directory or a loaded Aligner, got {self.aligner!r}")
 
@@ -98,7 +105,7 @@ class TranscribeOptions:
 
 
 # What streaming cannot honour (it decodes growing regions with its own budget and guard).
-NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops")
+NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence")
 
 
 def check_streamable(options: TranscribeOptions) -> TranscribeOptions:

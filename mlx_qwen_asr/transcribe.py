@@ -146,6 +146,17 @@ class ASRModel:
         return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
 
 
+def open_speech_stream(audio, sample_rate, options: TranscribeOptions):
+    """The input's block stream, and with `skip_silence` only its speech plus the map
+    (vad.SpeechMap) back to the input's clock (None without)."""
+    stream = open_audio_stream(audio, sample_rate)
+    if not options.skip_silence:
+        return stream, None
+    from .vad import speech_only
+
+    return speech_only(stream)
+
+
 def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: float, timings: dict) -> None:
     """Word times for each segment (cut from `audio`, which starts at `offset` seconds),
     shifted to the input's clock."""

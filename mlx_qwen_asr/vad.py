@@ -6,7 +6,7 @@ voice-activity detector (the `webrtcvad-wheels` package: a small Gaussian-mixtur
 compiled into it, nothing fetched at run time; extra `vad`). On the trained fixture's
 held-out clips with silence and noise put between them it kept every word at every noise
 level tried, where an energy-and-flatness detector lost words once noise ran under the
-speech (scripts/vad_bench.py --compare; figures in docs/performance.md). Runs of speech
+speech; loud steady noise (pink, hum at -40 dBFS) it partly keeps as speech (scripts/vad_bench.py --compare; figures in docs/performance.md). Runs of speech
 frames are joined across pauses shorter than `min_silence_seconds`, runs shorter than
 `min_speech_seconds` dropped, and every span padded by `pad_seconds` on both sides (words
 start and end softly; the padding keeps their edges).
@@ -124,6 +124,42 @@ class SpeechMap:
         if not self.spans:
             return seconds
         sample = seconds * SAMPLE_RATE
-        side = "left" if end else "right"
-        index = max(0, int(np.searchsorted(self.joined_starts, sample, side=side)) - 1)
+        index = self._index(sample, "left" if end else "right")
         return (self.input_starts[index] + sample - self.joined_starts[index]) / SAMPLE_RATE
+
+    def remap(self, segments) -> None:
+        """Segments (and their words) transcribed from the joined audio, moved in place onto
+        the input's clock."""
+        import dataclasses
+
+        for segment in segments:
+            segment.start, segment.end = self.to_input(segment.start), self.to_input(segment.end, end=True)
+            if segment.words:
+                segment.words = [dataclasses.replace(w, start=round(start, 3), end=round(end, 3))
+                                 for w in segment.words for start, end in [self.word_to_input(w.start, w.end)]]
+
+    def word_to_input(self, start: float, end: float) -> tuple[float, float]:
+        """A word's times on the input's clock. A word is spoken within one span: one that
+        the aligner let run over a junction ends where its span ends, not after the gap."""
+        first = self._index(start * SAMPLE_RATE, "right")
+        last = self._index(end * SAMPLE_RATE, "left")
+        begin = self.to_input(start)
+        if last != first:
+            return begin, max(begin, self.spans[first][1] / SAMPLE_RATE)
+        return begin, self.to_input(end, end=True)
+
+    def _index(self, sample: float, side: str) -> int:
+        return max(0, int(np.searchsorted(self.joined_starts, sample, side=side)) - 1)
+
+
+def speech_only(stream, options: VadOptions = VadOptions()):
+    """An audio stream (audio_stream.AudioStream) cut down to its speech, and the map back.
+    The whole input is read first: the detector's noise floor and spans need all of it
+    (16 kHz float32: about 3.8 MB a minute)."""
+    from .audio_stream import AudioStream
+
+    blocks = [np.asarray(b, np.float32) for b in stream.blocks]
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    speech = SpeechMap(speech_spans(audio, options))
+    joined = speech.join(audio)
+    return AudioStream(iter([joined] if len(joined) else []), stream.duration), speech

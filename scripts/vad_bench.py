@@ -65,7 +65,7 @@ def score(spans, words, total):
 
 
 def compare():
-    print(f"{'noise between / under (dBFS)':<30}{'detector':<16}{'words kept':>11}{'audio kept':>11}{'ms/min':>8}")
+    print(f"{'noise between / under (dBFS)':<30}{'detector':<20}{'words kept':>11}{'audio kept':>11}{'ms/min':>8}")
     for noise_db, background_db in ((-50, None), (-40, None), (-30, None), (-40, -50), (-35, -40)):
         audio, words = noisy_set(noise_db, background_db)
         detectors = [("energy", energy_spans)]
@@ -76,7 +76,7 @@ def compare():
             cost = (time.perf_counter() - start) * 1000 / (len(audio) / 16000 / 60)
             recall, kept = score(spans, words, len(audio))
             label = f"{noise_db} / {background_db if background_db is not None else '-'}"
-            print(f"{label:<30}{name:<16}{recall:>10.1%}{kept:>11.1%}{cost:>8.1f}")
+            print(f"{label:<30}{name:<20}{recall:>10.1%}{kept:>11.1%}{cost:>8.1f}")
 
 
 def wall():
