@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=48, help="requests per run (default: 48)")
+    parser.add_argument("--clips", type=int, default=None, help="use only the first N held-out clips")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
@@ -122,7 +123,7 @@ def main() -> int:
     else:
         model = args.model
     extra = ["--dtype", args.dtype] + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else [])
-    clips = sorted(p for p in HELDOUT.glob("*.flac") if not p.name.startswith("long"))
+    clips = sorted(p for p in HELDOUT.glob("*.flac") if not p.name.startswith("long"))[:args.clips]
     reference = cli_texts(model, clips, extra)
 
     figures = []
