@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +20,7 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+import websockets.exceptions
 
 from mlx_qwen_asr.audio import load_audio
 from mlx_qwen_asr.audio_stream import open_audio_stream
@@ -219,9 +219,10 @@ def test_realtime_sessions_at_once(client, trained_offline):
 
 def test_realtime_refuses_a_wrong_key(server):
     wrong = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0)
-    with pytest.raises(Exception):
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
         with wrong.realtime.connect(model="tiny") as conn:
             conn.recv()
+    assert refused.value.response.status_code == 403
 
 
 def test_load_200_requests_16_clients(server, trained_offline, tmp_path):

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..errors import QwenASRError
+from ..errors import ModelLoadError, QwenASRError
 from ..options import TranscribeOptions
 from ..results import join_texts
 from . import formats
@@ -203,6 +203,8 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
                                         "(--request-timeout)", type_="server_error", code="timeout")
             try:
                 return future.result()
+            except ModelLoadError as exc:   # the aligner of word timestamps: the server's setup, not the request
+                raise ApiError(503, f"word timestamps are unavailable: {exc}", type_="server_error") from None
             except QwenASRError as exc:
                 raise ApiError(400, str(exc)) from None
             except CancelledJob as exc:

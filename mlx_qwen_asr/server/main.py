@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", type=int, default=None, choices=[4, 8])
     p.add_argument("--aligner", default=DEFAULT_ALIGNER,
                    help=f"forced aligner for word timestamps (default: {DEFAULT_ALIGNER}; loaded on first use)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=None,
+                   help="token budget per segment (default: scales with each segment's duration)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1; any other needs --api-key or --insecure)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free one)")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..transcribe import load_model
 
     try:
-        options = TranscribeOptions(aligner=args.aligner)
+        options = TranscribeOptions(aligner=args.aligner, max_new_tokens=args.max_new_tokens)
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -205,8 +205,7 @@ class Worker:
             piece, options = job.pieces[index], job.options
             prompt = asr_prompt(model, piece.audio, options.context, options.language, job.timings)
             if prompt is None:
-                segments.append(Segment(piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE, "",
-                                        options.language or "", "silence"))
+                segments.append(Segment(*_span(piece), "", options.language or "", "silence"))
                 continue
             segments.append(None)
             prompts.append(prompt[1])
@@ -222,8 +221,7 @@ class Worker:
                 # The batch's time is shared: each row is charged an equal part.
                 add_time(job.timings, "prefill", result.prefill_s / len(prompts))
                 add_time(job.timings, "decode", result.decode_s / len(prompts))
-                segments[slot] = model.segment(result, piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE,
-                                               job.options.language)
+                segments[slot] = model.segment(result, *_span(piece), job.options.language)
         return segments
 
     def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
@@ -263,6 +261,12 @@ class Worker:
             job.result.set_exception(error)
         else:
             job.result.set_result(result)
+
+
+def _span(piece: AudioSegment) -> tuple[float, float]:
+    """A piece's start and end in seconds, computed as transcribe computes them (bit for bit)."""
+    offset = piece.start / SAMPLE_RATE
+    return offset, offset + len(piece.audio) / SAMPLE_RATE
 
 
 class CancelledJob(Exception):

@@ -1,0 +1,77 @@
+"""The server's worker thread: scheduling by segment, results equal to transcribe, dropped work."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mlx_qwen_asr.audio_stream import open_audio_stream
+from mlx_qwen_asr.options import TranscribeOptions
+from mlx_qwen_asr.segment import iter_segments
+from mlx_qwen_asr.server.worker import CancelledJob, Job, QueueFull, Worker
+from mlx_qwen_asr.transcribe import ASRModel
+
+from heldout import HELDOUT, rows
+
+OPTIONS = TranscribeOptions(segment_seconds=5.0)   # a long clip becomes many segments
+
+
+@pytest.fixture(scope="module")
+def worker(trained_checkpoint):
+    # The model is loaded on the worker's own thread, as the server does.
+    worker = Worker(lambda: ASRModel.load(trained_checkpoint, dtype="float32"), batch_size=2, max_jobs=3)
+    worker.start()
+    worker.ready.wait()
+    yield worker
+    worker.stop()
+
+
+def job(name: str, options: TranscribeOptions = OPTIONS) -> Job:
+    stream = open_audio_stream(str(HELDOUT / name))
+    return Job(list(iter_segments(stream.blocks, options.segment_seconds)), stream.duration, options)
+
+
+def test_a_long_file_does_not_starve_a_short_one(worker, trained_model):
+    long_name = [r["file"] for r in rows() if r["kind"] == "long"][0]
+    short_name = [r["file"] for r in rows() if r["kind"] == "short"][0]
+    order = []
+    gate = threading.Event()
+    worker.call(lambda _m: gate.wait(30))   # holds the worker until both jobs are queued
+    long_job, short_job = job(long_name), job(short_name)
+    assert len(long_job.pieces) >= 6
+    long_future, short_future = worker.submit(long_job), worker.submit(short_job)
+    long_future.add_done_callback(lambda _f: order.append("long"))
+    short_future.add_done_callback(lambda _f: order.append("short"))
+    gate.set()
+    long_result, short_result = long_future.result(60), short_future.result(60)
+    assert order == ["short", "long"]
+    assert long_result.text == trained_model.transcribe(HELDOUT / long_name, OPTIONS).text
+    assert short_result.text == trained_model.transcribe(HELDOUT / short_name, OPTIONS).text
+    assert [(s.start, s.end) for s in long_result.segments] == [
+        (s.start, s.end) for s in trained_model.transcribe(HELDOUT / long_name, OPTIONS).segments]
+
+
+def test_cancelled_work_is_dropped_and_the_queue_is_bounded(worker):
+    long_name = [r["file"] for r in rows() if r["kind"] == "long"][1]
+    gate = threading.Event()
+    worker.call(lambda _m: gate.wait(30))
+    jobs = [job(long_name) for _ in range(3)]
+    futures = [worker.submit(j) for j in jobs]
+    with pytest.raises(QueueFull):
+        worker.submit(job(long_name))
+    before = len(worker.batches)
+    for j in jobs:
+        j.cancel()
+    gate.set()
+    for future in futures:
+        with pytest.raises(CancelledJob):
+            future.result(60)
+    assert len(worker.batches) == before   # nothing of theirs was decoded
+    assert worker.outstanding == 0
+
+
+def test_a_failing_call_does_not_stop_the_worker(worker):
+    with pytest.raises(ZeroDivisionError):
+        worker.call(lambda _m: 1 / 0).result(30)
+    assert worker.call(lambda model: model.config.eos_token_ids).result(30)
