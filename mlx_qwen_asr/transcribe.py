@@ -14,18 +14,16 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .loading import load_network, low_memory_settings, parse_dtype, resolve_model_dir
 from .model import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
-from .prompt import normalize_language, parse_output, prompt_text
+from .prompt import parse_output, prompt_text
 from .results import Segment, Transcription
-from .segment import ENERGY_WINDOW_SECONDS, iter_segments, quietest_cut
+from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
@@ -81,12 +79,11 @@ class ASRModel:
         """
         from .batch import DEFAULT_BATCH_SIZE, transcribe_batch
 
-        on_segment = None
-        if progress is not None:
-            def on_segment(index, end_seconds, duration):
-                progress(min(end_seconds, duration), duration)
+        def on_segment(index, end_seconds, duration):
+            progress(min(end_seconds, duration), duration)
+
         [result] = transcribe_batch(self, [audio], options, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-                                    sample_rate=sample_rate, on_segment=on_segment, **changes)
+                                    sample_rate=sample_rate, on_segment=on_segment if progress else None, **changes)
         return result
 
     def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
