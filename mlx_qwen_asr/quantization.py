@@ -1,6 +1,6 @@
 """Which layers are quantized, at how many bits, and how that is written in config.json.
 
-Policy (docs/performance.md has the measured agreement, sizes and speeds):
+Policy (docs/performance-lab-notes.md has the measured agreement, sizes and speeds):
 - decoder linear layers (q/k/v/o, gate/up/down): `bits` (4 or 8), groups of `group_size`;
 - audio encoder linear layers: `encoder_bits`, never below 8 (16 = left in float); the
   3x3 conv stem stays float (small, and its GEMM has no quantized path);

@@ -7,7 +7,7 @@ group size 32 or 64.
 A random tiny model is a harsh judge: its 151,936 logits are near-Gaussian (std ~1), so the
 float32 top-1 leads the runner-up by a median of only ~0.12, where a trained model's choice
 is decisive. 8-bit disagrees only at such near-ties (float32 gap < 0.05); 4-bit, at tiny
-width (64), changes logits by ~25 % and agrees at ~50-56 % here (docs/performance.md).
+width (64), changes logits by ~25 % and agrees at ~50-56 % here (docs/performance-lab-notes.md).
 The gates below are what this model supports, not the 99 % / 95 % targets for real weights.
 """
 
