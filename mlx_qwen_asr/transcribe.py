@@ -35,13 +35,14 @@ class ASRModel:
     """A loaded Qwen3-ASR model: network, tokenizer and config. Load once, transcribe many."""
 
     def __init__(self, network: Qwen3ASR, tokenizer: QwenTokenizer, config: ModelConfig, path: Path, dtype: mx.Dtype,
-                 quantize: int | None = None):
+                 quantize: int | None = None, low_memory: bool = False):
         self.network = network
         self.tokenizer = tokenizer
         self.config = config
         self.path = path
         self.dtype = dtype
         self.quantize = quantize
+        self.low_memory = low_memory   # also: segments decoded one at a time by default
 
     def __repr__(self) -> str:
         quantized = f", quantize={self.quantize}" if self.quantize else ""
@@ -62,7 +63,7 @@ class ASRModel:
         mx_dtype = parse_dtype(dtype)
         network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
-        return cls(network, tokenizer, config, model_dir, mx_dtype, quantize)
+        return cls(network, tokenizer, config, model_dir, mx_dtype, quantize, low_memory)
 
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
@@ -73,17 +74,18 @@ class ASRModel:
 
         `options` (a TranscribeOptions; keyword `changes` override its fields, see options.py)
         say how. Audio longer than `segment_seconds` is cut at quiet moments; its segments
-        are decoded `batch_size` at a time (default 8; 1: one by one; the text is the same),
-        so memory stays bounded. `progress`, if given, is called as
+        are decoded `batch_size` at a time (default 8, or 1 for a model loaded with
+        `low_memory`: each row holds its own cache; the text is the same either way), so
+        memory stays bounded. `progress`, if given, is called as
         progress(done_seconds, total_seconds) as segments are done.
         """
-        from .batch import DEFAULT_BATCH_SIZE, transcribe_batch
+        from .batch import transcribe_batch
 
         def on_segment(index, end_seconds, duration):
             progress(min(end_seconds, duration), duration)
 
-        [result] = transcribe_batch(self, [audio], options, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-                                    sample_rate=sample_rate, on_segment=on_segment if progress else None, **changes)
+        [result] = transcribe_batch(self, [audio], options, batch_size=batch_size, sample_rate=sample_rate,
+                                    on_segment=on_segment if progress else None, **changes)
         return result
 
     def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
