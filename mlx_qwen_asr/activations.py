@@ -120,10 +120,11 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float, mask=None) ->
 
     q [B, H, T, D]; k, v [B, KV, S, D] with H a multiple of KV (grouped-query attention);
     `mask`: None, "causal" (query i sees keys up to S - T + i) or boolean, broadcastable
-    to [B, H, T, S]. Single-query steps stay with SDPA on every device (few scores).
+    to [B, H, T, S]. Single-query steps (few scores) and additive masks stay with SDPA.
     """
     b, heads, t, d = q.shape
-    if t == 1 or not _fused_on_this_device(q):
+    additive = isinstance(mask, mx.array) and mask.dtype != mx.bool_
+    if t == 1 or additive or not _fused_on_this_device(q):
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     kv_heads, s = k.shape[1], k.shape[2]
     group = heads // kv_heads
