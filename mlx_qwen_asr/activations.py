@@ -8,12 +8,13 @@ So on the CPU, in float32, these functions are written in plain multiplies and a
 measurements):
 
 - `gelu`: erf as the minimax rational function Eigen and XLA use for float32 (odd
-  numerator of degree 13, even denominator of degree 8; within 1.2e-6 absolute of float64,
-  like `nn.gelu` and torch's own vectorized erf), in a shallow (Estrin) order;
+  numerator of degree 13, even denominator of degree 8; within 1.2e-6 of float64 for
+  |x| up to 8, like `nn.gelu` and torch's vectorized erf, and beyond that within an ulp of
+  x / 2, where 0.5 x + 0.5 x erf cancels), in a shallow (Estrin) order;
 - `silu_mul` (the decoder MLP's silu(gate) * up) and `attention` (its softmax) use `_exp`,
   a range-reduced polynomial exp (2^r * e^f, |f| <= ln2/2, within 2e-7 relative);
-- clamps are |x + L| - |x - L| (exact to an ulp of L for the values models produce),
-  not `mx.clip`.
+- clamps are selects (`mx.where`) or, in GELU, |x + L| - |x - L| (exact to an ulp of
+  L = 5.66, and faster there), never `mx.clip`.
 
 On a GPU, or in another dtype, the functions are MLX's own (`nn.gelu`, `nn.silu`,
 `mx.fast.scaled_dot_product_attention`). The device is chosen in `_fused_on_this_device`,
@@ -80,7 +81,10 @@ def _exp(y: mx.array) -> mx.array:
 
 def _silu_mul(gate: mx.array, up: mx.array) -> mx.array:
     # silu(g) = g / (1 + e^-g); e^-g clamped at e^+-87, where g / (1 + e^-g) is g or ~0 anyway.
-    return gate / (1.0 + _exp(_clamp(-gate, _EXP_LIMIT))) * up
+    # Selects, not _clamp: an ulp of 87 (7.6e-6) would show in e^-g for small g.
+    y = -gate
+    y = mx.where(y > _EXP_LIMIT, _EXP_LIMIT, mx.where(y < -_EXP_LIMIT, -_EXP_LIMIT, y))
+    return gate / (1.0 + _exp(y)) * up
 
 
 def _shifted_exp(scores: mx.array, row_max: mx.array) -> mx.array:
@@ -120,10 +124,11 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float, mask=None) ->
 
     q [B, H, T, D]; k, v [B, KV, S, D] with H a multiple of KV (grouped-query attention);
     `mask`: None, "causal" (query i sees keys up to S - T + i) or boolean, broadcastable
-    to [B, H, T, S]. Single-query steps stay with SDPA on every device (few scores).
+    to [B, H, T, S]. Single-query steps (few scores) and additive masks stay with SDPA.
     """
     b, heads, t, d = q.shape
-    if t == 1 or not _fused_on_this_device(q):
+    additive = isinstance(mask, mx.array) and mask.dtype != mx.bool_
+    if t == 1 or additive or not _fused_on_this_device(q):
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     kv_heads, s = k.shape[1], k.shape[2]
     group = heads // kv_heads

@@ -28,10 +28,11 @@ DEFAULT_BATCH_SIZE = 8
 
 
 def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions | None = None, *,
-                     batch_size: int = DEFAULT_BATCH_SIZE, on_error: str = "raise", sample_rate: int | None = None,
+                     batch_size: int | None = None, on_error: str = "raise", sample_rate: int | None = None,
                      progress=None, on_segment=None, **changes) -> list:
     """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
-    `batch_size` segments (of any of them) together. Each result equals
+    `batch_size` segments (of any of them) together (default 8; 1 for a model loaded with
+    `low_memory`, as each row holds its own key/value cache). Each result equals
     `model.transcribe` of that input alone.
 
     `on_error="raise"` stops at the first bad input; `"return"` puts its exception in the
@@ -41,6 +42,8 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
     """
     if on_error not in ("raise", "return"):
         raise ValueError('on_error must be "raise" or "return"')
+    if batch_size is None:
+        batch_size = 1 if model.low_memory else DEFAULT_BATCH_SIZE
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     options = TranscribeOptions.build(options, **changes)

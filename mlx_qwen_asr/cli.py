@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quantize the decoder to 4 or 8 bits at load: less memory (faster on Apple GPUs; "
                              "slower than float32 on the CPU backend)")
     parser.add_argument("--low-memory", action="store_true",
-                        help="small-footprint recipe for this device: 8-bit weights on the CPU (~0.9 GB for 0.6B, "
+                        help="small-footprint recipe for this device: 8-bit weights on the CPU (~1.2 GB peak for 0.6B, "
                              "several times slower), 4-bit in bfloat16 on a GPU (also faster); see docs/performance.md")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")

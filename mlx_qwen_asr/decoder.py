@@ -16,7 +16,7 @@ from .config import TextConfig
 
 # A batched decoding step multiplies a few rows (one per sequence) by every weight. With
 # MKL on the CPU, x @ W.T for 2-32 rows runs far below memory speed, while the same product
-# as (W @ x.T).T is 20-45 % faster (measured, docs/performance.md); Metal's kernels need no
+# as (W @ x.T).T is 20-45 % faster (measured, docs/performance-lab-notes.md); Metal's kernels need no
 # such help. So only the CPU, and only few rows, take the swapped orientation. One row
 # (plain decoding) and many rows (prefill) are left to MLX's own choice.
 FEW_ROWS = 32
@@ -125,7 +125,7 @@ class Attention(nn.Module):
         offset = positions if positions is not None else (cache.offset if cache is not None else 0)
         if t == 1:
             # One decoding step: compiled, the norms and RoPE around the projections run
-            # as a few fused kernels (3-7 % per token on the CPU, docs/performance.md).
+            # as a few fused kernels (3-7 % per token on the CPU, docs/performance-lab-notes.md).
             # `inputs=self` re-reads the weights at every call, so loading or quantizing
             # after the first step is seen; the offset is an array so no step retraces.
             if self._project_step is None:

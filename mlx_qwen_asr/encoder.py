@@ -95,7 +95,7 @@ class AudioEncoder(nn.Module):
         hidden = config.downsample_hidden_size
         # 3x3, stride 2, padding 1, NHWC; weights [out, kh, kw, in] (a transpose of torch's).
         # mx.conv2d is MLX's native kernel on Metal and one im2col GEMM on the CPU (as fast
-        # as gathering the patches ourselves, measured: docs/performance.md).
+        # as gathering the patches ourselves, measured: docs/performance-lab-notes.md).
         self.conv2d1 = nn.Conv2d(1, hidden, 3, stride=2, padding=1)
         self.conv2d2 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
         self.conv2d3 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)

@@ -5,7 +5,7 @@ The `mlx[cpu]` wheel links a reference (netlib) BLAS: fp32 GEMM runs at ~5 GFLOP
 library that defines those names and is loaded with RTLD_GLOBAL *before* `mlx.core` is
 imported wins the dynamic linker's symbol lookup (the same interposition `LD_PRELOAD`
 does). MKL from PyPI, which `pip install mlx-qwen-asr` brings on Linux x86-64, defines
-them: ~60x faster GEMM here (docs/performance.md).
+them: ~60x faster GEMM here (docs/performance-lab-notes.md).
 
 `enable()` must run before the first `import mlx.core`, which is why the package's
 `__init__` calls it first. It changes nothing when: the platform is not Linux x86-64 (Metal
@@ -41,7 +41,7 @@ _MKL_LAYER_FILES = {"intel": "libmkl_intel_thread.so*", "sequential": "libmkl_se
 # MKL_Set_Threading_Layer: 0 = Intel OpenMP, 1 = sequential, 2 = GNU OpenMP, 3 = TBB.
 _MKL_THREADING = {"intel": 0, "sequential": 1, "gnu": 2, "tbb": 3}
 # MKL's own default (Intel OpenMP, one thread per CPU we may run on). Measured on a busy
-# 2-core VM (docs/performance.md): GNU OpenMP made a 1024x3072 matvec 25x slower (8 ms vs
+# 2-core VM (docs/performance-lab-notes.md): GNU OpenMP made a 1024x3072 matvec 25x slower (8 ms vs
 # 0.3 ms); sequential MKL is sometimes better when other processes compete for the cores
 # (MKL_THREADING_LAYER=sequential selects it).
 DEFAULT_THREADING = "intel"

@@ -36,9 +36,10 @@ def default_dtype() -> str:
 # The small-footprint recipe per backend (docs/performance.md, "Small footprint"): decoder
 # linear layers at these bits, encoder and tied head at 8 (quantization.py's policy).
 # On a GPU, 4-bit weights in bfloat16 are both the smallest and the fastest (decoding reads
-# fewer bytes per token). On the CPU backend every quantized matmul is MLX's own kernel, not
-# BLAS, so quantized models are several times slower than float32 whatever the bits; 8 bits
-# keep float32's greedy output (100 % argmax agreement on the trained fixture, 4 bits 99.4 %).
+# fewer bytes per token). On the CPU backend the quantized decoding step is MLX's own kernel,
+# not BLAS, so it is ~2x slower than float32 whatever the bits (the encoder and prefill
+# dequantize to BLAS: quantization.QuantizedLinear); 8 bits keep float32's greedy output
+# (100 % argmax agreement on the trained fixture, 4 bits 99.4 %) for 0.2 GB more.
 LOW_MEMORY_BITS = {"cpu": 8, "gpu": 4}
 
 

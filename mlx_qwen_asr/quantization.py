@@ -1,6 +1,6 @@
 """Which layers are quantized, at how many bits, and how that is written in config.json.
 
-Policy (docs/performance.md has the measured agreement, sizes and speeds):
+Policy (docs/performance-lab-notes.md has the measured agreement, sizes and speeds):
 - decoder linear layers (q/k/v/o, gate/up/down): `bits` (4 or 8), groups of `group_size`;
 - audio encoder linear layers: `encoder_bits`, never below 8 (16 = left in float); the
   3x3 conv stem stays float (small, and its GEMM has no quantized path);
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_unflatten
 
 DECODER_BITS = (4, 8)
 ENCODER_BITS = (8, 16)
@@ -71,8 +73,40 @@ class QuantizationSpec:
         return {"group_size": self.group_size, "bits": bits, "mode": self.mode}
 
 
+# On MLX's CPU backend a quantized matmul over many rows (prefill, encoder) runs ~10x slower
+# than dequantizing the weight and calling float32 BLAS (docs/performance-lab-notes.md);
+# one-row decoding steps are memory-bound and keep the quantized kernel. Metal's quantized
+# kernels are fast for every shape, so only the CPU takes this path.
+DEQUANTIZE_ROWS = 16
+
+
+class QuantizedLinear(nn.QuantizedLinear):
+    """`nn.QuantizedLinear` whose many-row products on the CPU (float32) go through a
+    transient float weight and BLAS; the stored weight stays quantized."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        rows = x.size // x.shape[-1]
+        if rows < DEQUANTIZE_ROWS or x.dtype != mx.float32 or mx.default_device() != mx.cpu:
+            return super().__call__(x)
+        weight = mx.dequantize(self["weight"], self["scales"], self.get("biases"), group_size=self.group_size,
+                               bits=self.bits, mode=self.mode).astype(x.dtype)
+        if "bias" in self:
+            return mx.addmm(self["bias"], x, weight.T)
+        return x @ weight.T
+
+
 def quantize_network(network: nn.Module, spec: QuantizationSpec) -> nn.Module:
     """Swap the layers `spec` selects for quantized ones, in place (lazy: nothing is computed
     until the parameters are evaluated or replaced by loaded ones)."""
     nn.quantize(network, class_predicate=spec.predicate)
+    swaps = []
+    for path, module in network.named_modules():
+        if type(module) is nn.QuantizedLinear:
+            output_dims, input_dims = module.weight.shape[0], module.weight.shape[1] * 32 // module.bits
+            layer = QuantizedLinear(input_dims, output_dims, "bias" in module, module.group_size, module.bits,
+                                    module.mode)
+            layer.update(module.parameters())
+            swaps.append((path, layer))
+    if swaps:
+        network.update_modules(tree_unflatten(swaps))
     return network

@@ -15,9 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
@@ -25,9 +23,9 @@ from .loading import load_network, low_memory_settings, parse_dtype, refuse_alig
 from .model import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
-from .prompt import normalize_language, parse_output, prompt_text
+from .prompt import parse_output, prompt_text
 from .results import Segment, Transcription
-from .segment import ENERGY_WINDOW_SECONDS, iter_segments, quietest_cut
+from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
@@ -39,13 +37,14 @@ class ASRModel:
     """A loaded Qwen3-ASR model: network, tokenizer and config. Load once, transcribe many."""
 
     def __init__(self, network: Qwen3ASR, tokenizer: QwenTokenizer, config: ModelConfig, path: Path, dtype: mx.Dtype,
-                 quantize: int | None = None):
+                 quantize: int | None = None, low_memory: bool = False):
         self.network = network
         self.tokenizer = tokenizer
         self.config = config
         self.path = path
         self.dtype = dtype
         self.quantize = quantize
+        self.low_memory = low_memory   # also: segments decoded one at a time by default
 
     def __repr__(self) -> str:
         quantized = f", quantize={self.quantize}" if self.quantize else ""
@@ -67,7 +66,7 @@ class ASRModel:
         mx_dtype = parse_dtype(dtype)
         network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
-        return cls(network, tokenizer, config, model_dir, mx_dtype, quantize)
+        return cls(network, tokenizer, config, model_dir, mx_dtype, quantize, low_memory)
 
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
@@ -78,18 +77,18 @@ class ASRModel:
 
         `options` (a TranscribeOptions; keyword `changes` override its fields, see options.py)
         say how. Audio longer than `segment_seconds` is cut at quiet moments; its segments
-        are decoded `batch_size` at a time (default 8; 1: one by one; the text is the same),
-        so memory stays bounded. `progress`, if given, is called as
+        are decoded `batch_size` at a time (default 8, or 1 for a model loaded with
+        `low_memory`: each row holds its own cache; the text is the same either way), so
+        memory stays bounded. `progress`, if given, is called as
         progress(done_seconds, total_seconds) as segments are done.
         """
-        from .batch import DEFAULT_BATCH_SIZE, transcribe_batch
+        from .batch import transcribe_batch
 
-        on_segment = None
-        if progress is not None:
-            def on_segment(index, end_seconds, duration):
-                progress(min(end_seconds, duration), duration)
-        [result] = transcribe_batch(self, [audio], options, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-                                    sample_rate=sample_rate, on_segment=on_segment, **changes)
+        def on_segment(index, end_seconds, duration):
+            progress(min(end_seconds, duration), duration)
+
+        [result] = transcribe_batch(self, [audio], options, batch_size=batch_size, sample_rate=sample_rate,
+                                    on_segment=on_segment if progress else None, **changes)
         return result
 
     def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
