@@ -2,6 +2,7 @@
 
     python -m mlx_qwen_asr AUDIO_OR_FOLDER ...                  # text to stdout
     python -m mlx_qwen_asr AUDIO_OR_FOLDER ... -o OUT -f srt,json  # files in OUT (folder.py)
+    python -m mlx_qwen_asr FOLDER -o OUT --ray [ADDRESS]         # the same over a Ray cluster (cluster.py)
 
 Exit status: 0 all done, 1 some file failed, 2 setup error (model, language, options),
 130 interrupted (rerun the same command to continue a folder run).
@@ -37,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: txt)")
     parser.add_argument("--overwrite", action="store_true", help="with -o: redo inputs that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or final summary")
+    parser.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                        help="with -o: spread the files over a Ray cluster's workers (pip install "
+                             "'mlx-qwen-asr[ray]'): ADDRESS of a running one (host:port, auto), or none to start "
+                             "a local one; write --ray=ADDRESS or put it after the inputs")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --ray: this many workers, each loading the model (default: 2 on a local "
+                             "cluster, one per node on a running one)")
     parser.add_argument("--segment-seconds", type=_positive_seconds, default=DEFAULT_SEGMENT_SECONDS,
                         help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -86,8 +94,8 @@ def _report(path: str, result: Transcription) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.output_dir is None and (args.format or args.overwrite):
-        parser.error("-f/--format and --overwrite write files: give an output folder with -o")
+    if args.output_dir is None and (args.format or args.overwrite or args.ray or args.ray_workers):
+        parser.error("-f/--format, --overwrite and --ray write files: give an output folder with -o")
     if not args.audio and not args.mic:
         parser.error("give audio files or folders (or --mic)")
     if args.mic and args.audio:
@@ -158,7 +166,7 @@ def _folder_mode(args, language) -> int:
             args.audio, args.output_dir, model=model, dtype=args.dtype, formats=formats,
             overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, language=language,
             context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-            word_timestamps=args.timestamps, aligner=args.aligner)
+            word_timestamps=args.timestamps, aligner=args.aligner, ray=args.ray, ray_workers=args.ray_workers)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

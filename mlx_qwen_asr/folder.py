@@ -201,7 +201,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, formats=("txt",),
-                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, **options) -> dict:
+                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, ray=None,
+                      ray_workers: int | None = None, **options) -> dict:
     """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
@@ -210,6 +211,9 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     Finished inputs are skipped on a rerun with the same options unless `overwrite`.
     Files that fail are listed in the summary's `failures`; `quiet` turns off the progress
     bars and the printed summary (errors are still printed).
+    `ray` spreads the files over a Ray cluster's workers (cluster.py; the `ray` extra): True
+    starts a local one, "auto" or an address joins a running one; `ray_workers` says how many.
+    The outputs, manifest and resuming are the same as a local run's.
     """
     unknown = sorted(set(options) - set(TRANSCRIBE_OPTIONS))
     if unknown:
@@ -261,20 +265,27 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
         else:
             todo.append((job, stat))
 
-    # Loaded only when there is work: a rerun of a finished folder needs no model.
-    asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
+    # Loaded only when there is work: a rerun of a finished folder needs no model (nor cluster).
+    # On Ray the workers load it; setup errors (no Ray, no model) surface here, before any audio.
+    workers = None
+    if todo and ray:
+        from .cluster import RayWorkers
+        workers = RayWorkers.start(ray, model, dtype, ray_workers)
+    asr = model if isinstance(model, ASRModel) or not todo or workers else load_model(model, dtype)
     run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose)
     interrupted = None
     transcribe_seconds = 0.0
     try:
         if todo:
             transcribe_start = time.perf_counter()
-            run.transcribe_all(asr, todo)
+            workers.transcribe_all(run, todo) if workers else run.transcribe_all(asr, todo)
             transcribe_seconds = time.perf_counter() - transcribe_start
     except BaseException as exc:
         interrupted = _first_line(exc) or type(exc).__name__
         raise
     finally:
+        if workers:
+            workers.close()
         manifest.save(force=True)
         summary = _summary(records, inputs, output_dir, settings, formats, started,
                            time.perf_counter() - wall_start, transcribe_seconds, interrupted)
@@ -286,8 +297,41 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     return summary
 
 
+def transcribe_group(asr, sources: list[Path], options: dict, quiet: bool = True) -> list:
+    """A `Transcription` or the exception for each of `sources`, transcribed together when
+    there are several (batched decoding) and one by one if some file among them is bad."""
+    if len(sources) > 1:
+        try:
+            results = asr.transcribe_many([str(source) for source in sources], **options)
+            if len(results) == len(sources):
+                return results
+        except Exception:
+            pass   # some file in the group is bad: find out which, one by one
+    return [_transcribe_one(asr, source, options, quiet) for source in sources]
+
+
+def _transcribe_one(asr, source: Path, options: dict, quiet: bool):
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None and total > options["segment_seconds"] and not quiet:
+            bar = tqdm(total=round(total, 1), unit="s", desc=source.name, leave=False, dynamic_ncols=True)
+        if bar is not None:
+            bar.update(round(done, 1) - bar.n)
+
+    try:
+        return asr.transcribe(str(source), progress=progress, **options)
+    except Exception as exc:
+        return exc
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 class _Run:
-    """The transcribing part of a folder run: groups, progress bars, outputs, manifest."""
+    """The transcribing part of a folder run: groups, progress bars, outputs, manifest.
+    A Ray run (cluster.py) uses its groups and finish_group, and transcribes elsewhere."""
 
     def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose):
         self.output_dir, self.formats, self.settings = output_dir, formats, settings
@@ -296,14 +340,14 @@ class _Run:
 
     def transcribe_all(self, asr, todo) -> None:
         with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
-            for group in self._groups(todo):
+            for group in self.groups(todo):
                 bar.set_postfix_str(group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}")
-                for (job, stat), result in zip(group, self._transcribe_group(asr, group)):
-                    self._finish(job, stat, result)
-                    bar.update(1)
-                self.manifest.save()
+                sources = [job.source for job, _ in group]
+                self.finish_group(group, transcribe_group(asr, sources, self.options, self.quiet))
+                bar.update(len(group))
 
-    def _groups(self, todo):
+    def groups(self, todo):
+        """`todo`'s (job, stat) items in the groups that are transcribed together."""
         group = []
         for item in todo:
             seconds = _probe_seconds(item[0].source)
@@ -320,33 +364,11 @@ class _Run:
         if group:
             yield group
 
-    def _transcribe_group(self, asr, group) -> list:
-        if len(group) > 1:
-            try:
-                results = asr.transcribe_many([str(job.source) for job, _ in group], **self.options)
-                if len(results) == len(group):
-                    return results
-            except Exception:
-                pass   # some file in the group is bad: find out which, one by one
-        return [self._transcribe_one(asr, job) for job, _ in group]
-
-    def _transcribe_one(self, asr, job):
-        bar = None
-
-        def progress(done, total):
-            nonlocal bar
-            if bar is None and total > self.options["segment_seconds"] and not self.quiet:
-                bar = tqdm(total=round(total, 1), unit="s", desc=job.source.name, leave=False, dynamic_ncols=True)
-            if bar is not None:
-                bar.update(round(done, 1) - bar.n)
-
-        try:
-            return asr.transcribe(str(job.source), progress=progress, **self.options)
-        except Exception as exc:
-            return exc
-        finally:
-            if bar is not None:
-                bar.close()
+    def finish_group(self, group, results) -> None:
+        """Write a group's outputs (or report its failures) and record them in the manifest."""
+        for (job, stat), result in zip(group, results):
+            self._finish(job, stat, result)
+        self.manifest.save()
 
     def _finish(self, job: Job, stat, result) -> None:
         record = {"input": str(job.source), "status": "failed"}
