@@ -135,7 +135,9 @@ class RayWorkers:
         retry = deque()   # (group, times it lost its worker), served before new groups
         idle = deque(self.actors)
         restarts = dict.fromkeys(self.actors, 0)
-        pending = {}      # result ref -> (actor, group, times it lost its worker)
+        # result ref -> (actor, group, times it lost its worker); group None: a restarted
+        # worker's ready() call, so that no group is sent to a worker before it is back.
+        pending = {}
         with tqdm(total=len(todo), unit="file", desc=f"files ({len(self.actors)} Ray workers)",
                   disable=run.quiet, dynamic_ncols=True) as bar:
             while True:
@@ -146,25 +148,31 @@ class RayWorkers:
                         break
                     actor = idle.popleft()
                     pending[actor.transcribe.remote([str(job.source) for job, _ in item[0]], options)] = (actor, *item)
-                if not pending:
-                    if retry or fresh:
-                        raise QwenASRError("every Ray worker died; run the same command again to continue")
+                if not any(group for _, group, _ in pending.values()) and not retry and not fresh:
                     return
+                if not pending:
+                    raise QwenASRError("every Ray worker died; run the same command again to continue")
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 actor, group, deaths = pending.pop(ref)
                 try:
                     results = ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    bar.update(self._lost_worker(run, group, deaths, retry))
-                    bar.set_postfix_str(f"{self.deaths} worker(s) lost")
+                    if group is not None:
+                        bar.update(self._lost_worker(run, group, deaths, retry))
+                        bar.set_postfix_str(f"{self.deaths} worker(s) lost")
                     restarts[actor] += 1
-                    if restarts[actor] <= WORKER_RESTARTS:
-                        idle.append(actor)   # Ray restarts it; the next call waits for that
+                    if restarts[actor] <= WORKER_RESTARTS:   # Ray restarts it: wait until it is back
+                        pending[actor.ready.remote()] = (actor, None, 0)
                     continue
-                except ray.exceptions.RayError as exc:   # the call itself failed (not the files)
+                except ray.exceptions.RayError as exc:   # the call itself failed, not the files
+                    if group is None:
+                        continue
                     results = [QwenASRError(f"{job.source}: {_first_line(exc)}") for job, _ in group]
-                run.finish_group(group, results)
-                bar.update(len(group))
+                if group is None and results["problem"]:   # restarted, but the model no longer loads there
+                    continue
+                if group is not None:
+                    run.finish_group(group, results)
+                    bar.update(len(group))
                 idle.append(actor)
 
     def _lost_worker(self, run, group, deaths, retry) -> int:
