@@ -12,9 +12,11 @@ from . import fast_blas
 fast_blas.enable()
 
 from .config import SUPPORTED_LANGUAGES  # noqa: E402
-from .errors import AudioError, LanguageError, ModelLoadError, QwenASRError  # noqa: E402
+from .errors import AudioError, LanguageError, ModelLoadError, OptionError, QwenASRError  # noqa: E402
+from .options import LoadOptions, TranscribeOptions  # noqa: E402
 from .results import Segment, Transcription  # noqa: E402
 from .transcribe import ASRModel, load_model, transcribe  # noqa: E402
+from .batch import transcribe_batch  # noqa: E402
 from .folder import transcribe_folder  # noqa: E402
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
 
@@ -23,7 +25,7 @@ fast_blas.self_check()
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASRModel", "AudioError", "LanguageError", "ModelLoadError", "QwenASRError", "SUPPORTED_LANGUAGES",
-    "Segment", "StreamUpdate", "StreamingSession", "Transcription", "load_model", "transcribe",
-    "transcribe_folder", "transcribe_stream",
+    "ASRModel", "AudioError", "LanguageError", "LoadOptions", "ModelLoadError", "OptionError", "QwenASRError",
+    "SUPPORTED_LANGUAGES", "Segment", "StreamUpdate", "StreamingSession", "TranscribeOptions", "Transcription",
+    "load_model", "transcribe", "transcribe_batch", "transcribe_folder", "transcribe_stream",
 ]

@@ -41,11 +41,10 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
 from .config import SUPPORTED_LANGUAGES, ModelConfig
-from .encoder import audio_token_count
 from .errors import ModelLoadError
-from .loading import load_weights, parse_dtype, resolve_model_dir, weight_files
-from .mel import log_mel_spectrogram
+from .loading import load_network, parse_dtype, resolve_model_dir
 from .model import Qwen3ASR
+from .model_input import encode_clip
 from .prompt import normalize_language
 from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -57,9 +56,6 @@ TIMESTAMP_TOKEN = "<timestamp>"
 MAX_ALIGN_SECONDS = 180.0
 # One timestamp class of the released aligner.
 MIN_DURATION = 0.08
-# Clips too short for the mel's reflect padding are zero-padded to 0.5 s, as transcribe does.
-MIN_SAMPLES_AS_IS = 201
-PAD_TO_SECONDS = 0.5
 # Decoder positions per forward call: bounds the attention scores of a 180 s prompt
 # (~2300 audio + ~2000 text tokens) without changing the result (causal attention).
 PREFILL_CHUNK = 1024
@@ -135,22 +131,7 @@ class ForcedAlignerNetwork(Qwen3ASR):
 
 
 def load_aligner_network(model_dir: Path, config: AlignerConfig, dtype: mx.Dtype) -> ForcedAlignerNetwork:
-    network = ForcedAlignerNetwork(config)
-    weights = Qwen3ASR.sanitize(load_weights(weight_files(model_dir)), config.model)
-    weights = {k: (v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in weights.items()}
-    from mlx.utils import tree_flatten
-    expected = {k for k, _ in tree_flatten(network.parameters())}
-    missing, unexpected = sorted(expected - weights.keys()), sorted(weights.keys() - expected)
-    if missing or unexpected:
-        raise ModelLoadError(f"{model_dir} does not match its config.json: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
-    try:
-        network.load_weights(list(weights.items()), strict=True)
-    except ValueError as exc:
-        raise ModelLoadError(f"{model_dir}: weights do not fit config.json: {exc}") from None
-    network.eval()
-    mx.eval(network.parameters())
-    return network
+    return load_network(model_dir, config.model, dtype, network=ForcedAlignerNetwork(config))
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,12 +271,8 @@ class Aligner:
     def timestamp_logits(self, samples: np.ndarray, words: list[str]) -> mx.array:
         """Head outputs [2 * len(words), classify_num] at the prompt's <timestamp> tokens."""
         samples = np.asarray(samples, dtype=np.float32)
-        if len(samples) < MIN_SAMPLES_AS_IS:
-            samples = np.pad(samples, (0, int(PAD_TO_SECONDS * SAMPLE_RATE) - len(samples)))
-        audio = self.config.model.audio
-        mel = log_mel_spectrogram(samples, audio.num_mel_bins)
-        audio_embeddings = self.network.encode_audio(mel)
-        ids = self.prompt_ids(words, audio_token_count(mel.shape[1], audio.chunk_frames))
+        audio_embeddings, count = encode_clip(self.network, self.config.model.audio, samples)
+        ids = self.prompt_ids(words, count)
         positions = [i for i, t in enumerate(ids) if t == self.config.timestamp_token_id]
         if len(positions) != 2 * len(words):
             raise ValueError(f"{len(positions)} timestamp tokens for {len(words)} words")

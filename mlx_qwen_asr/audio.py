@@ -30,7 +30,7 @@ from .resample import resample
 
 SAMPLE_RATE = 16000
 
-__all__ = ["SAMPLE_RATE", "load_audio", "resample"]
+__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "load_audio", "resample", "to_mono"]
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
@@ -74,8 +74,8 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
             sample_rate = tuple_sr
         if sample_rate is None:
             raise AudioError("an audio array needs its sample rate: load_audio(array, sample_rate=...)")
-        sr = _check_rate(sample_rate)
-        audio = _to_mono(_as_array(source))
+        sr = check_sample_rate(sample_rate)
+        audio = to_mono(_as_array(source))
 
     if audio.size == 0:
         raise AudioError(f"{name}: contains no audio samples")
@@ -97,10 +97,28 @@ def _float_range_normalize(audio: np.ndarray) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0)
 
 
-def _check_rate(sample_rate) -> int:
+def chunk_samples(pcm) -> np.ndarray:
+    """One streamed chunk as mono float32 samples at its own rate, by the rules of whole
+    inputs (`to_mono`: the shorter axis holds the channels), except integer PCM: a stream
+    has no known peak to divide by, so it is scaled by its type's range (int16: 1/32768),
+    which is what the peak rule gives full-scale audio."""
+    samples = np.asarray(pcm)
+    if samples.ndim not in (1, 2) or samples.dtype.kind not in "fiu":
+        raise AudioError(f"streamed audio must be 1-D or (frames, channels) float or integer samples, "
+                         f"got shape {samples.shape}, dtype {samples.dtype}")
+    if samples.dtype.kind in "iu":
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+    samples = to_mono(samples.astype(np.float32))
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("streamed audio contains NaN or infinite samples")
+    return samples
+
+
+def check_sample_rate(sample_rate) -> int:
+    """`sample_rate` as an int, or an AudioError: it must be a whole, positive number of Hz."""
     try:
         sr = int(sample_rate)
-        ok = sr == sample_rate and sr > 0
+        ok = sr == sample_rate and sr > 0 and not isinstance(sample_rate, (bool, str, bytes))
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
@@ -124,7 +142,8 @@ def _as_array(source) -> np.ndarray:
     return array
 
 
-def _to_mono(array: np.ndarray) -> np.ndarray:
+def to_mono(array: np.ndarray) -> np.ndarray:
+    """1-D as it is; 2-D averaged over its channel axis (the shorter one)."""
     if array.ndim == 1:
         return array
     # The official to_mono transposes (channels, samples) when channels <= 8; beyond 8 it

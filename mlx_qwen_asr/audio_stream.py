@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE, check_sample_rate, chunk_samples, load_audio
 from .errors import AudioError
 from .resample import _filter, resample
 
@@ -40,7 +40,7 @@ class StreamResampler:
     """
 
     def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE, piece_seconds: float = BLOCK_SECONDS):
-        self.orig_sr, self.target_sr = int(orig_sr), int(target_sr)
+        self.orig_sr, self.target_sr = check_sample_rate(orig_sr), check_sample_rate(target_sr)
         g = math.gcd(self.orig_sr, self.target_sr)
         self.up, self.down = self.target_sr // g, self.orig_sr // g
         self.pad = _filter(self.up, self.down)[1] if self.up != self.down else 0
@@ -72,6 +72,37 @@ class StreamResampler:
         tail = np.concatenate([self.history] + self.pending)
         self.pending, self.held = [], 0
         return resample(tail, self.orig_sr, self.target_sr)[self.pad * self.up // self.down:]
+
+
+class ChunkInput:
+    """Chunks fed one by one, each with its own sample rate, as 16 kHz mono float32 in [-1, 1],
+    in the order fed. A chunk at a new rate first flushes what the previous rate's resampler
+    still holds, so a source may change rate between chunks and nothing is lost or reordered
+    (the two stretches are resampled apart, each as if it ended or began there)."""
+
+    # Pieces of 0.5 s: a resampler holds back at most that much of a live stream.
+    PIECE_SECONDS = 0.5
+
+    def __init__(self):
+        self.rate: int | None = None
+        self.resampler: StreamResampler | None = None
+
+    def push(self, pcm, sample_rate) -> np.ndarray:
+        rate = check_sample_rate(sample_rate)
+        samples = chunk_samples(pcm)
+        held = self.flush() if rate != self.rate else np.zeros(0, np.float32)
+        if rate != self.rate:
+            self.rate = rate
+            self.resampler = StreamResampler(rate, SAMPLE_RATE, self.PIECE_SECONDS) if rate != SAMPLE_RATE else None
+        if self.resampler is not None:
+            samples = self.resampler.push(samples)
+        return np.clip(np.concatenate([held, samples]) if len(held) else samples, -1.0, 1.0)
+
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds (the end of the stream, or of its rate)."""
+        if self.resampler is None:
+            return np.zeros(0, np.float32)
+        return np.clip(self.resampler.flush(), -1.0, 1.0)
 
 
 def stream_resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:

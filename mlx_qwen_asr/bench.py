@@ -51,7 +51,7 @@ from .decoding import greedy_decode
 from .encoder import audio_token_count
 from .config import ModelConfig
 from .loading import load_network, parse_dtype, resolve_model_dir, weight_files
-from .mel import log_mel_spectrogram
+from .model_input import asr_prompt, clip_mel
 from .tokenizer import QwenTokenizer
 from .transcribe import ASRModel
 
@@ -155,24 +155,18 @@ def ours_forced(model: ASRModel, audio: np.ndarray, tokens: int, seen: list | No
     """One pass of the offline pipeline with exactly `tokens` decoded tokens (appended to
     `seen` when given, so passes can be checked against each other)."""
     start = time.perf_counter()
-    mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
-    mx.eval(mel)
-    t_mel = time.perf_counter()
-    audio_embeddings = model.network.encode_audio(mel)
-    mx.eval(audio_embeddings)
-    t_enc = time.perf_counter()
-    prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
-    embeddings = model.network.embed_prompt(prompt, audio_embeddings)
-    result = greedy_decode(model.network, embeddings, tokens, eos_ids=(), guard=None)
+    stages: dict = {}
+    _, embeddings = asr_prompt(model, audio, timings=stages)
+    result = greedy_decode(model.network, embeddings[None], tokens, eos_ids=(), guard=None)
     end = time.perf_counter()
     assert len(result.tokens) == tokens
     if seen is not None:
         seen.append(result.tokens)
     return {
-        "mel_s": t_mel - start,
-        "encoder_s": t_enc - t_mel,
+        "mel_s": stages["mel"],
+        "encoder_s": stages["encoder"],
         "prefill_s": result.prefill_s,  # decoder over the prompt, first token included
-        "prefill_incl_encoder_s": (t_enc - t_mel) + result.prefill_s,
+        "prefill_incl_encoder_s": stages["encoder"] + result.prefill_s,
         "decode_ms_per_token": 1e3 * result.decode_s / max(tokens - 1, 1),
         "total_s": end - start,
     }
@@ -300,7 +294,7 @@ def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
     network = model.network
     with Profile(network) as prof:
         start = time.perf_counter()
-        mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
+        mel = clip_mel(audio, model.config.audio)
         mx.eval(mel)
         prof.add("mel", time.perf_counter() - start)
         start = time.perf_counter()
@@ -308,7 +302,7 @@ def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
         mx.eval(audio_embeddings)
         prof.add("encoder.total", time.perf_counter() - start)
         prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
-        embeddings = network.embed_prompt(prompt, audio_embeddings)
+        embeddings = network.embed_prompt(prompt, audio_embeddings)   # as model_input.asr_prompt
         cache = network.make_cache(embeddings.shape[1] + tokens + 1)
         prof.phase = "prefill"
         start = time.perf_counter()

@@ -13,15 +13,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from .aligner import DEFAULT_ALIGNER
 from .config import SUPPORTED_LANGUAGES
 from .errors import QwenASRError
 from .folder import find_audio, transcribe_folder
-from .prompt import normalize_language
+from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .segment import DEFAULT_SEGMENT_SECONDS
-from .transcribe import DEFAULT_MODEL, Transcription, load_model
+from .transcribe import Transcription, load_model
 from .writers import FORMATS, parse_formats
+
+# Flags a mode would silently ignore, refused instead: (flag, attribute, mode test, mode name).
+IGNORED = (
+    ("--timestamps", "timestamps", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
+    ("--segment-seconds", "segment_seconds", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
+    ("--max-new-tokens", "max_new_tokens", lambda a: a.stream or a.stream_fast or a.mic, "streaming"),
+    ("--aligner", "aligner", lambda a: not a.timestamps, "transcription without --timestamps"),
+    ("--ray-workers", "ray_workers", lambda a: not a.ray, "a run without --ray"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
                         help="with --ray: this many workers, each loading the model (default: 2 on a local "
                              "cluster, one per node on a running one)")
-    parser.add_argument("--segment-seconds", type=_positive_seconds, default=DEFAULT_SEGMENT_SECONDS,
+    parser.add_argument("--segment-seconds", type=_positive_seconds, default=None,
                         help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
@@ -62,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="print language, stage timings and finish reason to stderr")
     parser.add_argument("--timestamps", action="store_true",
                         help="time every word with the forced aligner: word-timed srt/vtt cues, words in json/tsv")
-    parser.add_argument("--aligner", default=DEFAULT_ALIGNER,
+    parser.add_argument("--aligner", default=None,
                         help=f"forced aligner for --timestamps: hub id or directory (default: {DEFAULT_ALIGNER})")
     live = parser.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
@@ -102,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--mic takes no audio files")
     if (args.stream or args.stream_fast or args.mic) and args.output_dir is not None:
         parser.error("--stream/--stream-fast/--mic print text; they do not write files with -o")
+    for flag, name, applies, mode in IGNORED:
+        if getattr(args, name) not in (None, False) and applies(args):
+            print(f"error: {flag} has no effect in {mode}", file=sys.stderr)
+            return 2
     try:
-        language = normalize_language(args.language)
+        options = options_from(args)
         if args.output_dir is not None:
-            return _folder_mode(args, language)
+            return _folder_mode(args, options)
         if args.mic:
-            return _live_mode(args, language, [])
+            return _live_mode(args, options, [])
         paths = _expand(args.audio)
         if not paths:
             raise QwenASRError("no audio files found in: " + ", ".join(args.audio))
@@ -119,13 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if args.stream or args.stream_fast:
-        return _live_mode(args, language, paths, model)
+        return _live_mode(args, options, paths, model)
     failures = 0
     for path in paths:
         try:
-            result = model.transcribe(path, language=language, context=args.context,
-                                      max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-                                      word_timestamps=args.timestamps, aligner=args.aligner)
+            result = model.transcribe(path, options)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -143,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def options_from(args) -> TranscribeOptions:
+    """The one options value of this run (checked before any model loads or audio is read)."""
+    return TranscribeOptions(
+        language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
+        segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
+        word_timestamps=args.timestamps, aligner=args.aligner or DEFAULT_ALIGNER)
+
+
 def _expand(inputs: list[str]) -> list[str]:
     """Folders become the audio files under them; anything else is passed on as given."""
     paths = []
@@ -157,29 +176,31 @@ def _expand(inputs: list[str]) -> list[str]:
     return paths
 
 
-def _folder_mode(args, language) -> int:
+def _folder_mode(args, options: TranscribeOptions) -> int:
     formats = parse_formats(args.format or ["txt"])
     try:
         # A quantized model is loaded here; transcribe_folder loads plain ones itself.
         model = load_model(args.model, args.dtype, args.quantize) if args.quantize else args.model
         summary = transcribe_folder(
-            args.audio, args.output_dir, model=model, dtype=args.dtype, formats=formats,
-            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, language=language,
-            context=args.context, max_new_tokens=args.max_new_tokens, segment_seconds=args.segment_seconds,
-            word_timestamps=args.timestamps, aligner=args.aligner, ray=args.ray, ray_workers=args.ray_workers)
+            args.audio, args.output_dir, options, model=model, dtype=args.dtype, formats=formats,
+            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, ray=args.ray,
+            ray_workers=args.ray_workers)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130
     return 1 if summary["failed"] else 0
 
 
-def _live_mode(args, language, paths, model=None) -> int:
+def _live_mode(args, options: TranscribeOptions, paths, model=None) -> int:
     from .live import stream_file, stream_microphone
 
     try:
         model = model or load_model(args.model, args.dtype, args.quantize)
         if args.mic:
-            stream_microphone(model, language=language, context=args.context)
+            started = time.perf_counter()
+            final = stream_microphone(model, options)
+            if args.verbose:
+                print(_stream_report("microphone", final, time.perf_counter() - started), file=sys.stderr)
             return 0
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,7 +210,10 @@ def _live_mode(args, language, paths, model=None) -> int:
         try:
             if len(paths) > 1:
                 print(f"{path}:", flush=True)
-            stream_file(path, model, realtime=args.stream, language=language, context=args.context)
+            started = time.perf_counter()
+            final = stream_file(path, model, options, realtime=args.stream)
+            if args.verbose and final is not None:
+                print(_stream_report(path, final, time.perf_counter() - started), file=sys.stderr)
         except QwenASRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -197,3 +221,8 @@ def _live_mode(args, language, paths, model=None) -> int:
             print("\ninterrupted", file=sys.stderr)
             return 130
     return 1 if failures else 0
+
+
+def _stream_report(source: str, final, wall: float) -> str:
+    return (f"{source}: {final.audio_seconds:.2f} s streamed in {wall:.2f} s, language {final.language or '-'}, "
+            f"{len(final.committed.split())} words")

@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
+from dataclasses import replace
 
 from tqdm.auto import tqdm
 
 from .errors import QwenASRError
 from .folder import _first_line, _say, transcribe_group
+from .options import TranscribeOptions
 from .results import Transcription
 from .transcribe import ASRModel, load_model
 
@@ -54,7 +56,7 @@ class Worker:
     def ready(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "problem": self.problem}
 
-    def transcribe(self, sources: list[str], options: dict) -> list:
+    def transcribe(self, sources: list[str], options: TranscribeOptions) -> list:
         from pathlib import Path
 
         results = transcribe_group(self.asr, [Path(s) for s in sources], options)
@@ -127,9 +129,8 @@ class RayWorkers:
         """folder._Run.transcribe_all on the cluster: groups go to free workers, and each
         group's results are written (run.finish_group) as soon as they come back."""
         ray = self.ray
-        options = dict(run.options)
-        aligner = options.get("aligner")
-        options["aligner"] = str(getattr(aligner, "path", aligner))   # a loaded aligner by its path
+        aligner = run.options.aligner   # a loaded aligner travels by its path, each worker loads it
+        options = replace(run.options, aligner=str(getattr(aligner, "path", aligner)))
         groups = run.groups(todo)
         fresh = True      # groups may still come from `groups`
         retry = deque()   # (group, times it lost its worker), served before new groups

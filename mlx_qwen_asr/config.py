@@ -20,7 +20,7 @@ SUPPORTED_LANGUAGES = (
     "Macedonian",
 )
 
-# Token ids fixed by the Qwen3-ASR tokenizer (REFERENCE.md §6); config.json may override
+# Token ids fixed by the Qwen3-ASR tokenizer (docs/model.md §6); config.json may override
 # the audio ones.
 ENDOFTEXT_ID = 151643
 IM_START_ID = 151644

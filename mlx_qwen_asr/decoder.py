@@ -2,7 +2,7 @@
 
 Names follow the checkpoint (`thinker.model.*` minus the prefix). The official "interleaved
 MRoPE" reduces to plain 1-D RoPE for ASR because its three position rows are identical
-(REFERENCE.md §5), so `mx.fast.rope` (rotate-half, base 1e6) is exact.
+(docs/model.md §5), so `mx.fast.rope` (rotate-half, base 1e6) is exact.
 """
 
 from __future__ import annotations

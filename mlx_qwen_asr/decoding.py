@@ -68,6 +68,40 @@ def penalize_repeats(logits: mx.array, seen: mx.array, penalty: float) -> mx.arr
     return mx.where(seen, mx.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
+def make_repetition_penalty(penalty: float):
+    """A logits processor `(generated, logits) -> logits`: `generated` [B, n] are the tokens
+    picked so far (lazy, never read back), `logits` [B, vocab] the next position's."""
+
+    def process(generated: mx.array, logits: mx.array) -> mx.array:
+        seen = mx.zeros(logits.shape, dtype=mx.bool_)
+        if generated.shape[-1]:
+            seen = mx.put_along_axis(seen, generated, mx.array(True), axis=-1)
+        return penalize_repeats(logits, seen, penalty)
+
+    return process
+
+
+def greedy_picker(processors=()):
+    """`pick(logits [B, vocab]) -> tokens [B]`: the argmax after the logits processors, which
+    see the tokens this picker picked before (kept as a lazy array: the decode loop can queue
+    the next step before reading this one's token back)."""
+    generated = None
+
+    def pick(logits: mx.array) -> mx.array:
+        nonlocal generated
+        if not processors:
+            return mx.argmax(logits, axis=-1)
+        if generated is None:
+            generated = mx.zeros((logits.shape[0], 0), dtype=mx.uint32)
+        for process in processors:
+            logits = process(generated, logits)
+        token = mx.argmax(logits, axis=-1)
+        generated = mx.concatenate([generated, token[:, None].astype(mx.uint32)], axis=1)
+        return token
+
+    return pick
+
+
 def greedy_decode(
     network: Qwen3ASR,
     prompt_embeddings: mx.array,
@@ -94,20 +128,9 @@ def greedy_decode(
     if cache is None:
         cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
-
-    seen = None
-    if repetition_penalty != 1.0:
-        seen = mx.zeros((network.config.text.vocab_size,), dtype=mx.bool_)
-
-    def pick(logits: mx.array) -> mx.array:
-        nonlocal seen
-        if seen is None:
-            return mx.argmax(logits, axis=-1)
-        token = mx.argmax(penalize_repeats(logits, seen, repetition_penalty), axis=-1)
-        seen = mx.logical_or(seen, mx.arange(seen.shape[0]) == token)  # token: [1]
-        return token
-
-    if draft and seen is None:   # the penalty's pick depends on each token before it: no drafts
+    processors = [make_repetition_penalty(repetition_penalty)] if repetition_penalty != 1.0 else []
+    pick = greedy_picker(processors)
+    if draft and not processors:   # a processor's pick depends on each token before it: no drafts
         return _greedy_with_draft(network, prompt_embeddings, draft[:max_new_tokens - 1], cache,
                                   max_new_tokens, eos, guard, pick)
     start = time.perf_counter()
@@ -135,30 +158,48 @@ def _greedy_with_draft(network, prompt_embeddings, draft, cache, max_new_tokens,
 
 
 def _greedy_steps(network, cache, next_token, tokens, max_new_tokens, eos, guard, pick, prefill_s) -> DecodeResult:
-    """Token-by-token greedy decoding after the prefill: `next_token` [1] is the next pick,
-    `tokens` the ones already decided."""
+    """Token-by-token greedy decoding of one row after the prefill: `next_token` [1] is the
+    next pick, `tokens` the ones already decided."""
+
+    def step(token: mx.array, _: int) -> mx.array:
+        return pick(network(network.embed_tokens(token)[:, None, :], cache)[:, -1, :])
+
     start = time.perf_counter()
-    tokens = list(tokens)
-    finish_reason = "length"
+    (tokens,), (reason,) = decode_loop(step, next_token, [list(tokens)], [max_new_tokens], eos, guard)
+    return DecodeResult(tokens, reason, prefill_s, time.perf_counter() - start)
+
+
+def decode_loop(step, next_tokens: mx.array, tokens: list[list[int]], budgets: list[int], eos: set,
+                guard: RepetitionGuard | None) -> tuple[list[list[int]], list[str]]:
+    """The decoding loop of 1..B rows: `next_tokens` [B] are the rows' next picks, `tokens`
+    those already decided, `step(next_tokens, i) -> picks [B]` runs the network one position
+    on. Each row stops on its own (EOS, its budget, a loop); the loop ends when all have.
+    Step i+1 is queued (`mx.async_eval`) before step i's tokens are read back."""
+    tokens = [list(t) for t in tokens]
+    reasons: list[str | None] = [None] * len(tokens)
+    steps = max(b - len(t) for b, t in zip(budgets, tokens))
+    i = 0
     while True:
         queued = None
-        if len(tokens) + 1 < max_new_tokens:
-            # Queue the following step before reading this token back.
-            queued = pick(network(network.embed_tokens(next_token)[:, None, :], cache)[:, -1, :])
+        if i + 1 < steps:
+            queued = step(next_tokens, i)
             mx.async_eval(queued)
-        token = int(next_token.item())
-        if token in eos:
-            finish_reason = "eos"
+        for row, token in enumerate(next_tokens.tolist()):
+            if reasons[row] is not None:
+                continue
+            if token in eos:
+                reasons[row] = "eos"
+                continue
+            tokens[row].append(token)
+            if guard is not None and guard.is_looping(tokens[row]):
+                reasons[row] = "repetition"
+            elif len(tokens[row]) >= budgets[row]:
+                reasons[row] = "length"
+        i += 1
+        if all(r is not None for r in reasons) or queued is None:
             break
-        tokens.append(token)
-        if guard is not None and guard.is_looping(tokens):
-            finish_reason = "repetition"
-            break
-        if queued is None:
-            break
-        next_token = queued
-    decode_s = time.perf_counter() - start
-    return DecodeResult(tokens, finish_reason, prefill_s, decode_s)
+        next_tokens = queued
+    return tokens, [r or "length" for r in reasons]
 
 
 def greedy_decode_batch(
@@ -193,35 +234,15 @@ def greedy_decode_batch(
     mx.eval(next_tokens)
     prefill_s = time.perf_counter() - start
 
+    def step(tokens: mx.array, i: int) -> mx.array:
+        # Keys: each row's real prompt, then every generated slot (index >= longest).
+        key = mx.arange(longest + i + 1)[None, None, None, :]
+        mask = (key < length) | (key >= longest)
+        positions = mx.array([n + i for n in lengths])
+        embeddings = network.embed_tokens(tokens)[:, None, :]
+        return mx.argmax(network(embeddings, cache, mask=mask, positions=positions)[:, -1, :], axis=-1)
+
     start = time.perf_counter()
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    reasons: list[str | None] = [None] * rows
-    eos = set(eos_ids)
-    step = 0
-    while True:
-        queued = None
-        if step + 1 < steps:
-            # Keys: each row's real prompt, then every generated slot (index >= longest).
-            key = mx.arange(longest + step + 1)[None, None, None, :]
-            mask = (key < length) | (key >= longest)
-            positions = mx.array([n + step for n in lengths])
-            embeddings = network.embed_tokens(next_tokens)[:, None, :]
-            queued = mx.argmax(network(embeddings, cache, mask=mask, positions=positions)[:, -1, :], axis=-1)
-            mx.async_eval(queued)
-        for row, token in enumerate(next_tokens.tolist()):
-            if reasons[row] is not None:
-                continue
-            if token in eos:
-                reasons[row] = "eos"
-                continue
-            tokens[row].append(token)
-            if guard is not None and guard.is_looping(tokens[row]):
-                reasons[row] = "repetition"
-            elif len(tokens[row]) >= max_new_tokens[row]:
-                reasons[row] = "length"
-        step += 1
-        if all(r is not None for r in reasons) or queued is None:
-            break
-        next_tokens = queued
+    tokens, reasons = decode_loop(step, next_tokens, [[] for _ in range(rows)], max_new_tokens, set(eos_ids), guard)
     decode_s = time.perf_counter() - start
-    return [DecodeResult(t, r or "length", prefill_s, decode_s) for t, r in zip(tokens, reasons)]
+    return [DecodeResult(t, r, prefill_s, decode_s) for t, r in zip(tokens, reasons)]

@@ -1,7 +1,7 @@
 """Qwen3-ASR audio encoder: conv stem over 1 s mel chunks, windowed transformer, projector.
 
 Module and parameter names are the checkpoint's (`thinker.audio_tower.*` minus the prefix).
-Follows `Qwen3ASRAudioEncoder` of the official modeling_qwen3_asr.py (REFERENCE.md §4).
+Follows `Qwen3ASRAudioEncoder` of the official modeling_qwen3_asr.py (docs/model.md §4).
 """
 
 from __future__ import annotations

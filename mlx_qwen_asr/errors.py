@@ -15,3 +15,7 @@ class ModelLoadError(QwenASRError):
 
 class LanguageError(QwenASRError, ValueError):
     """An unsupported language name was given."""
+
+
+class OptionError(QwenASRError, ValueError):
+    """An option has a value it cannot take (a token budget of 0, a segment of -1 s, ...)."""

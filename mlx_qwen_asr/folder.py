@@ -32,11 +32,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .errors import QwenASRError
-from .prompt import normalize_language
+from .options import DEFAULT_MODEL, TranscribeOptions
 from .results import Transcription
-from .segment import DEFAULT_SEGMENT_SECONDS
-from .aligner import DEFAULT_ALIGNER
-from .transcribe import DEFAULT_MODEL, ASRModel, load_model
+from .transcribe import ASRModel, load_model
 from .writers import atomic_write, parse_formats, write_outputs
 
 AUDIO_EXTENSIONS = frozenset({
@@ -54,8 +52,6 @@ GROUP_FILES = 8
 # Rewriting the manifest after every short file of a big folder would write O(n^2) bytes;
 # it is saved at most this often, and always when the run ends or is interrupted.
 MANIFEST_SAVE_SECONDS = 5.0
-TRANSCRIBE_OPTIONS = ("language", "context", "max_new_tokens", "segment_seconds", "repetition_guard",
-                      "recover_loops", "word_timestamps", "aligner")
 
 
 @dataclass
@@ -200,30 +196,24 @@ def _first_line(exc: BaseException) -> str:
     return message if isinstance(exc, QwenASRError) else f"{type(exc).__name__}: {message}".rstrip(": ")
 
 
-def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, formats=("txt",),
-                      overwrite: bool = False, quiet: bool = False, verbose: bool = False, ray=None,
-                      ray_workers: int | None = None, **options) -> dict:
+def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
+                      dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
+                      verbose: bool = False, ray=None,
+                      ray_workers: int | None = None, **changes) -> dict:
     """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
-    json, srt, vtt, tsv or "all"; other keyword options go to `ASRModel.transcribe`
-    (language, context, max_new_tokens, segment_seconds, repetition_guard, recover_loops).
-    Finished inputs are skipped on a rerun with the same options unless `overwrite`.
-    Files that fail are listed in the summary's `failures`; `quiet` turns off the progress
-    bars and the printed summary (errors are still printed).
+    json, srt, vtt, tsv or "all"; `options` and the keyword `changes` to it: see
+    TranscribeOptions (the manifest records them). Finished inputs are skipped on a rerun
+    with the same options unless `overwrite`. Files that fail are listed in the summary's
+    `failures`; `quiet` turns off the progress bars and the printed summary (errors are
+    still printed).
     `ray` spreads the files over a Ray cluster's workers (cluster.py; the `ray` extra): True
     starts a local one, "auto" or an address joins a running one; `ray_workers` says how many.
     The outputs, manifest and resuming are the same as a local run's.
     """
-    unknown = sorted(set(options) - set(TRANSCRIBE_OPTIONS))
-    if unknown:
-        raise TypeError(f"transcribe_folder() got unexpected option(s): {', '.join(unknown)}")
+    options = TranscribeOptions.build(options, **changes)
     formats = parse_formats(formats)
-    options = {"language": None, "context": "", "max_new_tokens": None, "segment_seconds": DEFAULT_SEGMENT_SECONDS,
-               "repetition_guard": True, "recover_loops": True, "word_timestamps": False,
-               "aligner": DEFAULT_ALIGNER, **options}
-    options["language"] = normalize_language(options["language"])
-    options["context"] = options["context"] or ""
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found = find_audio(inputs)
     if not found.jobs and not found.missing:
@@ -234,10 +224,7 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
             settings["quantize"] = model.quantize  # outputs of a float run are not reused
     else:
         settings = {"model": str(model), "dtype": dtype}
-    settings.update({name: options[name] for name in TRANSCRIBE_OPTIONS})
-    # The aligner matters (and is recorded) only with word timestamps; a loaded one by its path.
-    aligner = options["aligner"]
-    settings["aligner"] = str(getattr(aligner, "path", aligner)) if options["word_timestamps"] else None
+    settings.update(options.record())
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -297,12 +284,12 @@ def transcribe_folder(inputs, output_dir, *, model=DEFAULT_MODEL, dtype=None, fo
     return summary
 
 
-def transcribe_group(asr, sources: list[Path], options: dict, quiet: bool = True) -> list:
+def transcribe_group(asr, sources: list[Path], options: TranscribeOptions, quiet: bool = True) -> list:
     """A `Transcription` or the exception for each of `sources`, transcribed together when
     there are several (batched decoding) and one by one if some file among them is bad."""
     if len(sources) > 1:
         try:
-            results = asr.transcribe_many([str(source) for source in sources], **options)
+            results = asr.transcribe_many([str(source) for source in sources], options=options)
             if len(results) == len(sources):
                 return results
         except Exception:
@@ -310,18 +297,18 @@ def transcribe_group(asr, sources: list[Path], options: dict, quiet: bool = True
     return [_transcribe_one(asr, source, options, quiet) for source in sources]
 
 
-def _transcribe_one(asr, source: Path, options: dict, quiet: bool):
+def _transcribe_one(asr, source: Path, options: TranscribeOptions, quiet: bool):
     bar = None
 
     def progress(done, total):
         nonlocal bar
-        if bar is None and total > options["segment_seconds"] and not quiet:
+        if bar is None and total > options.segment_seconds and not quiet:
             bar = tqdm(total=round(total, 1), unit="s", desc=source.name, leave=False, dynamic_ncols=True)
         if bar is not None:
             bar.update(round(done, 1) - bar.n)
 
     try:
-        return asr.transcribe(str(source), progress=progress, **options)
+        return asr.transcribe(str(source), options=options, progress=progress)
     except Exception as exc:
         return exc
     finally:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .errors import QwenASRError
+from .options import TranscribeOptions
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream
 from .transcribe import ASRModel
 
@@ -89,17 +90,20 @@ def drain(blocks: queue.Queue) -> np.ndarray:
             return np.concatenate(pieces)
 
 
-def stream_file(path: str, model: ASRModel, *, realtime: bool, language=None, context: str = "", out=None) -> str:
+def stream_file(path: str, model: ASRModel, options: TranscribeOptions | None = None, *, realtime: bool,
+                out=None) -> StreamUpdate | None:
+    """Print a file's stream updates as they come; the final update (None for no audio)."""
     printer = LivePrinter(out)
     update = None
-    for update in transcribe_stream(path, model, language=language, context=context, realtime=realtime):
+    for update in transcribe_stream(path, model, options, realtime=realtime):
         printer.show(update)
-    return update.committed if update else ""
+    return update
 
 
-def stream_microphone(model: ASRModel, *, language=None, context: str = "", out=None) -> str:
+def stream_microphone(model: ASRModel, options: TranscribeOptions | None = None, *, out=None) -> StreamUpdate:
+    """Print the microphone's stream updates until Ctrl-C; the final update."""
     printer = LivePrinter(out)
-    session = StreamingSession(model, language=language, context=context, catch_up=True)
+    session = StreamingSession(model, options, catch_up=True)
     print("listening... (Ctrl-C to stop)", file=sys.stderr)
     try:
         for block in microphone_blocks():
@@ -108,4 +112,4 @@ def stream_microphone(model: ASRModel, *, language=None, context: str = "", out=
         pass
     final = session.finish()
     printer.show(final)
-    return final.committed
+    return final

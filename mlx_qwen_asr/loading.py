@@ -100,14 +100,15 @@ def is_mlx_layout(config: ModelConfig) -> bool:
 
 
 def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
-                 quantize: int | QuantizationSpec | None = None) -> Qwen3ASR:
-    """Build the network and load its weights (lazily read, cast tensor by tensor).
+                 quantize: int | QuantizationSpec | None = None, network: Qwen3ASR | None = None) -> Qwen3ASR:
+    """Build the network (or take `network`, e.g. the aligner's, built for `config`) and
+    load its weights (lazily read, cast tensor by tensor). The one loader of every model.
 
     A converted directory is loaded as stored (quantized layers built first from its
     config's "quantization"); a Hugging Face checkpoint goes through `sanitize`. `quantize`
     (bits or a QuantizationSpec) quantizes a float model once loaded.
     """
-    network = Qwen3ASR(config)
+    network = Qwen3ASR(config) if network is None else network
     mlx_layout = is_mlx_layout(config)
     stored = config.raw.get("quantization") if mlx_layout else None
     if stored:

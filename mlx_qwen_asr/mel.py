@@ -2,7 +2,7 @@
 
 transformers ``WhisperFeatureExtractor._torch_extract_fbank_features`` (the path taken
 when torch is installed), called with ``padding=True, truncation=False`` so there is no
-padding to 30 s (REFERENCE.md §3):
+padding to 30 s (docs/model.md §3):
 
 1. periodic Hann window of 400 samples; STFT with n_fft 400, hop 160, ``center=True``
    (200 samples of reflect padding on each side);

@@ -1,7 +1,7 @@
 """The official Qwen3-ASR prompt, language names, and parsing of the model's raw output.
 
 Mirrors `Qwen3ASRModel._build_text_prompt` and `utils.parse_asr_output` of the official
-package (REFERENCE.md §6).
+package (docs/model.md §6).
 """
 
 from __future__ import annotations

@@ -36,17 +36,17 @@ from dataclasses import dataclass, replace
 import mlx.core as mx
 import numpy as np
 
-from .aligner import DEFAULT_ALIGNER, get_aligner
+from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import StreamResampler, open_audio_stream
+from .audio_stream import ChunkInput, open_audio_stream
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder import audio_token_count, conv_output_length
-from .errors import AudioError
-from .mel import log_mel_spectrogram
+from .model_input import clip_mel, is_silent
+from .options import TranscribeOptions, check_streamable
 from .prompt import ASR_TEXT_TAG, normalize_language, parse_output
 from .results import join_texts
 from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
-from .transcribe import SILENCE_PEAK, ASRModel
+from .transcribe import ASRModel
 
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2
@@ -176,13 +176,15 @@ class StreamingSession:
         final = session.finish()
     """
 
-    def __init__(self, model: ASRModel, language: str | None = None, context: str = "",
+    def __init__(self, model: ASRModel, options: TranscribeOptions | None = None, *,
                  step_seconds: float = STEP_SECONDS, unfixed_steps: int = UNFIXED_STEPS,
                  unfixed_tokens: int = UNFIXED_TOKENS, max_region_seconds: float = MAX_REGION_SECONDS,
                  keep_seconds: float = KEEP_SECONDS, max_step_tokens: int | None = None,
-                 word_timestamps: bool = False, aligner=DEFAULT_ALIGNER, catch_up: bool = False,
-                 first_commit_seconds: float = FIRST_COMMIT_SECONDS):
-        """`max_step_tokens` caps the tokens generated per step (default: the region's
+                 catch_up: bool = False, first_commit_seconds: float = FIRST_COMMIT_SECONDS, **changes):
+        """`options` and the keyword `changes` to it (see TranscribeOptions): language, context,
+        word_timestamps and aligner apply; options only offline transcription uses are refused.
+
+        `max_step_tokens` caps the tokens generated per step (default: the region's
         budget); benchmarks on random weights, which never say end-of-text, use it to
         model a real transcript's pace.
 
@@ -191,17 +193,19 @@ class StreamingSession:
         `keep_seconds`, instead of one after another. A step's cost grows little with its length,
         so on a machine somewhat slower than real time the delay stays bounded instead of
         growing without end. Off by default: then the text does not depend on how audio is fed."""
+        options = check_streamable(TranscribeOptions.build(options, **changes))
+        self.options = options
         self.model = model
         self.catch_up = catch_up
         self.max_step_tokens = max_step_tokens
         # Word times of committed text: re-aligned within the region whenever it grows (the
         # region is bounded, so this cost is flat too); closed regions keep theirs.
-        self.aligner = get_aligner(aligner, model.dtype) if word_timestamps else None
+        self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.archived_words: list = []
         self.region_words: list = []
         self.aligned_tokens: list[int] = []
-        self.language = normalize_language(language, model.config.support_languages)
-        self.context = context
+        self.language = normalize_language(options.language, model.config.support_languages)
+        self.context = options.context
         self.step = int(step_seconds * SAMPLE_RATE)
         self.unfixed_steps = unfixed_steps
         self.unfixed_tokens = unfixed_tokens
@@ -216,7 +220,7 @@ class StreamingSession:
         if self.max_region < 4 * self.keep:
             raise ValueError("max_region_seconds must be at least four times keep_seconds")
         self.encoder = StreamingEncoder(model)
-        self.resampler: StreamResampler | None = None
+        self.input = ChunkInput()               # chunks of any rate -> 16 kHz mono, in order
         self.region = np.zeros(0, np.float32)   # audio of the current region
         self.unprocessed = 0                    # samples of it not yet decoded
         self.consumed = 0                       # samples fed so far
@@ -238,7 +242,7 @@ class StreamingSession:
     def feed(self, pcm, sample_rate: int = SAMPLE_RATE) -> StreamUpdate:
         if self.finished:
             raise RuntimeError("this session is finished; start a new StreamingSession")
-        samples = self._to_16k(pcm, sample_rate)
+        samples = self.input.push(pcm, sample_rate)
         self.region = np.concatenate([self.region, samples])
         self.unprocessed += len(samples)
         self.consumed += len(samples)
@@ -255,10 +259,9 @@ class StreamingSession:
         if self.finished:
             raise RuntimeError("this session is already finished")
         before = self._committed_text()
-        if self.resampler is not None:
-            tail = self.resampler.flush()
-            self.region = np.concatenate([self.region, tail])
-            self.consumed += len(tail)
+        tail = self.input.flush()
+        self.region = np.concatenate([self.region, tail])
+        self.consumed += len(tail)
         self._run_step(upto=len(self.region), final=True)
         self.finished = True
         self.region_tokens = list(self.output_tokens)
@@ -284,23 +287,6 @@ class StreamingSession:
             return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
         return end
 
-    def _to_16k(self, pcm, sample_rate: int) -> np.ndarray:
-        samples = np.asarray(pcm)
-        if samples.ndim == 2:   # (frames, channels) as sounddevice delivers
-            samples = samples.mean(axis=1)
-        if samples.ndim != 1:
-            raise AudioError(f"streamed audio must be 1-D or (frames, channels), got shape {samples.shape}")
-        if samples.dtype.kind in "iu":   # live PCM: scale by the type's range
-            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
-        samples = samples.astype(np.float32)
-        if not np.all(np.isfinite(samples)):
-            raise AudioError("streamed audio contains NaN or infinite samples")
-        if sample_rate != SAMPLE_RATE:
-            if self.resampler is None:
-                self.resampler = StreamResampler(sample_rate, SAMPLE_RATE, piece_seconds=0.5)
-            samples = self.resampler.push(samples)
-        return np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
-
     def _run_step(self, upto: int, final: bool = False, last_end: int = 0) -> None:
         # A region is closed once a step has decoded it. The cut is placed as after a regular
         # step from the last one, even when a catch-up step brings more: the text, the
@@ -314,7 +300,7 @@ class StreamingSession:
         audio = self.region[:upto]
         self.steps_in_region += 1
         self.region_decoded = True
-        if len(audio) == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        if is_silent(audio):
             self.output_tokens = list(self.region_tokens)   # silence adds nothing
             return
         fixed = self.steps_in_region > self.unfixed_steps or bool(self.region_tokens) or final
@@ -340,7 +326,7 @@ class StreamingSession:
         return ids[:first], ids[first + num_audio_tokens:]
 
     def _embeddings(self, audio: np.ndarray) -> tuple[mx.array, list[int], list[int], int]:
-        mel = log_mel_spectrogram(audio, self.model.config.audio.num_mel_bins)
+        mel = clip_mel(audio, self.model.config.audio)
         audio_embeddings, stable = self.encoder(mel)
         before, after = self._prompt_pieces(audio_embeddings.shape[0])
         return audio_embeddings, before, after, stable
@@ -384,7 +370,7 @@ class StreamingSession:
         closing = self.region[:cut]
         header = self._header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
-        if float(np.max(np.abs(closing))) >= SILENCE_PEAK:
+        if not is_silent(closing):
             split = len(self.region_tokens)
             if split > header:
                 split = self._end_of_text(closing, self.region_tokens, header)
@@ -515,21 +501,21 @@ class StreamingSession:
         return [replace(w, start=w.start + offset, end=w.end + offset) for w in words]
 
 
-def transcribe_stream(source, model, *, language: str | None = None, context: str = "",
-                      chunk_seconds: float = 0.5, sample_rate: int | None = None,
-                      realtime: bool = False, **options) -> Iterator[StreamUpdate]:
+def transcribe_stream(source, model, options: TranscribeOptions | None = None, *, chunk_seconds: float = 0.5,
+                      sample_rate: int | None = None, realtime: bool = False, **kwargs) -> Iterator[StreamUpdate]:
     """Stream a file (or an array with `sample_rate`) through a StreamingSession, yielding an
     update per `chunk_seconds` of audio and the final one last. `realtime` paces the feed
     at the speed of the audio, as a live source would deliver it (a live-caption demo):
     when decoding falls behind, everything that has arrived meanwhile is fed at once and
-    the session catches up (see StreamingSession's `catch_up`)."""
+    the session catches up (see StreamingSession's `catch_up`). Other keywords: option
+    changes (language, context, ...) and StreamingSession's settings."""
     import time
 
     if not isinstance(model, ASRModel):
         from .transcribe import load_model
         model = load_model(model)
-    options.setdefault("catch_up", realtime)
-    session = StreamingSession(model, language=language, context=context, **options)
+    kwargs.setdefault("catch_up", realtime)
+    session = StreamingSession(model, options, **kwargs)
     stream = open_audio_stream(source, sample_rate, block_seconds=chunk_seconds)
     started = time.perf_counter()
     fed = 0.0

@@ -107,7 +107,7 @@ N_TRAIN_VOICES = 64
 WORD_GAP = (0.03, 0.22)         # silence between the words of a sentence, seconds
 SENTENCE_PAUSE = (0.35, 1.5)    # between sentences
 
-# Token ids (REFERENCE.md §6).
+# Token ids (docs/model.md §6).
 ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645
 AUDIO_START, AUDIO_END, AUDIO_PAD, ASR_TEXT = 151669, 151670, 151676, 151704
 VOCAB_SIZE = 151936

@@ -6,6 +6,7 @@ import soundfile as sf
 
 from mlx_qwen_asr.decoding import greedy_decode, greedy_decode_batch
 from mlx_qwen_asr.errors import AudioError
+from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -16,13 +17,18 @@ def model(tiny_checkpoint_fp32):
     return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
 
 
+def embeddings(model, audio):
+    """[P, hidden] prompt embeddings of a clip, as the pipeline builds them."""
+    return asr_prompt(model, audio)[1]
+
+
 def clips():
     """Different lengths (so prompts pad differently), one reversed so contents differ."""
     return [speech(2.0), speech(5.3)[::-1].copy(), speech(3.1), speech(0.7), speech(9.0)]
 
 
 def test_batch_rows_equal_single_decoding(model):
-    prompts = [model._prompt_embeddings(a, None, "", {}) for a in clips()]
+    prompts = [embeddings(model, a) for a in clips()]
     budgets = [24, 24, 10, 24, 17]
     singles = [greedy_decode(model.network, p[None], n, model.config.eos_token_ids).tokens
                for p, n in zip(prompts, budgets)]
@@ -34,7 +40,7 @@ def test_batch_rows_equal_single_decoding(model):
 def test_batch_of_one_single_token_steps(model):
     """Batch > 1 single-token steps with per-row RoPE positions (the case that broke another port)
     and a batch of one both match."""
-    prompt = model._prompt_embeddings(speech(4.0), None, "", {})
+    prompt = embeddings(model, speech(4.0))
     single = greedy_decode(model.network, prompt[None], 12, model.config.eos_token_ids).tokens
     assert greedy_decode_batch(model.network, [prompt], [12], model.config.eos_token_ids)[0].tokens == single
     pair = greedy_decode_batch(model.network, [prompt, prompt[:40]], [12, 12], model.config.eos_token_ids)
@@ -43,7 +49,7 @@ def test_batch_of_one_single_token_steps(model):
 
 def test_rows_stop_on_their_own_at_eos(model):
     """A row whose EOS comes first stops there while the others go on."""
-    prompts = [model._prompt_embeddings(a, None, "", {}) for a in clips()[:3]]
+    prompts = [embeddings(model, a) for a in clips()[:3]]
     reference = [greedy_decode(model.network, p[None], 16, model.config.eos_token_ids).tokens for p in prompts]
     eos = (reference[1][3],)  # pretend the 4th token of row 1 is an end-of-sequence id
     batched = greedy_decode_batch(model.network, prompts, [16] * 3, eos)

@@ -19,7 +19,7 @@ SPECIAL_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 15
 
 
 def reference_0_6b_shapes() -> dict[str, tuple[int, ...]]:
-    """REFERENCE.md §2, written out independently of random_checkpoint.weight_shapes."""
+    """docs/model.md §2, written out independently of random_checkpoint.weight_shapes."""
     s = {}
     a = "thinker.audio_tower."
     s[a + "conv2d1.weight"], s[a + "conv2d1.bias"] = (480, 1, 3, 3), (480,)

@@ -4,7 +4,7 @@ Needs the `test` extra (torch, qwen-asr); imported only by tests, benchmarks and
 script, never by the inference path.
 
 The official transformers backend on CPU ignores the encoder's 8 s attention windows (it
-never passes the block mask it can build, REFERENCE.md §4); the model was trained and is
+never passes the block mask it can build, docs/model.md §4); the model was trained and is
 served (flash-attention, vLLM) with them. `enable_window_mask` restores them so the
 reference computes the semantics the model actually has.
 """

@@ -12,8 +12,7 @@ import numpy as np
 
 from . import official
 from ..decoding import greedy_decode
-from ..encoder import audio_token_count
-from ..mel import log_mel_spectrogram
+from ..model_input import asr_prompt, clip_mel
 from ..transcribe import ASRModel
 
 EOS_FILL = 151645
@@ -26,15 +25,14 @@ def relative_error(actual, expected) -> float:
 
 
 def prefill_embeddings(model: ASRModel, audio: np.ndarray, context: str = "", language: str | None = None):
-    """(prompt ids, [1, P, hidden] embeddings) exactly as `ASRModel.transcribe` builds them."""
-    mel = log_mel_spectrogram(audio, model.config.audio.num_mel_bins)
-    ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), context, language)
-    return ids, model.network.embed_prompt(ids, model.network.encode_audio(mel))
+    """(prompt ids, [1, P, hidden] embeddings): the pipeline's own (model_input.asr_prompt)."""
+    ids, embeddings = asr_prompt(model, audio, context, language)
+    return ids, embeddings[None]
 
 
 def compare_mel(model: ASRModel, reference, audio: np.ndarray) -> dict:
     expected = official.features(reference, audio)
-    actual = np.array(log_mel_spectrogram(audio, model.config.audio.num_mel_bins))
+    actual = np.array(clip_mel(audio, model.config.audio))
     return {"shape": list(actual.shape), "max_abs_diff": float(np.max(np.abs(actual - expected)))}
 
 

@@ -44,7 +44,7 @@ VOCAB_SIZE = 151936  # embedding rows (padded beyond the tokenizer)
 
 # Added tokens of the Qwen3-ASR tokenizer: (id, content, special). 151643-151670 are the
 # Qwen3 base tokenizer's; the audio ids and <non_speech>/<asr_text> are verified for
-# Qwen3-ASR (REFERENCE.md §6). The strings of 151671-151674 are unknown: Qwen3-Omni's
+# Qwen3-ASR (docs/model.md §6). The strings of 151671-151674 are unknown: Qwen3-Omni's
 # tts tokens stand in for them.
 ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
     (151643, "<|endoftext|>", True),
@@ -87,7 +87,7 @@ ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
     (151704, "<asr_text>", False),
 )
 
-# Renders the prompt the official code builds (REFERENCE.md §6):
+# Renders the prompt the official code builds (docs/model.md §6):
 # <|im_start|>system\n{context}<|im_end|>\n<|im_start|>user\n<|audio_start|><|audio_pad|>
 # <|audio_end|><|im_end|>\n<|im_start|>assistant\n
 CHAT_TEMPLATE = (
@@ -111,7 +111,7 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
 )
 
-# preprocessor_config.json of Qwen/Qwen3-ASR-0.6B (shared/data/configs), plus the
+# preprocessor_config.json of Qwen/Qwen3-ASR-0.6B as published, plus the
 # sampling_rate that WhisperFeatureExtractor also writes.
 PREPROCESSOR_CONFIG = {
     "chunk_length": 30,
@@ -242,7 +242,7 @@ def model_config_dict(size: str = "tiny", **overrides) -> dict:
         "initializer_range": 0.02,
     }
     # dtype only at the top level: a sub-config dtype overrides from_pretrained(dtype=...)
-    # for that sub-model in transformers 4.57 (REFERENCE.md §1).
+    # for that sub-model in transformers 4.57 (docs/model.md §1).
     config = {
         "architectures": ["Qwen3ASRForConditionalGeneration"],
         "model_type": "qwen3_asr",
@@ -317,7 +317,7 @@ def _conv_out_in_features(audio: dict) -> int:
 def weight_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Every tensor of the checkpoint, name -> PyTorch shape, in file order.
 
-    Nothing is allocated: tests compare this against REFERENCE.md §2 for the real sizes.
+    Nothing is allocated: tests compare this against docs/model.md §2 for the real sizes.
     """
     thinker = config["thinker_config"]
     audio, text = thinker["audio_config"], thinker["text_config"]
@@ -687,8 +687,8 @@ def build_random_checkpoint(out_dir, size: str = "tiny", seed: int = 0, dtype: s
 
 # The aligner is the ASR architecture with another head: `thinker.lm_head` maps the hidden
 # state at each <timestamp> token to classify_num classes of timestamp_segment_time ms
-# (modeling_qwen3_asr.py, "forced_aligner" in the thinker's model_type). Values from
-# shared/data/configs/HYPERPARAMETERS.md (ForcedAligner column).
+# (modeling_qwen3_asr.py, "forced_aligner" in the thinker's model_type). Values from the
+# published Qwen/Qwen3-ForcedAligner-0.6B config.json.
 ALIGNER_VOCAB_SIZE = 152064
 TIMESTAMP_TOKEN_ID = 151705
 ALIGNER_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = ((TIMESTAMP_TOKEN_ID, "<timestamp>", True),)

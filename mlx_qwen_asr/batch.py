@@ -1,0 +1,162 @@
+"""Batched transcription: the segments of several inputs decoded together, up to
+`batch_size` rows at a time, each input's result equal to its transcription alone.
+
+Inputs are read and cut in order; their segments queue up as jobs; whenever `batch_size`
+are queued (and at the end) they are decoded as one batch, and every input whose segments
+are all done is finished, in input order of completion.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .aligner import get_aligner
+from .audio import SAMPLE_RATE
+from .audio_stream import open_audio_stream
+from .decoding import RepetitionGuard, greedy_decode_batch
+from .errors import QwenASRError
+from .options import TranscribeOptions
+from .prompt import normalize_language
+from .results import Segment, Transcription
+from .segment import iter_segments
+from .model_input import add_time, asr_prompt
+from .transcribe import ASRModel, attach_words, with_speed
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions | None = None, *,
+                     batch_size: int = DEFAULT_BATCH_SIZE, on_error: str = "raise", sample_rate: int | None = None,
+                     progress=None, **changes) -> list:
+    """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
+    `batch_size` segments (of any of them) together. Each result equals
+    `model.transcribe` of that input alone.
+
+    `on_error="raise"` stops at the first bad input; `"return"` puts its exception in the
+    result list instead, so one bad file does not stop the others. `progress`, if given, is
+    called as progress(index, result) when input `index` is done.
+    """
+    if on_error not in ("raise", "return"):
+        raise ValueError('on_error must be "raise" or "return"')
+    options = TranscribeOptions.build(options, **changes)
+    normalize_language(options.language, model.config.support_languages)   # this model's languages
+    run = _BatchRun(model, audios, options, sample_rate, progress)
+    for index, audio in enumerate(audios):
+        try:
+            run.read(index, audio, batch_size)
+        except QwenASRError as exc:
+            run.drop(index)
+            if on_error == "raise":
+                raise
+            run.results[index] = exc
+            if progress is not None:
+                progress(index, exc)
+    if run.jobs:
+        run.decode_queued()
+    run.finish_ready()
+    return run.results
+
+
+@dataclass
+class _SegmentJob:
+    index: int          # which input
+    order: int          # which segment of it
+    audio: np.ndarray
+    offset: float
+    timings: dict       # the input's timings, charged as its segments are processed
+
+    @property
+    def end(self) -> float:
+        return self.offset + len(self.audio) / SAMPLE_RATE
+
+
+@dataclass
+class _InputState:
+    duration: float
+    timings: dict
+    parts: list = field(default_factory=list)   # per segment: its resulting Segments, None while pending
+    read: bool = False                          # all segments cut (the input is fully read)
+
+    @property
+    def complete(self) -> bool:
+        return self.read and all(part is not None for part in self.parts)
+
+
+class _BatchRun:
+    """The queue of segment jobs and the inputs still in progress of one transcribe_batch call."""
+
+    def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress):
+        self.model, self.audios, self.options = model, audios, options
+        self.sample_rate, self.progress = sample_rate, progress
+        self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
+        self.results: list = [None] * len(audios)
+        self.jobs: list[_SegmentJob] = []
+        self.inputs: dict[int, _InputState] = {}
+
+    def read(self, index: int, audio, batch_size: int) -> None:
+        """Cut input `index` into segment jobs, decoding a batch whenever `batch_size` are queued."""
+        start = time.perf_counter()
+        stream = open_audio_stream(audio, self.sample_rate)
+        state = self.inputs[index] = _InputState(stream.duration, {"load": time.perf_counter() - start})
+        for order, piece in enumerate(iter_segments(stream.blocks, self.options.segment_seconds)):
+            state.parts.append(None)
+            self.jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
+            if len(self.jobs) >= batch_size:
+                self.decode_queued()
+        state.read = True
+
+    def drop(self, index: int) -> None:
+        """Forget a bad input and its queued jobs."""
+        self.inputs.pop(index, None)
+        self.jobs[:] = [job for job in self.jobs if job.index != index]
+
+    def decode_queued(self) -> None:
+        model, options = self.model, self.options
+        for job, segment in zip(self.jobs, decode_jobs(model, self.jobs, options)):
+            state = self.inputs[job.index]
+            parts = [segment]
+            if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition", "length"):
+                parts = model.decode_with_recovery(job.audio, job.offset, options, state.timings, first=segment)
+            if self.aligner is not None:
+                attach_words(self.aligner, parts, job.audio, job.offset, state.timings)
+            state.parts[job.order] = parts
+        self.jobs.clear()
+        self.finish_ready()
+
+    def finish_ready(self) -> None:
+        for index in [i for i, state in self.inputs.items() if state.complete]:
+            state = self.inputs.pop(index)
+            segments = [seg for part in state.parts for seg in part]
+            result = Transcription.from_segments(segments, state.duration, with_speed(state.timings, segments))
+            result.source = self.audios[index] if self.sample_rate is None else (self.audios[index], self.sample_rate)
+            self.results[index] = result
+            if self.progress is not None:
+                self.progress(index, result)
+
+
+def decode_jobs(model: ASRModel, jobs: list[_SegmentJob], options: TranscribeOptions) -> list[Segment]:
+    """Segments of a batch: silent ones skipped, the rest decoded together."""
+    prompts, budgets, live = [], [], []
+    segments: list[Segment | None] = []
+    for job in jobs:
+        prompt = asr_prompt(model, job.audio, options.context, options.language, job.timings)
+        if prompt is None:
+            segments.append(Segment(job.offset, job.end, "", options.language or "", "silence"))
+            continue
+        segments.append(None)
+        prompts.append(prompt[1])
+        budgets.append(model.budget(job.audio, options))
+        live.append(len(segments) - 1)
+    if prompts:
+        guard = RepetitionGuard() if options.repetition_guard else None
+        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
+        for slot, result in zip(live, decoded):
+            job = jobs[slot]
+            # The batch's time is shared: each row is charged an equal part.
+            add_time(job.timings, "prefill", result.prefill_s / len(prompts))
+            add_time(job.timings, "decode", result.decode_s / len(prompts))
+            segments[slot] = model.segment(result, job.offset, job.end, options.language)
+    return segments

@@ -1,0 +1,138 @@
+"""What to do with a request, as one frozen value checked once: `TranscribeOptions`, and
+the load-time settings of a model, `LoadOptions`.
+
+Every front end (the Python API, batch and folder runs, streaming, the CLI, a server)
+builds these values and hands them on; nothing below re-reads or re-checks them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import asdict, dataclass, fields, replace
+
+from .aligner import DEFAULT_ALIGNER, Aligner
+from .config import SUPPORTED_LANGUAGES
+from .errors import OptionError
+from .prompt import normalize_language
+from .segment import DEFAULT_SEGMENT_SECONDS
+
+DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZE_BITS = (4, 8)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Per-request transcription options: they may differ between two calls on one loaded model.
+
+    language:          force this language ("english" -> "English"); None detects it per segment.
+    context:           text (names, terms) given to the model as its system prompt.
+    max_new_tokens:    token budget per segment, at least 1; None scales it with each segment's
+                       duration (and lets loop recovery retry a segment that hits it).
+    segment_seconds:   audio longer than this (at least 1 s) is cut at quiet moments into
+                       segments of about this length, each transcribed on its own.
+    repetition_guard:  stop a segment's decoding when it loops; False is plain greedy decoding,
+                       token for token the official `generate`.
+    recover_loops:     decode a segment that looped or hit its default budget again, with a
+                       repetition penalty, then in two halves.
+    word_timestamps:   time every word with the forced aligner (`Segment.words`).
+    aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
+
+    Streaming uses language, context, word_timestamps and aligner; the others are offline only.
+    The model, its dtype and quantization are not here: they are fixed when a model is loaded
+    (`LoadOptions`).
+    """
+
+    language: str | None = None
+    context: str = ""
+    max_new_tokens: int | None = None
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
+    repetition_guard: bool = True
+    recover_loops: bool = True
+    word_timestamps: bool = False
+    aligner: object = DEFAULT_ALIGNER
+
+    def __post_init__(self):
+        set_ = object.__setattr__   # frozen: the checked values are stored once, here
+        set_(self, "language", normalize_language(self.language, SUPPORTED_LANGUAGES))
+        if self.context is None:
+            set_(self, "context", "")
+        if not isinstance(self.context, str):
+            raise OptionError(f"context must be text, got {type(self.context).__name__}")
+        if self.max_new_tokens is not None and not (_is_int(self.max_new_tokens) and self.max_new_tokens >= 1):
+            raise OptionError(f"max_new_tokens must be a whole number of at least 1, got {self.max_new_tokens!r}")
+        if not (_is_number(self.segment_seconds) and math.isfinite(self.segment_seconds)
+                and self.segment_seconds >= 1.0):
+            raise OptionError(f"segment_seconds must be a number of at least 1 (seconds), got {self.segment_seconds!r}")
+        for name in ("repetition_guard", "recover_loops", "word_timestamps"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)) and not isinstance(self.aligner, Aligner):
+            raise OptionError(f"aligner must be a hub id, a directory or a loaded Aligner, got {self.aligner!r}")
+
+    @classmethod
+    def build(cls, options: "TranscribeOptions | None" = None, **changes) -> "TranscribeOptions":
+        """`options` (default: the defaults) with `changes` applied; an unknown name is a TypeError."""
+        unknown = sorted(set(changes) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown transcription option(s): {', '.join(unknown)}")
+        if options is None:
+            return cls(**changes)
+        if not isinstance(options, cls):
+            raise TypeError(f"options must be a TranscribeOptions, got {type(options).__name__}")
+        return replace(options, **changes) if changes else options
+
+    def changed(self) -> list[str]:
+        """Names of the fields that differ from their defaults."""
+        default = TranscribeOptions()
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+
+    def record(self) -> dict:
+        """The options as plain JSON values (a folder run's manifest): the aligner by its path,
+        and only when word timestamps are on (otherwise it changes nothing)."""
+        out = asdict(replace(self, aligner=DEFAULT_ALIGNER))
+        out["aligner"] = str(getattr(self.aligner, "path", self.aligner)) if self.word_timestamps else None
+        return out
+
+
+# What streaming cannot honour (it decodes growing regions with its own budget and guard).
+NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops")
+
+
+def check_streamable(options: TranscribeOptions) -> TranscribeOptions:
+    ignored = [name for name in options.changed() if name in NOT_STREAMED]
+    if ignored:
+        raise OptionError(f"streaming does not use {', '.join(ignored)} (offline transcription only)")
+    return options
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded; fixed for its lifetime (one loaded model per setting).
+
+    model:     hub id or local directory.
+    dtype:     "float32", "bfloat16", "float16", an mx.Dtype, or None (float32 on CPU, bfloat16 on GPU).
+    quantize:  4 or 8: quantize the decoder's linear layers at that many bits once loaded; None: not.
+    """
+
+    model: object = DEFAULT_MODEL
+    dtype: object = None
+    quantize: int | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.model, (str, os.PathLike)) and str(self.model)):
+            raise OptionError(f"model must be a hub id or a directory, got {self.model!r}")
+        if isinstance(self.dtype, str) and self.dtype not in DTYPES:
+            raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.quantize is not None and not (_is_int(self.quantize) and self.quantize in QUANTIZE_BITS):
+            raise OptionError(f"quantize must be 4 or 8 (bits), got {self.quantize!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
