@@ -104,15 +104,18 @@ class RayWorkers:
                                    f"{_first_line(exc)}") from None
             started = True
         if workers is None:
-            workers = LOCAL_WORKERS if address is True else len([n for n in ray.nodes() if n.get("Alive")])
+            workers = LOCAL_WORKERS if address is True else max(1, sum(
+                n.get("Alive", False) and n.get("Resources", {}).get("CPU", 0) >= 1 for n in ray.nodes()))
         actor = ray.remote(num_cpus=1, max_restarts=WORKER_RESTARTS, max_task_retries=0)(Worker)
         actors = [actor.options(scheduling_strategy="SPREAD").remote(model, dtype, quantize) for _ in range(workers)]
         self = cls(ray, actors, started)
         try:
             problems = {r["problem"] for r in ray.get([a.ready.remote() for a in actors]) if r["problem"]}
-        except Exception as exc:
+        except BaseException as exc:   # Ctrl-C too: the cluster this run started goes with it
             self.close()
-            raise QwenASRError(f"Ray workers did not start: {_first_line(exc)}") from None
+            if isinstance(exc, Exception):
+                raise QwenASRError(f"Ray workers did not start: {_first_line(exc)}") from None
+            raise
         if problems:
             self.close()
             raise QwenASRError(sorted(problems)[0])
