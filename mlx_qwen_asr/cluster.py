@@ -22,6 +22,7 @@ import os
 import socket
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -57,8 +58,6 @@ class Worker:
         return {"pid": os.getpid(), "host": socket.gethostname(), "problem": self.problem}
 
     def transcribe(self, sources: list[str], options: TranscribeOptions) -> list:
-        from pathlib import Path
-
         results = transcribe_group(self.asr, [Path(s) for s in sources], options)
         # Only the message travels back: every exception pickles as a plain QwenASRError.
         return [r if isinstance(r, Transcription) else QwenASRError(_first_line(r)) for r in results]
