@@ -5,6 +5,7 @@
     python -m mlx_qwen_asr AUDIO_OR_FOLDER ... -o OUT -f srt,json  # files in OUT (folder.py)
     ffmpeg -i talk.mp4 -f s16le -ac 1 -ar 16000 - | python -m mlx_qwen_asr - --raw-rate 16000
     python -m mlx_qwen_asr talk.wav --align transcript.txt -o OUT -f srt   # time a given text
+    python -m mlx_qwen_asr FOLDER -o OUT --ray [ADDRESS]         # the same over a Ray cluster (cluster.py)
 
 Exit status: 0 all done, 1 some file failed, 2 setup error (model, language, options),
 130 interrupted (rerun the same command to continue a folder run). A flag the chosen mode
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="with -o: no progress bars or final summary")
     parser.add_argument("--raw-rate", type=_positive_rate, default=None, metavar="N",
                         help="with -: standard input is raw 16-bit little-endian mono PCM at N Hz")
+    parser.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                        help="with -o: spread the files over a Ray cluster's workers (pip install "
+                             "'mlx-qwen-asr[ray]'): ADDRESS of a running one (host:port, auto), or none to start "
+                             "a local one; write --ray=ADDRESS or put it after the inputs")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --ray: this many workers, each loading the model (default: 2 on a local "
+                             "cluster, one per node on a running one)")
     parser.add_argument("--segment-seconds", type=_positive_seconds, default=None,
                         help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
     parser.add_argument("--model", default=None,
@@ -171,6 +179,14 @@ def _unhonoured(args) -> str | None:
                                         ("--max-cue-seconds", args.max_cue_seconds)) if value is not None]
     if args.output_dir is None and (args.format or args.overwrite):
         return "-f/--format and --overwrite write files: give an output folder with -o"
+    if args.output_dir is None and (args.ray or args.ray_workers is not None):
+        return "--ray and --ray-workers spread a folder run: give an output folder with -o"
+    if args.ray_workers is not None and not args.ray:
+        return "--ray-workers has no effect in a run without --ray"
+    if args.ray_workers is not None and args.ray_workers < 1:
+        return f"--ray-workers must be at least 1, got {args.ray_workers}"
+    if args.ray and (STDIN in args.audio or args.align is not None):
+        return "--ray spreads the files of a folder run; standard input and --align run here"
     if args.quiet and args.output_dir is None:
         return "--quiet turns off the progress bars and summary of -o runs; without -o there are none"
     if args.raw_rate is not None and STDIN not in args.audio:
@@ -391,7 +407,8 @@ def _folder_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
     try:
         summary = transcribe_folder(
             args.audio, args.output_dir, options, model=model, dtype=args.dtype, formats=formats,
-            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, shape=shape)
+            overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose, shape=shape,
+            ray=args.ray, ray_workers=args.ray_workers)
     except KeyboardInterrupt:
         return 130   # the summary printed says so, and how to continue
     return 1 if summary["failed"] else 0

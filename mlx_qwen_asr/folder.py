@@ -260,7 +260,8 @@ def _say(message: str) -> None:
 
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
                       dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
-                      verbose: bool = False, shape=None, **changes) -> dict:
+                      verbose: bool = False, shape=None, ray=None, ray_workers: int | None = None,
+                      **changes) -> dict:
     """Transcribe audio files and folders (recursively) into `output_dir`; returns the summary.
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
@@ -270,6 +271,9 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     with the same options unless `overwrite`. Files that fail are listed in the summary's
     `failures`; `quiet` turns off the progress bars and the printed summary (errors are
     still printed).
+    `ray` spreads the files over a Ray cluster's workers (cluster.py; the `ray` extra): True
+    starts a local one, "auto" or an address joins a running one; `ray_workers` says how many.
+    The outputs, manifest and resuming are the same as a local run's.
     """
     options = TranscribeOptions.build(options, **changes)
     formats = parse_formats(formats)
@@ -297,7 +301,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
             if removed and verbose:
                 _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
             return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
-                               overwrite, quiet, verbose, shape)
+                               overwrite, quiet, verbose, shape, ray, ray_workers)
     except SetupError:
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()   # a model or aligner that failed to load leaves no empty folder behind
@@ -305,7 +309,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
 
 
 def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,
-                verbose, shape) -> dict:
+                verbose, shape, ray=None, ray_workers=None) -> dict:
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
     manifest = Manifest(output_dir)
     records: list[dict] = []
@@ -327,21 +331,29 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
         else:
             todo.append((job, stat))
 
-    # Loaded only when there is work: a rerun of a finished folder needs no model. The
-    # aligner too is loaded before any audio, so a bad one is one setup error, not one per file.
-    asr = model if isinstance(model, ASRModel) or not todo else load_model(model, dtype)
-    if todo and options.word_timestamps:
+    # Loaded only when there is work: a rerun of a finished folder needs no model (nor cluster).
+    # On Ray the workers load model and aligner; setup errors (no Ray, no model) surface here,
+    # before any audio. Locally the aligner too is loaded before any audio, so a bad one is one
+    # setup error, not one per file.
+    workers = None
+    if todo and ray:
+        from .cluster import RayWorkers
+        workers = RayWorkers.start(ray, model, dtype, ray_workers)
+    asr = model if isinstance(model, ASRModel) or not todo or workers else load_model(model, dtype)
+    if todo and options.word_timestamps and not workers:
         options = replace(options, aligner=get_aligner(options.aligner, asr.dtype))
     run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose, shape)
     interrupted = None
     transcribe_start = time.perf_counter()
     try:
         if todo:
-            run.transcribe_all(asr, todo)
+            workers.transcribe_all(run, todo) if workers else run.transcribe_all(asr, todo)
     except BaseException as exc:
         interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else first_line(exc) or type(exc).__name__
         raise
     finally:
+        if workers:
+            workers.close()
         transcribe_seconds = time.perf_counter() - transcribe_start if todo else 0.0
         interrupted = interrupted or run.stopped
         problems = []
@@ -366,8 +378,45 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
     return summary
 
 
+def transcribe_group(asr, sources: list[Path], options: TranscribeOptions, quiet: bool = True) -> list:
+    """A `Transcription` or the exception for each of `sources`, transcribed together when
+    there are several (batched decoding) and one by one if some file among them is bad."""
+    if len(sources) > 1:
+        try:
+            results = asr.transcribe_many([str(source) for source in sources], options=options)
+            if len(results) == len(sources):
+                return results
+        except SetupError:
+            raise   # wrong for every file: the run stops
+        except Exception:
+            pass   # some file in the group is bad: find out which, one by one
+    return [_transcribe_one(asr, source, options, quiet) for source in sources]
+
+
+def _transcribe_one(asr, source: Path, options: TranscribeOptions, quiet: bool):
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None and total > options.segment_seconds and not quiet:
+            bar = tqdm(total=round(total, 1), unit="s", desc=source.name, leave=False, dynamic_ncols=True)
+        if bar is not None:
+            bar.update(round(done, 1) - bar.n)
+
+    try:
+        return asr.transcribe(str(source), options=options, progress=progress)
+    except SetupError:
+        raise
+    except Exception as exc:
+        return exc
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 class _Run:
-    """The transcribing part of a folder run: groups, progress bars, outputs, manifest."""
+    """The transcribing part of a folder run: groups, progress bars, outputs, manifest.
+    A Ray run (cluster.py) uses its groups and finish_group, and transcribes elsewhere."""
 
     def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose, shape=None):
         self.output_dir, self.formats, self.settings = output_dir, formats, settings
@@ -377,15 +426,16 @@ class _Run:
 
     def transcribe_all(self, asr, todo) -> None:
         with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
-            for group in self._groups(todo):
+            for group in self.groups(todo):
                 bar.set_postfix_str(group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}")
-                for (job, stat), result in zip(group, self._transcribe_group(asr, group)):
-                    self._finish(job, stat, result)
-                    bar.update(1)
-                    if self.stopped:
-                        return
+                results = transcribe_group(asr, [job.source for job, _ in group], self.options, self.quiet)
+                self.finish_group(group, results)
+                bar.update(len(group))
+                if self.stopped:
+                    return
 
-    def _groups(self, todo):
+    def groups(self, todo):
+        """`todo`'s (job, stat) items in the groups that are transcribed together."""
         group = []
         for item in todo:
             seconds = _probe_seconds(item[0].source)
@@ -402,37 +452,13 @@ class _Run:
         if group:
             yield group
 
-    def _transcribe_group(self, asr, group) -> list:
-        if len(group) > 1:
-            try:
-                results = asr.transcribe_many([str(job.source) for job, _ in group], options=self.options)
-                if len(results) == len(group):
-                    return results
-            except SetupError:
-                raise
-            except Exception:
-                pass   # some file in the group is bad: find out which, one by one
-        return [self._transcribe_one(asr, job) for job, _ in group]
-
-    def _transcribe_one(self, asr, job):
-        bar = None
-
-        def progress(done, total):
-            nonlocal bar
-            if bar is None and total > self.options.segment_seconds and not self.quiet:
-                bar = tqdm(total=round(total, 1), unit="s", desc=job.source.name, leave=False, dynamic_ncols=True)
-            if bar is not None:
-                bar.update(round(done, 1) - bar.n)
-
-        try:
-            return asr.transcribe(str(job.source), options=self.options, progress=progress)
-        except SetupError:
-            raise   # wrong for every file: the run stops
-        except Exception as exc:
-            return exc
-        finally:
-            if bar is not None:
-                bar.close()
+    def finish_group(self, group, results) -> None:
+        """Write a group's outputs (or report its failures); each is journaled as it is done.
+        Stops early (see `stopped`) when the output folder itself fails (a full disk)."""
+        for (job, stat), result in zip(group, results):
+            self._finish(job, stat, result)
+            if self.stopped:
+                return
 
     def _finish(self, job: Job, stat, result) -> None:
         record = {"input": str(job.source), "status": "failed"}
