@@ -16,6 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .audio_stream import open_audio_stream
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
