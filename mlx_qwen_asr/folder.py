@@ -50,7 +50,7 @@ from .options import DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_output_dir
 from .results import Transcription
 from .transcribe import ASRModel, load_model
-from .writers import atomic_write, parse_formats, remove_stale_temps, write_outputs
+from .writers import CueShape, atomic_write, parse_formats, remove_stale_temps, write_outputs
 
 try:
     import fcntl
@@ -290,7 +290,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     else:
         settings = {"model": str(model), "dtype": dtype}
     settings.update(options.record())
-    if shape is not None and {"srt", "vtt"} & set(formats):
+    if shape is not None and shape != CueShape() and {"srt", "vtt"} & set(formats):
         settings["shape"] = dataclasses.asdict(shape)  # other cue shapes: other outputs
 
     created = not Path(output_dir).exists()
