@@ -46,15 +46,15 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def cli_texts(model: str, clips: list[Path], extra: list[str]) -> dict[str, str]:
-    """What `python -m mlx_qwen_asr FILES` prints, per file."""
-    run = subprocess.run([sys.executable, "-m", "mlx_qwen_asr", *map(str, clips), "--model", model, *extra],
-                         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if run.returncode != 0:
-        raise SystemExit("CLI failed: " + run.stderr)
+    """What `python -m mlx_qwen_asr FILE` prints for each file (one run per file: text of
+    random weights can hold newlines, so several files' lines could not be told apart)."""
     texts = {}
-    for line in run.stdout.splitlines():
-        path, _, text = line.partition(": ")
-        texts[Path(path).name] = text
+    for clip in clips:
+        run = subprocess.run([sys.executable, "-m", "mlx_qwen_asr", str(clip), "--model", model, *extra],
+                             cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if run.returncode != 0:
+            raise SystemExit("CLI failed: " + run.stderr)
+        texts[clip.name] = run.stdout.removesuffix("\n")
     return texts
 
 
