@@ -93,22 +93,13 @@ def _text_as_wav(tmp):
     return path
 
 
-def _random_flac(tmp):
-    path = tmp / "noise.flac"
-    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    return path
-
-
-def _random_mp3(tmp):
-    path = tmp / "noise.mp3"
-    path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    return path
-
-
-def _random_m4a(tmp):
-    path = tmp / "noise.m4a"
-    path.write_bytes(np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    return path
+def _random_bytes(name: str, seed: int):
+    """A file of random bytes under an audio file's name."""
+    def make(tmp):
+        path = tmp / name
+        path.write_bytes(np.random.default_rng(seed).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        return path
+    return make
 
 
 def _no_frames(tmp):
@@ -145,9 +136,9 @@ BROKEN = {
     "truncated-flac": (_truncated_flac, "corrupt or truncated"),
     "empty": (_empty, "empty"),
     "text-named-wav": (_text_as_wav, "cannot decode"),
-    "random-flac": (_random_flac, "cannot decode"),
-    "random-mp3": (_random_mp3, "cannot decode"),
-    "random-m4a": (_random_m4a, "cannot decode"),
+    "random-flac": (_random_bytes("noise.flac", 0), "cannot decode"),
+    "random-mp3": (_random_bytes("noise.mp3", 1), "cannot decode"),
+    "random-m4a": (_random_bytes("noise.m4a", 2), "cannot decode"),
     "no-frames": (_no_frames, "no audio samples"),
     "nan": (_nan_wav, "nan"),
     "inf": (_inf_wav, "infinite"),
