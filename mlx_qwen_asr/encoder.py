@@ -28,6 +28,13 @@ def audio_token_count(mel_frames: int, chunk_frames: int = 100) -> int:
     return full * conv_output_length(chunk_frames) + (conv_output_length(tail) if tail else 0)
 
 
+def stem_chunk_width(frames: int, chunk_frames: int, several_chunks: bool) -> int:
+    """Width the conv stem gives a clip's last (short) chunk. The official code pads it to the
+    longest chunk in the batch: a full chunk when the clip has several, itself when it has one.
+    The one statement of this rule (encoder_cache.py follows it window by window)."""
+    return chunk_frames if several_chunks else frames
+
+
 def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -> mx.array:
     """[sin | cos] position table of the official SinusoidsPositionEmbedding (float32)."""
     log_increment = math.log(max_timescale) / (channels // 2 - 1)
@@ -112,9 +119,7 @@ class AudioEncoder(nn.Module):
         n_mels, frames = mel.shape
         chunk = self.config.chunk_frames
         num_chunks = -(-frames // chunk)
-        # The official code pads the tail chunk to the longest chunk in the batch: 100
-        # frames when there are several chunks, the chunk itself when there is one.
-        width = chunk if num_chunks > 1 else frames
+        width = stem_chunk_width(frames, chunk, num_chunks > 1)
         mel = mx.pad(mel, [(0, 0), (0, num_chunks * width - frames)])
         x = mel.reshape(n_mels, num_chunks, width).transpose(1, 0, 2)[..., None]  # NHWC
         x = gelu(self.conv2d1(x))

@@ -1,37 +1,16 @@
-"""Streaming transcription: text while people speak, without limit, in flat memory.
+"""Streaming transcription: feed audio as it arrives, get committed (append-only) and
+partial text back, without limit, in flat memory.
 
-The official streaming (vLLM only) re-encodes and re-decodes all audio every 2 s. Here:
-
-* Audio is kept for the current *region* only. The encoder's 8 s windows attend only
-  within themselves, so a completed window's output is cached and reused as long as its
-  mel frames are unchanged (the mel of the region is recomputed each step - it is cheap -
-  and compared, which also covers the utterance-global `max - 8` clamp moving); in the open
-  tail window, conv-stem outputs of completed 1 s chunks are cached the same way.
-* The decoder's KV cache keeps the prompt up to the first changed audio token; each step
-  feeds only the changed tail, the prompt suffix and the text prefix.
-* Text follows the official policy: for the first `unfixed_steps` steps of a region nothing
-  is fixed; afterwards the previous output minus its last `unfixed_tokens` tokens (more
-  while that would end inside a UTF-8 character) is fed back as a fixed prefix, and that
-  prefix is what `committed` shows: it only ever grows. One rule is added: only tokens on
-  which two consecutive steps agree are committed (local agreement), because a model that
-  hallucinates at the abrupt end of the audio does so differently as the audio grows.
-* Steps come every `step_seconds` of the stream, except its very first ones (at 1.5 and
-  3 s, so text can be committed 3 s in rather than 4) and, with `catch_up` (live audio),
-  when several steps' worth arrived while one ran: then they are decoded as one step, so a
-  machine slower than real time falls behind by a bounded delay instead of ever more.
-* When a region exceeds `max_region_seconds`, it is closed at the quietest moment at least
-  `keep_seconds` before its end: the model shows where the transcript of the audio before
-  the cut ends in the committed text (words that become much less likely without the
-  audio after the cut belong after it; see _end_of_text), or, if the committed text falls
-  short of the cut, continues it greedily up to its end of text. Text before that point is
-  archived; the rest carries over as the fixed prefix of the next region, which starts at
-  the cut. So memory and cost per step stay flat for a stream of any length.
+`StreamingSession` schedules the steps, decodes each with encoder and KV-cache reuse and a
+draft, commits what two steps agree on, and closes a region past `max_region_seconds`
+(stream_regions.py); text and word times are kept by stream_text.py, the encoder's cache
+by encoder_cache.py. The design and its reasons: docs/architecture.md, "Streaming".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
@@ -40,13 +19,14 @@ from .aligner import get_aligner
 from .audio import SAMPLE_RATE
 from .audio_stream import ChunkInput, open_audio_stream
 from .decoding import RepetitionGuard, greedy_decode, token_budget
-from .encoder import audio_token_count, conv_output_length
+from .encoder_cache import EncoderWindowCache
 from .errors import OptionError
 from .model_input import clip_mel, is_silent
 from .options import TranscribeOptions, check_streamable
-from .prompt import ASR_TEXT_TAG, normalize_language, parse_output
+from .prompt import ASR_TEXT_TAG, normalize_language
 from .results import join_texts
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .stream_regions import end_of_text, log_softmax, region_cut
+from .stream_text import StreamText, StreamWords
 from .transcribe import ASRModel
 
 STEP_SECONDS = 2.0
@@ -88,85 +68,6 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-class StreamingEncoder:
-    """Audio embeddings of a growing region, reusing completed windows and 1 s chunks."""
-
-    def __init__(self, model: ASRModel):
-        self.encoder = model.network.audio_tower
-        config = model.config.audio
-        self.chunk = config.chunk_frames
-        self.window_frames = config.chunk_frames * config.chunks_per_window
-        self.tokens_per_chunk = conv_output_length(config.chunk_frames)
-        self.windows: list[tuple[np.ndarray, mx.array]] = []   # (mel frames, output) of full windows
-        self.chunks: dict[int, tuple[np.ndarray, mx.array]] = {}  # tail-window chunk index -> (mel, stem)
-
-    def reset(self) -> None:
-        self.windows, self.chunks = [], {}
-
-    def __call__(self, mel: mx.array) -> tuple[mx.array, int]:
-        """[n_mels, T] mel of the whole region -> (embeddings [N, D], leading tokens unchanged
-        since the previous call)."""
-        frames = mel.shape[1]
-        mel_np = np.array(mel)
-        full = frames // self.window_frames
-        outputs, stable, still_stable = [], 0, True
-        for w in range(full):
-            window_mel = mel_np[:, w * self.window_frames:(w + 1) * self.window_frames]
-            if w < len(self.windows) and np.array_equal(self.windows[w][0], window_mel):
-                output = self.windows[w][1]
-                if still_stable:
-                    stable += output.shape[0]
-            else:
-                still_stable = False
-                output = self._encode(mel[:, w * self.window_frames:(w + 1) * self.window_frames], pad_tail=True,
-                                      first_chunk=w * self.window_frames // self.chunk)
-                del self.windows[w:]
-                self.windows.append((window_mel, output))
-            outputs.append(output)
-        del self.windows[full:]
-        tail = frames - full * self.window_frames
-        if tail:
-            start = full * self.window_frames
-            outputs.append(self._encode(mel[:, start:], pad_tail=frames > self.chunk, first_chunk=start // self.chunk,
-                                        cache_chunks=True))
-        embeddings = mx.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
-        return embeddings, stable
-
-    def _encode(self, mel: mx.array, pad_tail: bool, first_chunk: int, cache_chunks: bool = False) -> mx.array:
-        """One window: stem per 1 s chunk (cached ones reused), then the transformer."""
-        frames = mel.shape[1]
-        mel = mel.astype(self.encoder.conv2d1.weight.dtype)
-        count = -(-frames // self.chunk)
-        stems: list[mx.array | None] = [None] * count
-        todo = []
-        for c in range(count):
-            piece = mel[:, c * self.chunk:(c + 1) * self.chunk]
-            complete = piece.shape[1] == self.chunk
-            key = first_chunk + c
-            if cache_chunks and complete and key in self.chunks:
-                cached_mel, stem = self.chunks[key]
-                if np.array_equal(cached_mel, np.array(piece)):
-                    stems[c] = stem
-                    continue
-            todo.append(c)
-        if todo:
-            # The official stem pads a short last chunk to a full one whenever the audio has
-            # more than one chunk; a lone short chunk is used as it is.
-            width = self.chunk if (pad_tail or count > 1) else frames
-            batch = [mx.pad(mel[:, c * self.chunk:(c + 1) * self.chunk],
-                            [(0, 0), (0, width - min(self.chunk, frames - c * self.chunk))]) for c in todo]
-            computed = self.encoder.conv_stem(mx.concatenate(batch, axis=1))
-            for i, c in enumerate(todo):
-                stems[c] = computed[i]
-                if cache_chunks and (c + 1) * self.chunk <= frames:
-                    self.chunks[first_chunk + c] = (np.array(mel[:, c * self.chunk:(c + 1) * self.chunk]), computed[i])
-        if cache_chunks:
-            for key in [k for k in self.chunks if k < first_chunk or k >= first_chunk + count]:
-                del self.chunks[key]
-        tokens = mx.concatenate(stems, axis=0)[:audio_token_count(frames, self.chunk)]
-        return self.encoder.transform(tokens, tokens.shape[0])
-
-
 class StreamingSession:
     """Feed audio as it arrives; get committed and partial text back.
 
@@ -201,11 +102,10 @@ class StreamingSession:
         self.max_step_tokens = max_step_tokens
         # Word times of committed text: re-aligned within the region whenever it grows (the
         # region is bounded, so this cost is flat too); closed regions keep theirs.
-        self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
-        self.archived_words: list = []
-        self.region_words: list = []
-        self.aligned_tokens: list[int] = []
         self.language = normalize_language(options.language, model.config.support_languages)
+        self.text = StreamText(model.tokenizer, self.language)
+        aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
+        self.words = StreamWords(aligner, self.text) if aligner is not None else None
         self.context = options.context
         self.step = int(step_seconds * SAMPLE_RATE)
         self.unfixed_steps = unfixed_steps
@@ -220,19 +120,16 @@ class StreamingSession:
         self.first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * self.step)
         if self.max_region < 4 * self.keep:
             raise ValueError("max_region_seconds must be at least four times keep_seconds")
-        self.encoder = StreamingEncoder(model)
+        self.encoder = EncoderWindowCache(model.network.audio_tower)
         self.input = ChunkInput()               # chunks of any rate -> 16 kHz mono, in order
         self.region = np.zeros(0, np.float32)   # audio of the current region
         self.unprocessed = 0                    # samples of it not yet decoded
         self.consumed = 0                       # samples fed so far
-        self.archived = ""                      # text of closed regions
-        self.continues = False                  # this region's text continues the archived text mid-sentence
         self.region_tokens: list[int] = []      # committed tokens of this region (with the language header)
         self.output_tokens: list[int] = []      # last output of this region (committed + partial)
         self.steps_in_region = 0
         self.carried_tokens = 0                 # of region_tokens, those carried over from the last region
         self.region_decoded = False             # a step has decoded this region (see _run_step)
-        self.language_found = ""
         self.cache = model.network.make_cache()
         self.cache_valid = 0                    # prompt positions in the KV cache that are still right
         self.cache_suffix: list[int] = []       # the prompt after the audio in the cache
@@ -362,12 +259,7 @@ class StreamingSession:
 
     def _close_region(self, upto: int, reference: int) -> None:
         """Archive the start of the region up to a quiet cut, carry the rest over."""
-        # Cut late (the next region starts short) but leave `keep` seconds for the words
-        # still being decoded: the quietest moment from 3 keep-lengths before the end (the
-        # next region is never longer) to 1 before `reference` (the end of this step, had it
-        # been a regular one; the same as the end for regular steps).
-        latest = max(upto - 3 * self.keep, reference - self.keep)
-        cut = quietest_cut(self.region, upto - 3 * self.keep, latest, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
+        cut = region_cut(self.region, upto, reference, self.keep)
         closing = self.region[:cut]
         header = self._header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
@@ -386,11 +278,9 @@ class StreamingSession:
             else:
                 self.cache_valid = 0
                 archived = self.region_tokens + self._decode(closing, self.region_tokens)
-        if self.aligner is not None:
-            self.archived_words += self._timed_words(archived, closing)
-            self.region_words, self.aligned_tokens = [], []
-        self.archived = self._joined(archived)
-        self.continues = bool(carried)
+        if self.words is not None:
+            self.words.close_region(archived, closing, self._region_start())
+        self.text.archive(archived, continues=bool(carried))
         self.region_tokens = (self.region_tokens[:header] + carried) if carried else self.region_tokens[:header]
         if not carried and header and self.language is None:
             self.region_tokens = []   # let the next region find its own language
@@ -403,23 +293,15 @@ class StreamingSession:
         self.region_decoded = False
 
     def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
-        """Where in `tokens` (the region's text) the transcript of `audio` (the region up to the
-        cut) ends. For each token, how much less likely it is without the audio after
-        the cut (near 0 for words spoken before it, very negative for words after it); the
-        split j maximizes the sum of those over tokens[header:j] plus log P(end of text
-        after tokens[:j] | audio). The ratio, not the plain likelihood, so a model unsure of
-        its words everywhere does not push every word into the carry-over."""
+        """Where in `tokens` (the region's text) the transcript of `audio` (the region up to
+        the cut) ends: stream_regions.end_of_text over the text's log-probabilities given the
+        whole region and given `audio`."""
         if self.cache_valid and self.cache_suffix:
             whole = self._cached_token_log_probs(tokens, header)
         else:
             whole = self._token_log_probs(self.region, tokens, header)
         closing = self._token_log_probs(audio, tokens, header)
-        eos = mx.array(list(self.model.config.eos_token_ids))
-        end_scores = mx.max(closing[:, eos], axis=-1)
-        text = mx.array(tokens[header:], dtype=mx.int32)[:, None]
-        ratio = (mx.take_along_axis(closing[:-1], text, axis=-1) - mx.take_along_axis(whole[:-1], text, axis=-1))[:, 0]
-        before = mx.concatenate([mx.zeros((1,)), mx.cumsum(ratio)])
-        return header + int(mx.argmax(before + end_scores).item())
+        return end_of_text(whole, closing, tokens, header, self.model.config.eos_token_ids)
 
     def _cached_token_log_probs(self, tokens: list[int], header: int) -> mx.array:
         """As _token_log_probs for the audio of the last step, whose prompt is still in the
@@ -430,7 +312,7 @@ class StreamingSession:
         hidden = network.model(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
         scored = network.logits(hidden[len(self.cache_suffix) - 1 + header:])
         self.cache_valid = 0   # the region is closing; nothing in the cache is reused after this
-        return scored - mx.logsumexp(scored, axis=-1, keepdims=True)
+        return log_softmax(scored)
 
     def _token_log_probs(self, audio: np.ndarray, tokens: list[int], header: int) -> mx.array:
         """Teacher-forced log-probabilities [len(tokens) - header + 1, vocab]: row j predicts
@@ -441,7 +323,7 @@ class StreamingSession:
         hidden = network.model(sequence[None], network.make_cache())[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
         scored = network.logits(hidden[prompt_length - 1 + header:])   # the head only where text is scored
-        return scored - mx.logsumexp(scored, axis=-1, keepdims=True)
+        return log_softmax(scored)
 
     def _header_length(self, tokens: list[int]) -> int:
         """Tokens of the "language X<asr_text>" header at the start (0 when the language is forced)."""
@@ -452,54 +334,35 @@ class StreamingSession:
 
     # ------------------------------------------------------------------ text
 
-    def _body(self, tokens: list[int]) -> str:
-        """Raw text after the language header, as decoded (leading spaces kept, so pieces of one
-        region concatenate exactly). Unlike offline parsing, long repetitions are not collapsed:
-        that would rewrite text already committed."""
-        raw = self.model.tokenizer.decode(tokens)
-        if self.language is not None:
-            return raw
-        if ASR_TEXT_TAG not in raw:
-            return ""
-        meta, text = raw.split(ASR_TEXT_TAG, 1)
-        language, _ = parse_output(meta + ASR_TEXT_TAG)
-        if language:
-            self.language_found = language
-        return text
-
-    def _joined(self, tokens: list[int]) -> str:
-        """The archived text followed by this region's text of `tokens`."""
-        body = self._body(tokens)
-        if self.continues:
-            return self.archived + body
-        return join_texts([self.archived, body])
-
     def _committed_text(self) -> str:
-        return self._joined(self.region_tokens).strip()
+        return self.text.joined(self.region_tokens).strip()
 
     def _update(self, before: str) -> StreamUpdate:
         committed = self._committed_text()
-        full = self._joined(self.output_tokens).strip()
+        full = self.text.joined(self.output_tokens).strip()
         partial = full[len(committed):].strip() if full.startswith(committed) else ""
         new = committed[len(before):].strip() if committed.startswith(before) else committed
-        words = self.archived_words + self.region_words if self.aligner is not None else None
+        words = self.words.all() if self.words is not None else None
         return StreamUpdate(committed, partial, new, self.consumed / SAMPLE_RATE,
-                            self.language or self.language_found, words=words)
+                            self.language or self.text.language_found, words=words)
 
     def _align_committed(self, upto: int) -> None:
-        if self.aligner is None or self.region_tokens == self.aligned_tokens:
-            return
-        self.region_words = self._timed_words(self.region_tokens, self.region[:upto])
-        self.aligned_tokens = list(self.region_tokens)
+        if self.words is not None:
+            self.words.align_region(self.region_tokens, self.region[:upto], self._region_start())
 
-    def _timed_words(self, tokens: list[int], audio: np.ndarray) -> list:
-        """Words of `tokens`' text timed in `audio` (the region's start), on the stream's clock."""
-        text = self._body(tokens).strip()
-        if not text or not len(audio):
-            return []
-        offset = (self.consumed - len(self.region)) / SAMPLE_RATE   # where the region starts
-        words = self.aligner.align_samples(audio, text, self.language or self.language_found or None)
-        return [replace(w, start=w.start + offset, end=w.end + offset) for w in words]
+    @property
+    def archived(self) -> str:
+        """Text of the closed regions."""
+        return self.text.archived
+
+    @property
+    def archived_words(self) -> list:
+        """Timed words of the closed regions (word_timestamps only)."""
+        return self.words.archived if self.words is not None else []
+
+    def _region_start(self) -> float:
+        """Where the current region starts, in seconds of the stream."""
+        return (self.consumed - len(self.region)) / SAMPLE_RATE
 
 
 def transcribe_stream(source, model, options: TranscribeOptions | None = None, *, chunk_seconds: float = 0.5,

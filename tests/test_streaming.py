@@ -10,7 +10,8 @@ from mlx_qwen_asr.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.mel import log_mel_spectrogram
 from mlx_qwen_asr.testing.parity import relative_error
-from mlx_qwen_asr.streaming import StreamingEncoder, StreamingSession, transcribe_stream
+from mlx_qwen_asr.encoder_cache import EncoderWindowCache
+from mlx_qwen_asr.streaming import StreamingSession, transcribe_stream
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -26,7 +27,7 @@ def model(tiny_checkpoint_fp32):
 def test_streaming_encoder_equals_full_encoder_as_audio_grows(model):
     audio = speech(21.0)
     audio[int(17.2 * SR):int(17.4 * SR)] *= 3.0   # a loud burst late: the global mel clamp moves
-    encoder = StreamingEncoder(model)
+    encoder = EncoderWindowCache(model.network.audio_tower)
     reused = []
     for seconds in range(2, 22, 2):
         mel = log_mel_spectrogram(audio[:seconds * SR])
