@@ -565,39 +565,46 @@ def test_second_run_into_the_same_folder_refuses(model_dir, tmp_path):
     assert third.returncode == 0 and json.loads((out / "summary.json").read_text())["skipped"] == 2
 
 
-def test_full_disk_keeps_every_input_whole_and_resumes(model_dir, tmp_path):
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs to fill: a full disk that is this test's alone."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:
-        talks, out = _talks(tmp_path, 6), disk / "out"
-        out.mkdir()
-        page = os.statvfs(disk).f_frsize
-        free = os.statvfs(disk).f_bavail * page
-        (disk / "filler").write_bytes(b"\0" * (free - 13 * page))   # room for about two inputs
-        full = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
-        assert full.returncode == 1, full.stderr
-        assert "Traceback" not in full.stderr
-        first_error = next(line for line in full.stderr.splitlines() if line.startswith("error:"))
-        assert "No space left on device" in first_error and "talk" in first_error
-        assert "interrupted (output folder" in full.stderr   # the run stops: every later file would fail too
-        done = _complete_or_absent(out, 6)
-        assert 1 <= len(done) < 6 and leftovers(out) == []
-        # The failed input's temporary files are gone, which leaves room for the run's own
-        # records; were there none, the journal would still hold every finished input.
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["done"] == len(done) and summary["total"] == 6 and summary["interrupted"]
-        assert len(json.loads((out / "manifest.json").read_text())["files"]) == len(done)
-        (disk / "filler").unlink()
-        resumed = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
-        assert resumed.returncode == 0, resumed.stderr
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["skipped"] == len(done) and summary["done"] == 6 - len(done)
-        assert _complete_or_absent(out, 6) == list(range(6))
+        yield disk
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_full_disk_keeps_every_input_whole_and_resumes(model_dir, tmp_path, small_disk):
+    disk = small_disk
+    talks, out = _talks(tmp_path, 6), disk / "out"
+    out.mkdir()
+    page = os.statvfs(disk).f_frsize
+    free = os.statvfs(disk).f_bavail * page
+    (disk / "filler").write_bytes(b"\0" * (free - 13 * page))   # room for about two inputs
+    full = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    first_error = next(line for line in full.stderr.splitlines() if line.startswith("error:"))
+    assert "No space left on device" in first_error and "talk" in first_error
+    assert "interrupted (output folder" in full.stderr   # the run stops: every later file would fail too
+    done = _complete_or_absent(out, 6)
+    assert 1 <= len(done) < 6 and leftovers(out) == []
+    # The failed input's temporary files are gone, which leaves room for the run's own
+    # records; were there none, the journal would still hold every finished input.
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == len(done) and summary["total"] == 6 and summary["interrupted"]
+    assert len(json.loads((out / "manifest.json").read_text())["files"]) == len(done)
+    (disk / "filler").unlink()
+    resumed = run_cli(talks, "-o", out, "-f", "all", "--no-timestamps", "--model", model_dir, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == len(done) and summary["done"] == 6 - len(done)
+    assert _complete_or_absent(out, 6) == list(range(6))
 
 
 def test_ctrl_c_in_a_folder_run_prints_one_interrupted_line(model_dir, tmp_path, capsys, monkeypatch):
@@ -628,17 +635,10 @@ def test_verbose_reports_the_model_load_time(model_dir):
     assert "load 0 ms" not in done.stderr
 
 
-def test_convert_onto_a_full_disk_leaves_nothing(model_dir, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
-        done = subprocess.run([sys.executable, "-m", "mlx_qwen_asr.convert", "--model", str(model_dir), "--out",
-                               str(disk / "converted")], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1, done.stderr
-        error_line(done.stderr, "No space left on device")
-        assert sorted(p.name for p in disk.iterdir()) == []   # neither the output nor its staging folder
-    finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+def test_convert_onto_a_full_disk_leaves_nothing(model_dir, small_disk):
+    disk = small_disk
+    done = subprocess.run([sys.executable, "-m", "mlx_qwen_asr.convert", "--model", str(model_dir), "--out",
+                           str(disk / "converted")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    error_line(done.stderr, "No space left on device")
+    assert sorted(p.name for p in disk.iterdir()) == []   # neither the output nor its staging folder
