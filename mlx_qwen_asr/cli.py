@@ -31,7 +31,7 @@ from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueSha
 STDIN = "-"
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         """One line naming the problem (argparse's default prints the whole usage first)."""
         self.exit(2, f"error: {message} (see --help)\n")
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m mlx_qwen_asr",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
     )
@@ -97,11 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--align", default=None, metavar="TEXT_OR_FILE",
                         help="time this transcript instead of recognising one: the text itself, or a text, .srt or "
                              ".vtt file (its text is re-timed); one audio input; any output format")
-    parser.add_argument("--max-line-width", type=_positive_int, default=None, metavar="COLUMNS",
+    parser.add_argument("--max-line-width", type=positive_int, default=None, metavar="COLUMNS",
                         help=f"subtitle/timed line width in columns, CJK characters count 2 (default: {MAX_LINE_WIDTH})")
-    parser.add_argument("--max-line-count", type=_positive_int, default=None, metavar="LINES",
+    parser.add_argument("--max-line-count", type=positive_int, default=None, metavar="LINES",
                         help=f"lines per subtitle cue (default: {MAX_LINES})")
-    parser.add_argument("--max-cue-seconds", type=_positive_float, default=None, metavar="SECONDS",
+    parser.add_argument("--max-cue-seconds", type=positive_float, default=None, metavar="SECONDS",
                         help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
     parser.add_argument("--skip-silence", action="store_true",
                         help="transcribe only what a voice-activity detector calls speech (long silences and noise "
@@ -137,14 +137,14 @@ def _positive_rate(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = _number(text, float)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")

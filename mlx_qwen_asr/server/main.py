@@ -7,6 +7,7 @@ import sys
 
 from ..aligner import DEFAULT_ALIGNER
 from ..batch import DEFAULT_BATCH_SIZE
+from ..cli import OneLineParser, positive_float, positive_int   # the command line's own checks
 from ..errors import QwenASRError
 from ..options import DEFAULT_MODEL, TranscribeOptions
 
@@ -14,7 +15,7 @@ DEFAULT_PORT = 8000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mlx_qwen_asr serve",
+    p = OneLineParser(prog="python -m mlx_qwen_asr serve",
                                 description="Serve OpenAI's audio transcription API, live transcription over a "
                                             "WebSocket and a web page.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", type=int, default=None, choices=[4, 8])
     p.add_argument("--aligner", default=DEFAULT_ALIGNER,
                    help=f"forced aligner for word timestamps (default: {DEFAULT_ALIGNER}; loaded on first use)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=None,
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="token budget per segment (default: scales with each segment's duration)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1; any other needs --api-key or --insecure)")
@@ -32,40 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help="require this key on every endpoint: Authorization: Bearer KEY (the page asks for it)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --api-key")
-    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                    help=f"segments decoded together (default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--max-queue", type=_positive_int, default=64,
+    p.add_argument("--max-queue", type=positive_int, default=64,
                    help="requests held at once; more get 429 with Retry-After (default: 64)")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=100.0, help="upload size limit (default: 100)")
-    p.add_argument("--max-audio-seconds", type=_positive_float, default=3 * 3600.0,
+    p.add_argument("--max-upload-mb", type=positive_float, default=100.0, help="upload size limit (default: 100)")
+    p.add_argument("--max-audio-seconds", type=positive_float, default=3 * 3600.0,
                    help="audio duration limit per request or live item (default: 10800)")
-    p.add_argument("--request-timeout", type=_positive_float, default=600.0,
+    p.add_argument("--request-timeout", type=positive_float, default=600.0,
                    help="seconds a request may take before its work is dropped (default: 600)")
-    p.add_argument("--max-sessions", type=_positive_int, default=4, help="live WebSocket sessions at once (default: 4)")
-    p.add_argument("--session-idle-seconds", type=_positive_float, default=120.0,
+    p.add_argument("--max-sessions", type=positive_int, default=4, help="live WebSocket sessions at once (default: 4)")
+    p.add_argument("--session-idle-seconds", type=positive_float, default=120.0,
                    help="a live session silent this long is closed (default: 120)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
