@@ -76,20 +76,16 @@ class Transcription:
         return sum(s.retries for s in self.segments)
 
     def _repr_html_(self) -> str:
-        """Jupyter view: the text, a summary line and the segments with their times."""
+        """Jupyter view (notebook.py): timeline, transcript with word times, audio, segment table."""
+        from .notebook import timeline_html
+
         note = ""
         if self.finish_reason in ("length", "repetition"):
             note = " &mdash; <b>decoding stopped early: the text may be incomplete</b>"
         retries = f", retries {self.retries}" if self.retries else ""
-        if self.words is not None:
-            return (f"<div>{_player_with_words(self)}"
-                    f"<p><small>language {html.escape(self.language or '-')}, "
-                    f"{format_clock(self.duration)} of audio, finish {html.escape(self.finish_reason)}{retries}"
-                    f"{note}</small></p>{_segments_table(self.segments)}</div>")
-        return (f"<div><p>{html.escape(self.text)}</p>"
-                f"<p><small>language {html.escape(self.language or '-')}, "
-                f"{format_clock(self.duration)} of audio, finish {html.escape(self.finish_reason)}{retries}"
-                f"{note}</small></p>{_segments_table(self.segments)}</div>")
+        summary = (f"language {html.escape(self.language or '-')}, {format_clock(self.duration)} of audio, "
+                   f"finish {html.escape(self.finish_reason)}{retries}{note}")
+        return timeline_html(self, summary, _segments_table(self.segments), format_clock)
 
     @classmethod
     def from_segments(cls, segments: list[Segment], duration: float, timings: dict) -> "Transcription":
@@ -111,51 +107,6 @@ def format_clock(seconds: float) -> str:
     """mm:ss.s (minutes keep counting past 59)."""
     minutes, tenths = divmod(int(round(seconds * 10)), 600)
     return f"{minutes:02d}:{tenths / 10:04.1f}"
-
-
-# Longest audio embedded in the notebook for the player (16 kHz 16-bit: ~2 MB a minute).
-PLAYER_MAX_SECONDS = 600
-
-
-def _player_with_words(result: "Transcription") -> str:
-    """An audio player and the text as clickable words: a click plays from that word."""
-    import uuid
-
-    player_id = f"mlx-qwen-asr-{uuid.uuid4().hex[:8]}"
-    audio_html = ""
-    data = _wav_data_uri(result.source, result.duration)
-    if data:
-        audio_html = f'<audio id="{player_id}" controls src="{data}" style="width:100%"></audio>'
-    spans = []
-    for segment in result.segments:
-        for start, end, text in segment.word_items():
-            click = (f"var a=document.getElementById('{player_id}');if(a){{a.currentTime={start:.3f};a.play();}}"
-                     if data else "")
-            spans.append(f'<span title="{format_clock(start)}-{format_clock(end)}" style="cursor:pointer" '
-                         f'onclick="{click}">{html.escape(text)}</span>')
-    return f"{audio_html}<p>{' '.join(spans)}</p>"
-
-
-def _wav_data_uri(source, duration: float) -> str:
-    """The input as an embedded 16-bit WAV, or "" when it is unavailable or too long."""
-    if source is None or duration > PLAYER_MAX_SECONDS:
-        return ""
-    import base64
-    import io
-
-    import numpy as np
-    import soundfile as sf
-
-    from .audio import SAMPLE_RATE, load_audio
-    from .errors import AudioError
-
-    try:
-        samples = load_audio(source) if not isinstance(source, tuple) else load_audio(*source)
-    except (AudioError, TypeError):
-        return ""
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(samples), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _segments_table(segments: list[Segment]) -> str:
