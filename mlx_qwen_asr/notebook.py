@@ -114,7 +114,7 @@ def timeline_html(result, summary: str, table: str, clock) -> str:
              _strip(result.segments, words if len(words) <= STRIP_MAX_WORDS else [], duration),
              _transcript(result.segments, result.words is not None, clock),
              f"<details><summary>segments</summary>{table}</details>" if table else "",
-             f"<script>{_JS.replace('ID', view_id).replace('DUR', f'{duration:.3f}')}</script>", "</div>"]
+             f"<script type=\"text/javascript\">{_JS.replace('ID', view_id).replace('DUR', f'{duration:.3f}')}</script>", "</div>"]
     return "".join(parts)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 EMBED_MAX_SECONDS = 300
 # MP3 plays in Safari/WebKit, Chromium, Firefox and VS Code's notebooks; Opus in Ogg does
 # not play in Safari before 18.4. libsndfile's constant-bitrate level 0.9 is 24 kbit/s for
-# 16 kHz mono (MPEG-2 layer III), enough for speech: it keeps everything below ~7 kHz.
+# 16 kHz mono (MPEG-2 layer III): speech keeps its band up to ~5.8 kHz (32 kbit/s: ~7.3 kHz,
+# a third larger); scripts/render_notebook_view.py --compare-codecs measures the choices.
 MP3_LEVEL = 0.9
 # Fallback when this libsndfile cannot write MP3 (< 1.1): 8 kHz 16-bit WAV, 16 kB a second.
 WAV_FALLBACK_RATE = 8000

@@ -3,6 +3,12 @@ a headless-Chromium screenshot of it, with the word at --at seconds highlighted.
 
     python scripts/render_notebook_view.py tests/fixtures/heldout/medium_01.flac /tmp/view.html --png /tmp/view.png
 
+    python scripts/render_notebook_view.py CLIP /tmp/view.html --compare-codecs
+
+--compare-codecs prints, for MP3 at several bitrates, Ogg Opus and 8 kHz WAV, the embedded
+size and how close the decoded audio stays: log-spectral distance to the input (dB, 0-8 kHz)
+and the word error rate of the model's transcript of the decoded audio against the input's.
+
 Without --model/--aligner it uses the repository's trained fixtures (tests/fixtures/tiny_asr.npz
 and tiny_aligner.npz, written out to a temporary folder). --png needs Selenium (the `test`
 extra) and Debian's chromium and chromium-driver.
@@ -51,6 +57,73 @@ def screenshot(page: Path, png: Path, at: float | None, width: int = 1000) -> No
         driver.quit()
 
 
+def encode(samples, codec: str) -> bytes:
+    """`samples` (16 kHz) as one of the candidate embeddings."""
+    import io
+
+    import soundfile as sf
+
+    from mlx_qwen_asr.resample import resample
+
+    buffer = io.BytesIO()
+    kind, _, setting = codec.partition(":")
+    if kind == "mp3":
+        sf.write(buffer, samples, 16000, format="MP3", subtype="MPEG_LAYER_III",
+                 compression_level=float(setting), bitrate_mode="CONSTANT")
+    elif kind == "opus":
+        sf.write(buffer, samples, 16000, format="OGG", subtype="OPUS", compression_level=float(setting))
+    else:
+        sf.write(buffer, resample(samples, 16000, int(setting)), int(setting), format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def log_spectral_distance(reference, decoded) -> float:
+    """RMS difference of the two log power spectra (dB, 32 ms frames, floor 60 dB under the
+    loudest bin) where the input is not silent, after undoing the codec's delay."""
+    import numpy as np
+
+    probe = reference[: 16000 * 4]
+    lags = [float(np.dot(probe, decoded[lag:lag + len(probe)])) if lag + len(probe) <= len(decoded) else -1e18
+            for lag in range(0, 3000)]
+    decoded = decoded[int(np.argmax(lags)):]
+    n = min(len(reference), len(decoded)) // 512 * 512
+
+    def spectra(x):
+        frames = x[:n].reshape(-1, 512) * np.hanning(512)
+        return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10)
+
+    ref, dec = spectra(reference), spectra(decoded)
+    floor = ref.max() - 60
+    ref, dec = np.maximum(ref, floor), np.maximum(dec, floor)
+    loud = ref.max(axis=1) > ref.max() - 50
+    return float(np.sqrt(((ref[loud] - dec[loud]) ** 2).mean()))
+
+
+def compare_codecs(asr, clip: Path) -> None:
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.notebook_audio import MP3_LEVEL
+    from mlx_qwen_asr.testing.wer import wer
+
+    samples = load_audio(clip)
+    reference = asr.transcribe(samples, sample_rate=16000).text
+    print(f"{clip.name}: {len(samples) / 16000:.1f} s; transcript of the input: {reference!r}")
+    print(f"{'codec':<22}{'bytes':>8}{'base64 kB':>11}{'kbit/s':>8}{'LSD dB':>8}{'WER vs input':>14}")
+    for codec in ("mp3:0.85", f"mp3:{MP3_LEVEL}", "mp3:0.95", "opus:0.9", "wav:8000", "wav:16000"):
+        data = encode(samples, codec)
+        decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
+        decoded = load_audio((decoded, rate))
+        text = asr.transcribe(decoded, sample_rate=16000).text
+        name = codec + (" (used)" if codec == f"mp3:{MP3_LEVEL}" else "")
+        print(f"{name:<22}{len(data):>8}{len(base64.b64encode(data)) / 1000:>11.1f}"
+              f"{len(data) * 8 / (len(samples) / 16000) / 1000:>8.1f}{log_spectral_distance(samples, decoded):>8.2f}"
+              f"{wer([reference], [text]):>14.3f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("clip", help="an audio file")
@@ -59,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="a Qwen3-ASR checkpoint folder (default: the trained test fixture)")
     p.add_argument("--aligner", help="a forced-aligner folder (default: the trained test fixture)")
     p.add_argument("--no-words", action="store_true", help="segments only, no word timestamps")
+    p.add_argument("--compare-codecs", action="store_true", help="print the size and fidelity of candidate codecs")
     p.add_argument("--at", type=float, help="seconds into the clip to highlight in the screenshot (default: a third in)")
     args = p.parse_args(argv)
     clip = Path(args.clip)
@@ -74,6 +148,8 @@ def main(argv=None) -> int:
         model = args.model or expand_compact(fixtures / "tiny_asr.npz", Path(tmp) / "asr")
         aligner = args.aligner or expand_compact(fixtures / "tiny_aligner.npz", Path(tmp) / "aligner")
         asr = ASRModel.load(model, dtype="float32")
+        if args.compare_codecs:
+            compare_codecs(asr, clip)
         result = asr.transcribe(clip, word_timestamps=not args.no_words, aligner=str(aligner))
         page = render_page(result, clip.name)
     out = Path(args.out)
