@@ -51,9 +51,12 @@ _CSS = """
  cursor:pointer;font-size:14px;line-height:1.25}
 #ID .q-w i{display:block;font-style:normal;font-size:10px;line-height:1.3;color:#6e7781;
  font-variant-numeric:tabular-nums}
-#ID .q-st{cursor:pointer;border-radius:4px;padding:2px 4px;font-size:14px}
+#ID .q-st{cursor:pointer;border-radius:4px;padding:2px 4px;font-size:14px;line-height:1.6;
+ -webkit-box-decoration-break:clone;box-decoration-break:clone}
+#ID .q-range.q-top{padding-top:3px}
 #ID .q-w:hover,#ID .q-st:hover{background:#f3f4f6}
-#ID .q-w.on,#ID .q-st.on{background:#ffd33d;color:#1f2328}
+#ID .q-w.on{background:#ffd33d;color:#1f2328}
+#ID .q-st.on{background:#fff8c5;box-shadow:inset 0 -2px 0 #d4a72c}
 #ID .q-w.on i{color:#1f2328}
 #ID .q-bar.on{background:#ffd33d;box-shadow:inset 2px 0 0 #bf8700}
 #ID .q-lab.on{font-weight:600}
@@ -198,6 +201,6 @@ def _transcript(segments, timed: bool, clock) -> str:
                            f'{html.escape(text)}</span>' for k, (_, (start, _, text)) in enumerate(items))
         else:
             body = f'<span class="q-st" {_times(s.start, s.end)}>{html.escape(s.text)}</span>'
-        lines.append(f'<div class="q-line"><span class="q-range">{clock(s.start)}<br>– {clock(s.end)}</span>'
+        lines.append(f'<div class="q-line"><span class="q-range{"" if timed else " q-top"}">{clock(s.start)}<br>– {clock(s.end)}</span>'
                      f'<span class="q-words">{body}</span></div>')
     return f'<div class="q-text">{"".join(lines)}</div>'
