@@ -141,16 +141,21 @@ def main(argv=None) -> int:
         return 2
 
     from mlx_qwen_asr import ASRModel
+    from mlx_qwen_asr.errors import QwenASRError, SetupError
     from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = ROOT / "tests" / "fixtures"
         model = args.model or expand_compact(fixtures / "tiny_asr.npz", Path(tmp) / "asr")
         aligner = args.aligner or expand_compact(fixtures / "tiny_aligner.npz", Path(tmp) / "aligner")
-        asr = ASRModel.load(model, dtype="float32")
-        if args.compare_codecs:
-            compare_codecs(asr, clip)
-        result = asr.transcribe(clip, word_timestamps=not args.no_words, aligner=str(aligner))
+        try:
+            asr = ASRModel.load(model, dtype="float32")
+            if args.compare_codecs:
+                compare_codecs(asr, clip)
+            result = asr.transcribe(clip, word_timestamps=not args.no_words, aligner=str(aligner))
+        except QwenASRError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, SetupError) else 1
         page = render_page(result, clip.name)
     out = Path(args.out)
     out.write_text(page, encoding="utf-8")

@@ -73,8 +73,8 @@ def test_json_and_tsv_carry_the_words(timed):
 
 def test_jupyter_view_has_a_player_and_clickable_words(timed):
     page = timed._repr_html_()
-    assert "<audio" in page and "data:audio/wav;base64," in page
-    assert page.count("onclick=") == len(timed.words)
+    assert "<audio" in page and "data:audio/mpeg;base64," in page
+    assert page.count('<span class="q-w" data-s=') == len(timed.words)   # each plays from its start
 
 
 def test_phrases_break_at_pauses_sentences_and_length():
