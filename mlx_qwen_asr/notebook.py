@@ -66,15 +66,17 @@ _CSS = """
 """
 
 # Everything with data-s/data-e gets "on" while the audio is inside [s, e); a click on one
-# seeks to its start, a click elsewhere on the strip to that point.
+# seeks to its start, a click elsewhere on the strip to that point. The audio's clock runs
+# its data-delay (the codec's) ahead of the transcript's.
 _JS = """(function(){var r=document.getElementById("ID");if(!r)return;
-var a=r.querySelector("audio"),h=r.querySelector(".q-head"),tr=r.querySelector(".q-track"),D=DUR,t0=0;
+var a=r.querySelector("audio"),h=r.querySelector(".q-head"),tr=r.querySelector(".q-track"),D=DUR,t0=0,
+L=a?+a.dataset.delay:0;
 var els=[].slice.call(r.querySelectorAll("[data-s]")).map(function(e){return [e,+e.dataset.s,+e.dataset.e,false]});
 function show(t){for(var i=0;i<els.length;i++){var x=els[i],on=t>=x[1]&&t<x[2];
 if(on!==x[3]){x[3]=on;x[0].classList.toggle("on",on)}}
 if(h&&D>0){h.style.display="block";h.style.left=Math.min(100,100*t/D)+"%"}}
-function now(){return a?a.currentTime:t0}
-function seek(t){t0=t;if(a){a.currentTime=t;a.play()}show(t+1e-3)}
+function now(){return a?Math.max(0,a.currentTime-L):t0}
+function seek(t){t0=t;if(a){a.currentTime=t+L;a.play()}show(t+1e-3)}
 function loop(){show(now());if(a&&!a.paused)requestAnimationFrame(loop)}
 if(a){a.addEventListener("timeupdate",function(){show(now())});a.addEventListener("seeked",function(){show(now())});
 a.addEventListener("play",loop)}
@@ -109,7 +111,8 @@ def timeline_html(result, summary: str, table: str, clock) -> str:
     view_id = f"mqa-{uuid.uuid4().hex[:12]}"
     duration = max(result.duration, max((s.end for s in result.segments), default=0.0), 1e-3)
     audio = player_audio(result.source, result.duration)
-    player = (f'<audio controls preload="auto" src="{html.escape(audio.src)}"></audio>' if audio.src else "")
+    player = (f'<audio controls preload="auto" data-delay="{audio.delay:.4f}" src="{html.escape(audio.src)}"></audio>'
+              if audio.src else "")
     note = f'<p class="q-note">{audio.note}</p>' if audio.note else ""
     words = [(s_index, item) for s_index, s in enumerate(result.segments) for item in s.word_items()]
     parts = [f'<div id="{view_id}" class="mqa-view">', f"<style>{_CSS.replace('#ID', '#' + view_id)}</style>",

@@ -17,6 +17,9 @@ EMBED_MAX_SECONDS = 300
 # 16 kHz mono (MPEG-2 layer III): speech keeps its band up to ~5.8 kHz (32 kbit/s: ~7.3 kHz,
 # a third larger); scripts/render_notebook_view.py --compare-codecs measures the choices.
 MP3_LEVEL = 0.9
+# Decoders without gapless info (libsndfile writes none) play LAME's 576-sample encoder
+# delay plus the 529-sample decoder delay first: the view's clock runs this much behind.
+MP3_DELAY_SAMPLES = 1105
 # Fallback when this libsndfile cannot write MP3 (< 1.1): 8 kHz 16-bit WAV, 16 kB a second.
 WAV_FALLBACK_RATE = 8000
 
@@ -26,6 +29,7 @@ class PlayerAudio:
     src: str = ""      # a data: URI or a link the page can load; "" when there is no audio
     mime: str = ""
     note: str = ""     # shown (already escaped HTML) when the audio is linked or missing
+    delay: float = 0.0  # seconds of codec delay before the input's first sample plays
 
 
 def player_audio(source, duration: float, cwd: str | os.PathLike | None = None) -> PlayerAudio:
@@ -43,8 +47,11 @@ def player_audio(source, duration: float, cwd: str | os.PathLike | None = None) 
     samples = _samples(source)
     if samples is None:
         return PlayerAudio()
+    from .audio import SAMPLE_RATE
+
     data, mime = compressed(samples)
-    return PlayerAudio(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime)
+    delay = MP3_DELAY_SAMPLES / SAMPLE_RATE if mime == "audio/mpeg" else 0.0
+    return PlayerAudio(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime, delay=delay)
 
 
 def compressed(samples) -> tuple[bytes, str]:

@@ -49,7 +49,7 @@ def screenshot(page: Path, png: Path, at: float | None, width: int = 1000) -> No
         if audio:
             WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].readyState", audio[0]) >= 1)
             if at is not None:
-                driver.execute_script("arguments[0].currentTime = arguments[1];"
+                driver.execute_script("arguments[0].currentTime = arguments[1] + (+arguments[0].dataset.delay);"
                                       "arguments[0].dispatchEvent(new Event('timeupdate'))", audio[0], at)
                 WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".mqa-view .on"))
         view.screenshot(str(png))

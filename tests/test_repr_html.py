@@ -147,7 +147,7 @@ def test_long_file_is_linked_not_embedded(long_file, monkeypatch, tmp_path):
     monkeypatch.chdir(path.parent)   # the notebook's folder holds the file: a relative link
     html = tricky_result(path, seconds)._repr_html_()
     assert "data:audio" not in html and len(html) < 20_000
-    assert '<audio controls preload="auto" src="long%20talk.flac">' in html
+    assert '<audio controls preload="auto" data-delay="0.0000" src="long%20talk.flac">' in html
     assert "audio longer than 5 min, not embedded" in html and f">{path}</a>" in html
     monkeypatch.chdir(tmp_path)   # elsewhere: a file: URL
     assert f'src="{path.as_uri()}"' in tricky_result(path, seconds)._repr_html_()
@@ -197,8 +197,15 @@ def open_page(driver, tmp_path, *results):
 
 
 def seek(driver, view, seconds: float) -> None:
-    driver.execute_script("var a = arguments[0].querySelector('audio'); a.currentTime = arguments[1];"
+    """The audio to `seconds` on the transcript's clock (the audio's runs its codec delay ahead)."""
+    driver.execute_script("var a = arguments[0].querySelector('audio');"
+                          "a.currentTime = arguments[1] + (+a.dataset.delay);"
                           "a.dispatchEvent(new Event('timeupdate'))", view, seconds)
+
+
+def audio_clock(driver, view) -> float:
+    return driver.execute_script("var a = arguments[0].querySelector('audio');"
+                                 "return a.currentTime - (+a.dataset.delay)", view)
 
 
 def highlighted(view, css: str) -> list[str]:
@@ -225,8 +232,7 @@ def test_browser_shows_word_times_decodes_audio_and_highlights_the_word(chromium
 
     start, _, text = items[3]   # a click plays from the word's start
     view.find_elements(By.CSS_SELECTOR, ".q-w")[3].click()
-    WebDriverWait(chromium, 5).until(
-        lambda d: start - 0.01 <= d.execute_script("return arguments[0].querySelector('audio').currentTime", view) < start + 2)
+    WebDriverWait(chromium, 5).until(lambda d: start - 0.01 <= audio_clock(d, view) < start + 2)
     chromium.save_screenshot(str(tmp_path / "view.png"))
 
 
@@ -240,3 +246,22 @@ def test_browser_two_views_and_a_segments_only_view(chromium, timed_clip, tmp_pa
     assert highlighted(first, ".q-w") == []   # the other view's audio did not move
     seek(chromium, first, (start + end) / 2)
     WebDriverWait(chromium, 5).until(lambda d: highlighted(first, ".q-lab") == [text])
+
+
+def test_browser_plays_the_input_in_step_with_the_view(chromium, tmp_path):
+    """Chromium's decoding of the embedded audio, shifted by the view's delay, starts where
+    the input does (MP3 plays its codec delay first; the view's clock allows for it)."""
+    from mlx_qwen_asr.audio import load_audio
+
+    [view] = open_page(chromium, tmp_path, tricky_result(CLIP_14S, 14.41))
+    chromium.set_script_timeout(30)
+    decoded = chromium.execute_async_script("""
+        var done = arguments[arguments.length - 1], a = arguments[0].querySelector('audio');
+        fetch(a.src).then(r => r.arrayBuffer())
+          .then(b => new OfflineAudioContext(1, 16000 * 20, 16000).decodeAudioData(b))
+          .then(buf => done({delay: +a.dataset.delay, head: Array.from(buf.getChannelData(0).slice(0, 70000))}),
+                e => done({error: String(e)}));""", view)
+    assert "error" not in decoded, decoded
+    head, probe = np.array(decoded["head"], np.float32), load_audio(CLIP_14S)[:64000]
+    lag = int(np.argmax([np.dot(probe, head[k:k + len(probe)]) for k in range(len(head) - len(probe))]))
+    assert abs(lag - decoded["delay"] * 16000) <= 16, (lag, decoded["delay"])   # within 1 ms
