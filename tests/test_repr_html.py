@@ -265,3 +265,14 @@ def test_browser_plays_the_input_in_step_with_the_view(chromium, tmp_path):
     head, probe = np.array(decoded["head"], np.float32), load_audio(CLIP_14S)[:64000]
     lag = int(np.argmax([np.dot(probe, head[k:k + len(probe)]) for k in range(len(head) - len(probe))]))
     assert abs(lag - decoded["delay"] * 16000) <= 16, (lag, decoded["delay"])   # within 1 ms
+
+
+def test_browser_playing_moves_the_highlight_along(chromium, timed_clip, tmp_path):
+    items = [item for s in timed_clip.segments for item in s.word_items()]
+    [view] = open_page(chromium, tmp_path, timed_clip)
+    view.find_elements(By.CSS_SELECTOR, ".q-w")[2].click()   # plays (muted) from the third word
+    later = {text for _, _, text in items[3:6]}
+    WebDriverWait(chromium, 10).until(lambda d: set(highlighted(view, ".q-lab")) & later)
+    chromium.execute_script("arguments[0].querySelector('audio').pause()", view)
+    head = view.find_element(By.CSS_SELECTOR, ".q-head")
+    assert head.is_displayed() and float(head.value_of_css_property("left").rstrip("px")) > 0
