@@ -70,7 +70,7 @@ _CSS = """
 # its data-delay (the codec's) ahead of the transcript's.
 _JS = """(function(){var r=document.getElementById("ID");if(!r)return;
 var a=r.querySelector("audio"),h=r.querySelector(".q-head"),tr=r.querySelector(".q-track"),D=DUR,t0=0,
-L=a?+a.dataset.delay:0;
+L=a?(+a.dataset.delay||0):0;
 var els=[].slice.call(r.querySelectorAll("[data-s]")).map(function(e){return [e,+e.dataset.s,+e.dataset.e,false]});
 function show(t){for(var i=0;i<els.length;i++){var x=els[i],on=t>=x[1]&&t<x[2];
 if(on!==x[3]){x[3]=on;x[0].classList.toggle("on",on)}}
