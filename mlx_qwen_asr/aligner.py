@@ -46,7 +46,7 @@ from .loading import load_network, parse_dtype, resolve_model_dir
 from .model import Qwen3ASR
 from .model_input import encode_clip
 from .prompt import normalize_language
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 from .word_split import locate_units, split_words
 

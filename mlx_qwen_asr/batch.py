@@ -20,7 +20,7 @@ from .errors import QwenASRError
 from .options import TranscribeOptions
 from .prompt import normalize_language
 from .results import Segment, Transcription
-from .segment import iter_segments
+from .cutting import iter_pieces
 from .model_input import add_time, asr_prompts
 from .transcribe import ASRModel, attach_words, open_speech_stream, with_speed
 
@@ -108,7 +108,7 @@ class _BatchRun:
         start = time.perf_counter()
         stream, speech = open_speech_stream(audio, self.sample_rate, self.options)
         state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
-        for order, piece in enumerate(iter_segments(stream.blocks, self.options.segment_seconds)):
+        for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)
             self.jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
             if len(self.jobs) >= batch_size:

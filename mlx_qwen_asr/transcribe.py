@@ -26,7 +26,7 @@ from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .prompt import parse_output, prompt_text
 from .results import Segment, Transcription
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.

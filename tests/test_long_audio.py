@@ -7,7 +7,7 @@ import soundfile as sf
 from mlx_qwen_asr.audio import load_audio
 from mlx_qwen_asr.audio_stream import open_audio_stream
 from mlx_qwen_asr.results import join_texts, merge_languages
-from mlx_qwen_asr.segment import iter_segments, split_audio
+from mlx_qwen_asr.cutting import iter_pieces, split_audio
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -48,7 +48,7 @@ def test_cuts_land_in_the_quiet_gaps():
 def test_streamed_blocks_give_the_same_cuts(block):
     audio = noisy_with_gaps(100.0, [31.0, 58.0])
     whole = split_audio(audio)
-    streamed = list(iter_segments((audio[i:i + block] for i in range(0, len(audio), block))))
+    streamed = list(iter_pieces((audio[i:i + block] for i in range(0, len(audio), block))))
     assert [(s.start, s.end) for s in streamed] == [(s.start, s.end) for s in whole]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..audio_stream import open_audio_stream
 from ..errors import AudioError
-from ..segment import DEFAULT_SEGMENT_SECONDS, AudioSegment, iter_segments
+from ..cutting import DEFAULT_SEGMENT_SECONDS, AudioPiece, iter_pieces
 
 COPY_BLOCK = 1 << 20
 FOLDER_PREFIX = "mlx-qwen-asr-server-"   # then the server's process id
@@ -29,7 +29,7 @@ class TooLong(Exception):
 
 @dataclass
 class Audio:
-    pieces: list[AudioSegment]
+    pieces: list[AudioPiece]
     duration: float
 
 
@@ -66,7 +66,7 @@ def read_upload(source, folder: TempFolder, filename: str | None, max_seconds: f
             if stream.duration > max_seconds:
                 raise TooLong(f"{name}: {stream.duration:.1f} s of audio exceeds the server's limit of "
                               f"{max_seconds:g} s (--max-audio-seconds)")
-            pieces = list(iter_segments(stream.blocks, segment_seconds))
+            pieces = list(iter_pieces(stream.blocks, segment_seconds))
         except AudioError as exc:
             raise AudioError(str(exc).replace(os.path.abspath(path), name).replace(str(path), name)) from None
         return Audio(pieces, stream.duration)
