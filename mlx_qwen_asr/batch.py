@@ -22,7 +22,7 @@ from .prompt import normalize_language
 from .results import Segment, Transcription
 from .cutting import iter_pieces
 from .model_input import add_time, asr_prompts
-from .transcribe import ASRModel, attach_words, open_speech_stream, with_speed
+from .transcribe import ASRModel, attach_words, open_speech_blocks, with_speed
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -106,7 +106,7 @@ class _BatchRun:
     def read(self, index: int, audio, batch_size: int) -> None:
         """Cut input `index` into segment jobs, decoding a batch whenever `batch_size` are queued."""
         start = time.perf_counter()
-        stream, speech = open_speech_stream(audio, self.sample_rate, self.options)
+        stream, speech = open_speech_blocks(audio, self.sample_rate, self.options)
         state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
         for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import ChunkInput, open_audio_stream
+from .audio_blocks import ChunkInput, open_audio_blocks
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder_cache import EncoderWindowCache
 from .errors import OptionError
@@ -382,7 +382,7 @@ def transcribe_stream(source, model, options: TranscribeOptions | None = None, *
         model = load_model(model)
     kwargs.setdefault("catch_up", realtime)
     session = StreamingSession(model, options, **kwargs)
-    stream = open_audio_stream(source, sample_rate, block_seconds=chunk_seconds)
+    stream = open_audio_blocks(source, sample_rate, block_seconds=chunk_seconds)
     started = time.perf_counter()
     fed = 0.0
     pending: list[np.ndarray] = []

@@ -16,7 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .audio_stream import open_audio_stream
+from .audio_blocks import open_audio_blocks
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
@@ -146,10 +146,10 @@ class ASRModel:
         return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
 
 
-def open_speech_stream(audio, sample_rate, options: TranscribeOptions):
+def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
     """The input's block stream, and with `skip_silence` only its speech plus the map
     (vad.SpeechMap) back to the input's clock (None without)."""
-    stream = open_audio_stream(audio, sample_rate)
+    stream = open_audio_blocks(audio, sample_rate)
     if not options.skip_silence:
         return stream, None
     from .vad import speech_only

@@ -7,7 +7,7 @@ import pytest
 from audio_samples import speech
 
 from mlx_qwen_asr.audio import chunk_samples, load_audio, resample
-from mlx_qwen_asr.audio_stream import StreamResampler, open_audio_stream
+from mlx_qwen_asr.audio_blocks import BlockResampler, open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.streaming import StreamingSession
 from mlx_qwen_asr.transcribe import load_model
@@ -32,11 +32,11 @@ def test_bad_rate_is_a_clear_error_everywhere(model, rate):
         with pytest.raises(AudioError, match=message):
             load_audio(audio, rate)
         with pytest.raises(AudioError, match=message):
-            open_audio_stream(audio, rate)
+            open_audio_blocks(audio, rate)
         with pytest.raises(AudioError, match=message):
             model.transcribe(audio, sample_rate=rate)
     with pytest.raises(AudioError, match=message):
-        StreamResampler(rate)
+        BlockResampler(rate)
 
 
 def test_rate_change_keeps_every_sample(model):

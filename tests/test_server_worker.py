@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from mlx_qwen_asr.audio_stream import open_audio_stream
+from mlx_qwen_asr.audio_blocks import open_audio_blocks
 from mlx_qwen_asr.options import TranscribeOptions
 from mlx_qwen_asr.cutting import iter_pieces
 from mlx_qwen_asr.server.worker import CancelledJob, Job, QueueFull, Worker
@@ -28,7 +28,7 @@ def worker(trained_checkpoint):
 
 
 def job(name: str, options: TranscribeOptions = OPTIONS) -> Job:
-    stream = open_audio_stream(str(HELDOUT / name))
+    stream = open_audio_blocks(str(HELDOUT / name))
     return Job(list(iter_pieces(stream.blocks, options.segment_seconds)), stream.duration, options)
 
 

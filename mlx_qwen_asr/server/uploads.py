@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio_stream import open_audio_stream
+from ..audio_blocks import open_audio_blocks
 from ..errors import AudioError
 from ..cutting import DEFAULT_SEGMENT_SECONDS, AudioPiece, iter_pieces
 
@@ -62,7 +62,7 @@ def read_upload(source, folder: TempFolder, filename: str | None, max_seconds: f
         with open(path, "xb") as out:
             shutil.copyfileobj(source, out, COPY_BLOCK)
         try:
-            stream = open_audio_stream(str(path))
+            stream = open_audio_blocks(str(path))
             if stream.duration > max_seconds:
                 raise TooLong(f"{name}: {stream.duration:.1f} s of audio exceeds the server's limit of "
                               f"{max_seconds:g} s (--max-audio-seconds)")
