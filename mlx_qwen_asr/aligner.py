@@ -43,7 +43,7 @@ from .audio import SAMPLE_RATE, load_audio
 from .config import SUPPORTED_LANGUAGES, ModelConfig
 from .errors import ModelLoadError
 from .loading import load_network, parse_dtype, resolve_model_dir
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 from .model_input import encode_clip
 from .prompt import normalize_language
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from .decoder import KVCache
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 
 # Budget: 12 tokens per second of audio covers the fastest speech in any supported
 # language (Chinese runs ~5 characters/s, English ~4 tokens/s), plus the language prefix.

@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from .config import ModelConfig
 from .errors import ModelLoadError
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
 

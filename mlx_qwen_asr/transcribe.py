@@ -21,7 +21,7 @@ from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
 from .loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .prompt import parse_output, prompt_text
