@@ -81,7 +81,7 @@ class WordTiming:
 
 @dataclass(frozen=True)
 class AlignerConfig:
-    model: ModelConfig              # the network's sizes (head never tied to the embeddings)
+    network: ModelConfig            # the network's sizes (head never tied to the embeddings)
     classify_num: int               # timestamp classes of the head
     timestamp_token_id: int
     timestamp_segment_time: float   # ms per class
@@ -109,8 +109,8 @@ class ForcedAlignerNetwork(Qwen3ASR):
     """Qwen3ASR with the timestamp-classification head."""
 
     def __init__(self, config: AlignerConfig):
-        super().__init__(config.model)
-        self.lm_head = nn.Linear(config.model.text.hidden_size, config.classify_num, bias=False)
+        super().__init__(config.network)
+        self.lm_head = nn.Linear(config.network.text.hidden_size, config.classify_num, bias=False)
 
     def timestamp_logits(self, embeddings: mx.array, positions: list[int],
                          chunk: int = PREFILL_CHUNK) -> mx.array:
@@ -120,7 +120,7 @@ class ForcedAlignerNetwork(Qwen3ASR):
         cache = self.make_cache(length) if length > chunk else None
         picked = []
         for start in range(0, length, chunk):
-            hidden = self.model(embeddings[:, start:start + chunk], cache)
+            hidden = self.decoder(embeddings[:, start:start + chunk], cache)
             local = [p - start for p in positions if start <= p < start + chunk]
             if local:
                 picked.append(self.lm_head(hidden[0, mx.array(local)]))
@@ -131,7 +131,7 @@ class ForcedAlignerNetwork(Qwen3ASR):
 
 
 def load_aligner_network(model_dir: Path, config: AlignerConfig, dtype: mx.Dtype) -> ForcedAlignerNetwork:
-    return load_network(model_dir, config.model, dtype, network=ForcedAlignerNetwork(config))
+    return load_network(model_dir, config.network, dtype, network=ForcedAlignerNetwork(config))
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class Aligner:
         config = AlignerConfig.from_file(model_dir / "config.json")
         mx_dtype = parse_dtype(dtype)
         network = load_aligner_network(model_dir, config, mx_dtype)
-        tokenizer = QwenTokenizer.from_model_dir(model_dir, config.model.raw)
+        tokenizer = QwenTokenizer.from_model_dir(model_dir, config.network.raw)
         found = tokenizer.token_to_id(TIMESTAMP_TOKEN)
         if found != config.timestamp_token_id:
             raise ModelLoadError(f"{model_dir}: the tokenizer has {TIMESTAMP_TOKEN} as {found}, "
@@ -262,16 +262,16 @@ class Aligner:
 
     def prompt_ids(self, words: list[str], num_audio_tokens: int) -> list[int]:
         """Ids of `<|audio_start|><|audio_pad|>*N<|audio_end|>w1<timestamp><timestamp>w2...`."""
-        model = self.config.model
+        network = self.config.network
         stamps = TIMESTAMP_TOKEN * 2
         text = stamps.join(words) + stamps
-        return ([model.audio_start_token_id] + [model.audio_token_id] * num_audio_tokens
-                + [model.audio_end_token_id] + self.tokenizer.encode(text))
+        return ([network.audio_start_token_id] + [network.audio_token_id] * num_audio_tokens
+                + [network.audio_end_token_id] + self.tokenizer.encode(text))
 
     def timestamp_logits(self, samples: np.ndarray, words: list[str]) -> mx.array:
         """Head outputs [2 * len(words), classify_num] at the prompt's <timestamp> tokens."""
         samples = np.asarray(samples, dtype=np.float32)
-        audio_embeddings, count = encode_clip(self.network, self.config.model.audio, samples)
+        audio_embeddings, count = encode_clip(self.network, self.config.network.audio, samples)
         ids = self.prompt_ids(words, count)
         positions = [i for i, t in enumerate(ids) if t == self.config.timestamp_token_id]
         if len(positions) != 2 * len(words):

@@ -298,7 +298,7 @@ class Profile:
         setattr(owner, name, _Timed(self, inner, bucket))
 
     def __enter__(self):
-        enc, dec = self.network.audio_tower, self.network.model
+        enc, dec = self.network.audio_tower, self.network.decoder
         for name in ("conv2d1", "conv2d2", "conv2d3", "conv_out"):
             self._patch(enc, name, "encoder.conv_stem")
         for layer in enc.layers:

@@ -309,7 +309,7 @@ class StreamingSession:
         network = self.model.network
         self.cache.rollback(self.cache_valid)
         suffix = self.cache_suffix + tokens
-        hidden = network.model(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
+        hidden = network.decoder(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
         scored = network.logits(hidden[len(self.cache_suffix) - 1 + header:])
         self.cache_valid = 0   # the region is closing; nothing in the cache is reused after this
         return log_softmax(scored)
@@ -320,7 +320,7 @@ class StreamingSession:
         network = self.model.network
         audio_embeddings, before, after, _ = self._embeddings(audio)
         sequence = self._sequence(before, audio_embeddings, after + tokens)
-        hidden = network.model(sequence[None], network.make_cache())[0]
+        hidden = network.decoder(sequence[None], network.make_cache())[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
         scored = network.logits(hidden[prompt_length - 1 + header:])   # the head only where text is scored
         return log_softmax(scored)
