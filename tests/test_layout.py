@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,16 @@ def test_runtime_modules_never_import_test_support():
 def test_the_scan_sees_test_support_imports():
     """The scan above can fail: bench (a tool) does import test support, relatively."""
     assert any(n.startswith("mlx_qwen_asr.testing") for n in imported_modules(PACKAGE / "bench.py"))
+
+
+def test_fixture_trainers_stay_outside_the_package():
+    """fixture_training/ (the trained fixtures' recipes) is neither shipped nor imported by the runtime."""
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'\[tool\.setuptools\.packages\.find\]\s+include = \["mlx_qwen_asr\*"\]\s', pyproject)
+    assert (PACKAGE.parent / "fixture_training" / "model.py").is_file()
+    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 if any(n.split(".")[0] == "fixture_training" for n in imported_modules(p))]
+    assert offenders == []
 
 
 def test_no_package_code_points_beside_the_checkout():
