@@ -1,32 +1,8 @@
 """Word timestamps with Qwen3-ForcedAligner: audio + transcript -> when each word is spoken.
 
-The aligner (`Qwen/Qwen3-ForcedAligner-0.6B`) is the Qwen3-ASR network with another head:
-`thinker.lm_head` maps a hidden state to `classify_num` (5000) classes of
-`timestamp_segment_time` (80 ms). It is not autoregressive. The official
-`Qwen3ForcedAligner.align` (`inference/qwen3_forced_aligner.py`), which this follows:
-
-1. split the transcript into units (word_split.py: words, CJK characters);
-2. one causal forward pass over `<|audio_start|><|audio_pad|>*N<|audio_end|>` followed by
-   `unit<timestamp><timestamp>` for every unit. There is no chat template: wrapped in
-   one, the prompt is an input the model was not trained on (ports that do this report
-   times 80-90 ms late);
-3. the argmax class at each `<timestamp>` token times 80 ms is a start / end time in ms;
-4. `fix_timestamps` (the official `fix_timestamp`) repairs the sequence to be monotonic:
-   the longest non-decreasing subsequence is kept, runs of up to two outliers take the
-   nearer neighbour's value, longer runs are interpolated;
-5. ms / 1000 rounded to 3 decimals.
-
-`official=True` returns exactly that. By default two guarantees are added (`tidy_spans`):
-every time lies inside the audio (a word predicted beyond its end, or in the padding of a
-very short clip, is clamped to it) and no word has zero length (each gets at least
-`min_duration`, 80 ms = one timestamp class, or the audio's duration divided by the word
-count if that is less, taken from its neighbours with the smallest total change).
-
-The official pipeline aligns audio in pieces of at most 180 s (the head's 5000 classes
-reach 400 s). `align` does the same on longer audio: windows of at most 180 s, each given
-about as many words as its share of the audio plus a margin; the words ending before the
-window's last 20 s are kept and the next window starts where the last kept word ends (or
-20 s before the window's end if none is kept: a long stretch without speech).
+The official `Qwen3ForcedAligner.align` step by step (one causal pass, the argmax class at
+each `<timestamp>` token, `fix_timestamps`), plus `tidy_spans` and 180 s windows for long
+audio; the design and why: docs/architecture.md, "Word timestamps".
 """
 
 from __future__ import annotations
