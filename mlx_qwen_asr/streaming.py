@@ -138,6 +138,9 @@ class StreamingSession:
     # ------------------------------------------------------------------ public
 
     def feed(self, pcm, sample_rate: int = SAMPLE_RATE) -> StreamUpdate:
+        """Add a chunk: float samples in [-1, 1], or integer PCM scaled by its type's range
+        (int16 / 32768; unlike a whole array, which is divided by its peak: audio.load_audio),
+        1-D or (frames, channels), at any positive rate (it may change between chunks)."""
         if self.finished:
             raise RuntimeError("this session is finished; start a new StreamingSession")
         samples = self.input.push(pcm, sample_rate)

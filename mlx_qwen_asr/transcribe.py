@@ -81,7 +81,9 @@ class ASRModel:
         are decoded `batch_size` at a time (default 8, or 1 for a model loaded with
         `low_memory`: each row holds its own cache; the text is the same either way), so
         memory stays bounded. `progress`, if given, is called as
-        progress(done_seconds, total_seconds) as segments are done.
+        progress(done_seconds, total_seconds) as segments are done. An integer array is
+        divided by its peak, as the official engine does (streamed chunks are scaled by
+        their type's range instead: see audio.load_audio).
         """
         from .batch import transcribe_batch
 
