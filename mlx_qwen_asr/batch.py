@@ -1,8 +1,8 @@
-"""Batched transcription: the segments of several inputs decoded together, up to
+"""Batched transcription: the pieces of several inputs decoded together, up to
 `batch_size` rows at a time, each input's result equal to its transcription alone.
 
-Inputs are read and cut in order; their segments queue up as jobs; whenever `batch_size`
-are queued (and at the end) they are decoded as one batch, and every input whose segments
+Inputs are read and cut in order; their pieces queue up as jobs; whenever `batch_size`
+are queued (and at the end) they are decoded as one batch, and every input whose pieces
 are all done is finished, in input order of completion.
 """
 

@@ -1,8 +1,9 @@
-"""Offline transcription: audio -> segments -> mel -> encoder -> prompt -> greedy decoding -> text.
+"""Offline transcription: audio -> pieces -> mel -> encoder -> prompt -> greedy decoding -> segments.
 
-Audio is read block by block and cut at quiet moments into segments of about 30 s; each is
-transcribed on its own (its own language, token budget and finish reason) and the results
-are joined. A segment that loops or runs out of budget is decoded again with a remedy.
+Audio is read block by block and cut at quiet moments into pieces of about 30 s; each is
+transcribed on its own into a segment (its own language, token budget and finish reason)
+and the segments are joined. A piece that loops or runs out of budget is decoded again
+with a remedy.
 """
 
 from __future__ import annotations
