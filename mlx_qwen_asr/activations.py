@@ -1,24 +1,8 @@
 """GELU, SiLU and attention softmax that are fast on MLX's CPU backend as well as on Metal.
 
-MLX's CPU backend (x86-64 wheel) evaluates `erf`, `exp` and `sigmoid` one element at a time
-through library calls, and its fused (`mx.compile`) loops are vectorized only when they are
-plain arithmetic: a NaN-aware `minimum`/`maximum` or a broadcast operand keeps gcc from it.
-So on the CPU, in float32, these functions are written in plain multiplies and adds that
-`mx.compile` fuses into one vectorized loop each (docs/performance-lab-notes.md has the
-measurements):
-
-- `gelu`: erf as the minimax rational function Eigen and XLA use for float32 (odd
-  numerator of degree 13, even denominator of degree 8; within 1.2e-6 of float64 for
-  |x| up to 8, like `nn.gelu` and torch's vectorized erf, and beyond that within an ulp of
-  x / 2, where 0.5 x + 0.5 x erf cancels), in a shallow (Estrin) order;
-- `silu_mul` (the decoder MLP's silu(gate) * up) and `attention` (its softmax) use `_exp`,
-  a range-reduced polynomial exp (2^r * e^f, |f| <= ln2/2, within 2e-7 relative);
-- clamps are selects (`mx.where`) or, in GELU, |x + L| - |x - L| (exact to an ulp of
-  L = 5.66, and faster there), never `mx.clip`.
-
-On a GPU, or in another dtype, the functions are MLX's own (`nn.gelu`, `nn.silu`,
-`mx.fast.scaled_dot_product_attention`). The device is chosen in `_fused_on_this_device`,
-and nowhere else.
+On the CPU in float32 they are plain multiplies and adds that `mx.compile` fuses into one
+vectorized loop each; elsewhere MLX's own. The device is chosen in `_fused_on_this_device`
+and nowhere else. The approximations and why: docs/architecture.md, "CPU speed".
 """
 
 from __future__ import annotations

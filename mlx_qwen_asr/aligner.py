@@ -1,32 +1,8 @@
 """Word timestamps with Qwen3-ForcedAligner: audio + transcript -> when each word is spoken.
 
-The aligner (`Qwen/Qwen3-ForcedAligner-0.6B`) is the Qwen3-ASR network with another head:
-`thinker.lm_head` maps a hidden state to `classify_num` (5000) classes of
-`timestamp_segment_time` (80 ms). It is not autoregressive. The official
-`Qwen3ForcedAligner.align` (`inference/qwen3_forced_aligner.py`), which this follows:
-
-1. split the transcript into units (word_split.py: words, CJK characters);
-2. one causal forward pass over `<|audio_start|><|audio_pad|>*N<|audio_end|>` followed by
-   `unit<timestamp><timestamp>` for every unit. There is no chat template: wrapped in
-   one, the prompt is an input the model was not trained on (ports that do this report
-   times 80-90 ms late);
-3. the argmax class at each `<timestamp>` token times 80 ms is a start / end time in ms;
-4. `fix_timestamps` (the official `fix_timestamp`) repairs the sequence to be monotonic:
-   the longest non-decreasing subsequence is kept, runs of up to two outliers take the
-   nearer neighbour's value, longer runs are interpolated;
-5. ms / 1000 rounded to 3 decimals.
-
-`official=True` returns exactly that. By default two guarantees are added (`tidy_spans`):
-every time lies inside the audio (a word predicted beyond its end, or in the padding of a
-very short clip, is clamped to it) and no word has zero length (each gets at least
-`min_duration`, 80 ms = one timestamp class, or the audio's duration divided by the word
-count if that is less, taken from its neighbours with the smallest total change).
-
-The official pipeline aligns audio in pieces of at most 180 s (the head's 5000 classes
-reach 400 s). `align` does the same on longer audio: windows of at most 180 s, each given
-about as many words as its share of the audio plus a margin; the words ending before the
-window's last 20 s are kept and the next window starts where the last kept word ends (or
-20 s before the window's end if none is kept: a long stretch without speech).
+The official `Qwen3ForcedAligner.align` step by step (one causal pass, the argmax class at
+each `<timestamp>` token, `fix_timestamps`), plus `tidy_spans` and 180 s windows for long
+audio; the design and why: docs/architecture.md, "Word timestamps".
 """
 
 from __future__ import annotations
@@ -43,10 +19,10 @@ from .audio import SAMPLE_RATE, load_audio
 from .config import SUPPORTED_LANGUAGES, ModelConfig
 from .errors import ModelLoadError
 from .loading import load_network, parse_dtype, resolve_model_dir
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 from .model_input import encode_clip
 from .prompt import normalize_language
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 from .word_split import locate_units, split_words
 
@@ -81,7 +57,7 @@ class WordTiming:
 
 @dataclass(frozen=True)
 class AlignerConfig:
-    model: ModelConfig              # the network's sizes (head never tied to the embeddings)
+    network: ModelConfig            # the network's sizes (head never tied to the embeddings)
     classify_num: int               # timestamp classes of the head
     timestamp_token_id: int
     timestamp_segment_time: float   # ms per class
@@ -109,8 +85,8 @@ class ForcedAlignerNetwork(Qwen3ASR):
     """Qwen3ASR with the timestamp-classification head."""
 
     def __init__(self, config: AlignerConfig):
-        super().__init__(config.model)
-        self.lm_head = nn.Linear(config.model.text.hidden_size, config.classify_num, bias=False)
+        super().__init__(config.network)
+        self.lm_head = nn.Linear(config.network.text.hidden_size, config.classify_num, bias=False)
 
     def timestamp_logits(self, embeddings: mx.array, positions: list[int],
                          chunk: int = PREFILL_CHUNK) -> mx.array:
@@ -120,7 +96,7 @@ class ForcedAlignerNetwork(Qwen3ASR):
         cache = self.make_cache(length) if length > chunk else None
         picked = []
         for start in range(0, length, chunk):
-            hidden = self.model(embeddings[:, start:start + chunk], cache)
+            hidden = self.decoder(embeddings[:, start:start + chunk], cache)
             local = [p - start for p in positions if start <= p < start + chunk]
             if local:
                 picked.append(self.lm_head(hidden[0, mx.array(local)]))
@@ -131,7 +107,7 @@ class ForcedAlignerNetwork(Qwen3ASR):
 
 
 def load_aligner_network(model_dir: Path, config: AlignerConfig, dtype: mx.Dtype) -> ForcedAlignerNetwork:
-    return load_network(model_dir, config.model, dtype, network=ForcedAlignerNetwork(config))
+    return load_network(model_dir, config.network, dtype, network=ForcedAlignerNetwork(config))
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,7 +229,7 @@ class Aligner:
         config = AlignerConfig.from_file(model_dir / "config.json")
         mx_dtype = parse_dtype(dtype)
         network = load_aligner_network(model_dir, config, mx_dtype)
-        tokenizer = QwenTokenizer.from_model_dir(model_dir, config.model.raw)
+        tokenizer = QwenTokenizer.from_model_dir(model_dir, config.network.raw)
         found = tokenizer.token_to_id(TIMESTAMP_TOKEN)
         if found != config.timestamp_token_id:
             raise ModelLoadError(f"{model_dir}: the tokenizer has {TIMESTAMP_TOKEN} as {found}, "
@@ -262,16 +238,16 @@ class Aligner:
 
     def prompt_ids(self, words: list[str], num_audio_tokens: int) -> list[int]:
         """Ids of `<|audio_start|><|audio_pad|>*N<|audio_end|>w1<timestamp><timestamp>w2...`."""
-        model = self.config.model
+        network = self.config.network
         stamps = TIMESTAMP_TOKEN * 2
         text = stamps.join(words) + stamps
-        return ([model.audio_start_token_id] + [model.audio_token_id] * num_audio_tokens
-                + [model.audio_end_token_id] + self.tokenizer.encode(text))
+        return ([network.audio_start_token_id] + [network.audio_token_id] * num_audio_tokens
+                + [network.audio_end_token_id] + self.tokenizer.encode(text))
 
     def timestamp_logits(self, samples: np.ndarray, words: list[str]) -> mx.array:
         """Head outputs [2 * len(words), classify_num] at the prompt's <timestamp> tokens."""
         samples = np.asarray(samples, dtype=np.float32)
-        audio_embeddings, count = encode_clip(self.network, self.config.model.audio, samples)
+        audio_embeddings, count = encode_clip(self.network, self.config.network.audio, samples)
         ids = self.prompt_ids(words, count)
         positions = [i for i, t in enumerate(ids) if t == self.config.timestamp_token_id]
         if len(positions) != 2 * len(words):

@@ -30,8 +30,8 @@ from .resample import resample
 
 SAMPLE_RATE = 16000
 
-__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "load_audio", "read_stdin", "resample",
-           "to_mono"]
+__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio", "read_stdin",
+           "resample", "to_mono"]
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
@@ -46,9 +46,12 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
       channels, as the official ``to_mono`` does for up to 8 channels);
     * a tuple ``(array, sample_rate)``.
 
-    Arrays are used as they are, like the official code: integer PCM is not rescaled by
-    its type's range, so the "peak above 1" rule brings it to a peak of exactly 1. Divide
-    by 32768 (int16) first if the absolute level matters.
+    Integer arrays follow the official engine's `transcribe` rule: the samples are taken as
+    numbers, so the "peak above 1" rule brings them to a peak of exactly 1 (an int16 array
+    at a tenth of full scale comes out at full scale). The same samples streamed chunk by
+    chunk are scaled by their type's range instead (`integer_pcm`: a stream has no known
+    peak), and a file's PCM is read by its range too. For the absolute level of a file,
+    pass `samples / 32768` (int16) as float.
 
     Audio shorter than the model's minimum is returned as is (the pipeline pads it);
     all-zero audio is valid. Raises ``AudioError`` with a one-line message for anything
@@ -101,18 +104,29 @@ def _float_range_normalize(audio: np.ndarray) -> np.ndarray:
 def chunk_samples(pcm) -> np.ndarray:
     """One streamed chunk as mono float32 samples at its own rate, by the rules of whole
     inputs (`to_mono`: the shorter axis holds the channels), except integer PCM: a stream
-    has no known peak to divide by, so it is scaled by its type's range (int16: 1/32768),
+    has no known peak to divide by, so it is scaled by its type's range (`integer_pcm`),
     which is what the peak rule gives full-scale audio."""
     samples = np.asarray(pcm)
     if samples.ndim not in (1, 2) or samples.dtype.kind not in "fiu":
         raise AudioError(f"streamed audio must be 1-D or (frames, channels) float or integer samples, "
                          f"got shape {samples.shape}, dtype {samples.dtype}")
     if samples.dtype.kind in "iu":
-        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+        samples = integer_pcm(samples)
     samples = to_mono(samples.astype(np.float32))
     if not np.all(np.isfinite(samples)):
         raise AudioError("streamed audio contains NaN or infinite samples")
     return samples
+
+
+def integer_pcm(samples: np.ndarray) -> np.ndarray:
+    """Integer PCM as float32 by its type's full scale, as audio files store it: signed
+    types divided by 2^(bits-1) (int16: 32768, the official streaming rule), unsigned ones
+    centred first (uint8: (x - 128) / 128, 8-bit WAV's offset binary)."""
+    info = np.iinfo(samples.dtype)
+    if info.min < 0:
+        return samples.astype(np.float32) / float(info.max + 1)
+    half = float(info.max + 1) / 2
+    return (samples.astype(np.float32) - half) / half
 
 
 def check_sample_rate(sample_rate) -> int:

@@ -1,8 +1,8 @@
-"""Batched transcription: the segments of several inputs decoded together, up to
+"""Batched transcription: the pieces of several inputs decoded together, up to
 `batch_size` rows at a time, each input's result equal to its transcription alone.
 
-Inputs are read and cut in order; their segments queue up as jobs; whenever `batch_size`
-are queued (and at the end) they are decoded as one batch, and every input whose segments
+Inputs are read and cut in order; their pieces queue up as jobs; whenever `batch_size`
+are queued (and at the end) they are decoded as one batch, and every input whose pieces
 are all done is finished, in input order of completion.
 """
 
@@ -20,9 +20,9 @@ from .errors import QwenASRError
 from .options import TranscribeOptions
 from .prompt import normalize_language
 from .results import Segment, Transcription
-from .segment import iter_segments
+from .cutting import iter_pieces
 from .model_input import add_time, asr_prompts
-from .transcribe import ASRModel, attach_words, open_speech_stream, with_speed
+from .transcribe import ASRModel, attach_words, open_speech_blocks, with_speed
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -106,9 +106,9 @@ class _BatchRun:
     def read(self, index: int, audio, batch_size: int) -> None:
         """Cut input `index` into segment jobs, decoding a batch whenever `batch_size` are queued."""
         start = time.perf_counter()
-        stream, speech = open_speech_stream(audio, self.sample_rate, self.options)
+        stream, speech = open_speech_blocks(audio, self.sample_rate, self.options)
         state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
-        for order, piece in enumerate(iter_segments(stream.blocks, self.options.segment_seconds)):
+        for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)
             self.jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
             if len(self.jobs) >= batch_size:

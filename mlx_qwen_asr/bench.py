@@ -298,7 +298,7 @@ class Profile:
         setattr(owner, name, _Timed(self, inner, bucket))
 
     def __enter__(self):
-        enc, dec = self.network.audio_tower, self.network.model
+        enc, dec = self.network.audio_tower, self.network.decoder
         for name in ("conv2d1", "conv2d2", "conv2d3", "conv_out"):
             self._patch(enc, name, "encoder.conv_stem")
         for layer in enc.layers:
@@ -432,6 +432,29 @@ def run(args) -> dict:
                                      "rtf": stages["total_s"]["min"] / seconds}
         print(f"{name}: ours {stages['total_s']['min']:.2f} s, decode "
               f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
+    folder_workloads(report, model, source, work_dir, args)
+    long_workloads(report, model, source, args)
+    add_speedups(report)
+    report["memory"] = {
+        "weight_bytes_in_use": report["load"]["weight_bytes_in_use"],
+        "mlx_peak_bytes": mx.get_peak_memory(), "rss_peak_bytes": rss_peak_bytes(),
+    }
+    report["memory"]["mlx_peak_over_weights"] = report["memory"]["mlx_peak_bytes"] / report["memory"]["weight_bytes_in_use"]
+
+    if args.profile:
+        report["profile"] = profile_pass(model, clips["clip11"], args.tokens)
+
+    if args.compare_official:
+        report["official"] = compare_official(report, model, model_dir, clips, args)
+    report["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    report["cache"] = cache_report(work_dir)
+    print(f"cache: {report['cache']['dir']} ({report['cache']['bytes'] / 1e9:.2f} GB: the random-weight "
+          f"checkpoint and the generated audio; delete the folder to free it)", file=sys.stderr)
+    return report
+
+
+def folder_workloads(report: dict, model, source, work_dir: Path, args) -> None:
+    """`folder` and `folder_batched`: 20 short files, one by one and batched."""
     folder_runs = {"folder": ours_folder, "folder_batched": ours_folder_batched}
     for name in [w for w in folder_runs if w in args.workloads]:
         paths = write_folder(source, work_dir / "folder")
@@ -444,6 +467,10 @@ def run(args) -> dict:
         report["workloads"][name] = entry
         print(f"{name}: ours {stages['total_s']['min']:.2f} s for {seconds:.1f} s of audio "
               f"({stages['tokens']['min']:.0f} tokens)", file=sys.stderr)
+
+
+def long_workloads(report: dict, model, source, args) -> None:
+    """`long` and `long_one_by_one`: one 121 s input, its segments batched and one by one."""
     long_runs = {"long": 8, "long_one_by_one": 1}
     for name in [w for w in long_runs if w in args.workloads]:
         audio = clip(source, LONG_SECONDS)
@@ -453,6 +480,10 @@ def run(args) -> dict:
                                      "rtf": stages["total_s"]["min"] / LONG_SECONDS}
         print(f"{name}: ours {stages['total_s']['min']:.2f} s for {LONG_SECONDS:.0f} s of audio "
               f"({stages['segments']['min']:.0f} segments, {stages['tokens']['min']:.0f} tokens)", file=sys.stderr)
+
+
+def add_speedups(report: dict) -> None:
+    """The paired workloads' speed-ups (batched over one by one), when both ran."""
     if "long" in report["workloads"] and "long_one_by_one" in report["workloads"]:
         one_by_one = report["workloads"]["long_one_by_one"]["ours"]
         batched = report["workloads"]["long"]["ours"]
@@ -466,42 +497,32 @@ def run(args) -> dict:
         report["workloads"]["folder_batched"]["speedup_over_folder"] = speedup
         print(f"folder_batched: {speedup['min']:.2f}x the one-by-one folder run (min over min; "
               f"median {speedup['median']:.2f}x)", file=sys.stderr)
-    report["memory"] = {
-        "weight_bytes_in_use": report["load"]["weight_bytes_in_use"],
-        "mlx_peak_bytes": mx.get_peak_memory(), "rss_peak_bytes": rss_peak_bytes(),
-    }
-    report["memory"]["mlx_peak_over_weights"] = report["memory"]["mlx_peak_bytes"] / report["memory"]["weight_bytes_in_use"]
 
-    if args.profile:
-        report["profile"] = profile_pass(model, clips["clip11"], args.tokens)
 
-    if args.compare_official:
-        if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
-            report["official"] = {"error": "--compare-official needs a checkpoint in the Hugging Face layout"}
+def compare_official(report: dict, model, model_dir: Path, clips: dict, args) -> dict:
+    """The official implementation's figures on the same checkpoint and clips (`--compare-official`);
+    each of our workloads it also ran gets `ours_over_official`."""
+    if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
+        return {"error": "--compare-official needs a checkpoint in the Hugging Face layout"}
+    official = Official(model_dir, threads=args.torch_threads)
+    result = {"load_s": official.load_s, "torch_threads": official.threads,
+              "torch": official.torch.__version__, "workloads": {}}
+    for name in [w for w in args.official_workloads if w in clips]:
+        audio = clips[name]
+        if args.interleave and name in report["workloads"]:
+            stages = interleaved(report["workloads"][name], model, official, audio, args)
         else:
-            official = Official(model_dir, threads=args.torch_threads)
-            report["official"] = {"load_s": official.load_s, "torch_threads": official.threads,
-                                  "torch": official.torch.__version__, "workloads": {}}
-            for name in [w for w in args.official_workloads if w in clips]:
-                audio = clips[name]
-                if args.interleave and name in report["workloads"]:
-                    stages = interleaved(report["workloads"][name], model, official, audio, args)
-                else:
-                    samples = repeat(lambda: official.forced(audio, args.tokens), args.official_runs)
-                    stages = stage_summary(samples)
-                report["official"]["workloads"][name] = stages
-                ours = report["workloads"].get(name, {}).get("ours")
-                if ours:
-                    report["workloads"][name]["ours_over_official"] = {
-                        key: ours[key]["min"] / stages[key]["min"]
-                        for key in stages if key in ours and stages[key]["min"] > 0}
-                print(f"{name}: official {stages['total_s']['min']:.2f} s, decode "
-                      f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
-    report["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    report["cache"] = cache_report(work_dir)
-    print(f"cache: {report['cache']['dir']} ({report['cache']['bytes'] / 1e9:.2f} GB: the random-weight "
-          f"checkpoint and the generated audio; delete the folder to free it)", file=sys.stderr)
-    return report
+            samples = repeat(lambda: official.forced(audio, args.tokens), args.official_runs)
+            stages = stage_summary(samples)
+        result["workloads"][name] = stages
+        ours = report["workloads"].get(name, {}).get("ours")
+        if ours:
+            report["workloads"][name]["ours_over_official"] = {
+                key: ours[key]["min"] / stages[key]["min"]
+                for key in stages if key in ours and stages[key]["min"] > 0}
+        print(f"{name}: official {stages['total_s']['min']:.2f} s, decode "
+              f"{stages['decode_ms_per_token']['min']:.1f} ms/token", file=sys.stderr)
+    return result
 
 
 def interleaved(entry: dict, model: ASRModel, official: Official, audio: np.ndarray, args) -> dict:

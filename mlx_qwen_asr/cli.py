@@ -24,7 +24,7 @@ from .folder import find_audio, transcribe_folder
 from .languages import forced_language_warning, language_table
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
-from .segment import DEFAULT_SEGMENT_SECONDS
+from .cutting import DEFAULT_SEGMENT_SECONDS
 from .transcribe import Transcription, load_model
 from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 

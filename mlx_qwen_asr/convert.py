@@ -29,6 +29,7 @@ from mlx.utils import tree_flatten
 from .config import ModelConfig
 from .errors import ModelLoadError, QwenASRError
 from .loading import MLX_FORMAT_KEY, is_mlx_layout, load_network, parse_dtype, resolve_model_dir
+from .network import to_stored_name
 from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
 
@@ -97,7 +98,8 @@ def convert(model, out, bits: int | None = None, group_size: int = 64, encoder_b
     network = load_network(src, config, mx_dtype)
     if spec:
         quantize_network(network, spec)
-    weights = dict(tree_flatten(network.parameters()))
+    # Stored under the checkpoint's names (network.to_stored_name), so the format is unchanged.
+    weights = {to_stored_name(k): v for k, v in tree_flatten(network.parameters())}
     mx.eval(weights)
 
     # Everything is written to a hidden folder beside `out` first and moved in only when

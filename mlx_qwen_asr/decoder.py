@@ -1,6 +1,6 @@
 """Qwen3 text decoder of Qwen3-ASR, with its KV cache.
 
-Names follow the checkpoint (`thinker.model.*` minus the prefix). The official "interleaved
+Names follow the checkpoint (`thinker.model.*`, the network's `decoder`). The official "interleaved
 MRoPE" reduces to plain 1-D RoPE for ASR because its three position rows are identical
 (docs/model.md §5), so `mx.fast.rope` (rotate-half, base 1e6) is exact.
 """
@@ -167,8 +167,8 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class TextModel(nn.Module):
-    """`thinker.model`: embeddings, decoder layers, final norm."""
+class TextDecoder(nn.Module):
+    """`thinker.model` (the network's `decoder`): embeddings, decoder layers, final norm."""
 
     def __init__(self, config: TextConfig):
         super().__init__()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from .decoder import KVCache
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 
 # Budget: 12 tokens per second of audio covers the fastest speech in any supported
 # language (Chinese runs ~5 characters/s, English ~4 tokens/s), plus the language prefix.
@@ -145,7 +145,7 @@ def _greedy_with_draft(network, prompt_embeddings, draft, cache, max_new_tokens,
     differs from the pick before it, and continue from there."""
     start = time.perf_counter()
     embeddings = mx.concatenate([prompt_embeddings, network.embed_tokens(mx.array(draft))[None]], axis=1)
-    hidden = network.model(embeddings, cache)
+    hidden = network.decoder(embeddings, cache)
     picks = pick(network.logits(hidden[0, -(len(draft) + 1):, :]))   # [i]: after prompt + draft[:i]
     picked = picks.tolist()
     kept = 0

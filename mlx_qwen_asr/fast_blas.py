@@ -1,22 +1,9 @@
 """Serve MLX's CPU matrix products from Intel MKL on Linux x86-64 (a default dependency there).
 
-The `mlx[cpu]` wheel links a reference (netlib) BLAS: fp32 GEMM runs at ~5 GFLOP/s, and a
-0.6B transcription takes minutes. `libmlx.so` imports `cblas_sgemm` & co. by name, so a
-library that defines those names and is loaded with RTLD_GLOBAL *before* `mlx.core` is
-imported wins the dynamic linker's symbol lookup (the same interposition `LD_PRELOAD`
-does). MKL from PyPI, which `pip install mlx-qwen-asr` brings on Linux x86-64, defines
-them: ~60x faster GEMM here (docs/performance-lab-notes.md).
-
-`enable()` must run before the first `import mlx.core`, which is why the package's
-`__init__` calls it first. It changes nothing when: the platform is not Linux x86-64 (Metal
-and CUDA builds do not use a CPU BLAS for the model), `MLX_QWEN_ASR_FAST_BLAS=0`, mlx.core
-was already imported, or no MKL is installed. Binding cannot be undone, so the library is
-first opened privately and checked for the needed symbols; after `mlx.core` is imported,
-`self_check()` compares a few MLX float32 products with numpy and warns loudly if they
-disagree. `status()` says what happened and why.
-
-`MLX_QWEN_ASR_FAST_BLAS` may also name a library file to bind instead of MKL (it must
-export the standard `cblas_*` names, e.g. an OpenBLAS build without symbol prefixes).
+`enable()` binds MKL's `cblas_*` names before `mlx.core` is imported (so the package's
+`__init__` calls it first); `self_check()` checks the products afterwards; `status()` says
+what happened. `MLX_QWEN_ASR_FAST_BLAS=0` opts out, or names another CBLAS library.
+How and why: docs/architecture.md, "CPU speed".
 """
 
 from __future__ import annotations

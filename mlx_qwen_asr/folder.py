@@ -1,29 +1,9 @@
 """Batch runs: every audio file under the given files and folders, transcribed into an
 output folder, resumably, without one bad file stopping the run.
 
-* Inputs: files, and folders walked recursively for audio extensions (hidden files and
-  folders skipped, such as macOS `._x.wav`), sorted, so every run sees the same order.
-* Output names mirror each input's path relative to the folder it was found under
-  (`talks/day1/a.wav` -> `OUT/day1/a.txt`); files given directly use their own name. Names
-  that would still collide (`a.wav` and `a.mp3`, two given `x/a.wav` and `y/a.wav`, also
-  ignoring case as macOS does) get the extension kept, then a hash of the full input path;
-  the run says so. `summary` and `manifest` at the top are the run's own files.
-* Resumable: `OUT/manifest.json` records each finished input (size, mtime, options, output
-  files). An input whose outputs exist for the same options is skipped, unless `overwrite`.
-  Each finished input is appended to `OUT/manifest.journal` at once (one line, flushed to
-  disk; O(1) per file however big the folder), which the next run replays and the end of
-  a run folds into manifest.json: a killed run redoes only the file it was killed in.
-* All or nothing per input: its formats are written to temporary files and renamed into
-  place only when all are complete (writers.write_outputs); temporary files that a killed
-  run left behind are removed when the next run starts.
-* One run at a time per output folder: a second run into the same folder refuses at once
-  (an flock on the folder, which the system releases even when a run is killed).
-* Setup errors come first, before any model loads or audio is read: missing inputs, an
-  output folder that is a file or not writable, a folder in use (`SetupError`).
-* A file that fails is reported on one line and recorded in the summary; the rest go on.
-  A full output disk stops the run (every later file would fail the same way).
-* `OUT/summary.json`: done / skipped / failed (with reasons), audio hours, wall time, RTF,
-  truncations and retries.
+Inputs are walked in a fixed order, output names mirror the inputs' paths, each finished
+input is journaled at once (a killed run redoes one file), outputs are written all or
+nothing, one run per folder (flock). The rules and why: docs/architecture.md, "Folder runs".
 """
 
 from __future__ import annotations

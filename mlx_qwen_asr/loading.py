@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from .config import ModelConfig
 from .errors import ModelLoadError
-from .model import Qwen3ASR
+from .network import Qwen3ASR, from_stored_name
 from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
 
@@ -163,7 +163,9 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
         except (ValueError, TypeError) as exc:
             raise ModelLoadError(f"{model_dir}/config.json has a bad \"quantization\" entry: {exc}") from None
     weights = load_weights(weight_files(model_dir))
-    if not mlx_layout:
+    if mlx_layout:   # stored under the checkpoint's names, in MLX layouts
+        weights = {from_stored_name(k): v for k, v in weights.items()}
+    else:
         weights = Qwen3ASR.sanitize(weights, config)
     # Lazy casts: each float tensor is read and converted when evaluated, and the stored
     # copy is freed right after, so the peak stays near the converted size.

@@ -16,7 +16,7 @@ from .aligner import DEFAULT_ALIGNER, Aligner
 from .config import SUPPORTED_LANGUAGES
 from .errors import OptionError
 from .languages import normalize_language
-from .segment import DEFAULT_SEGMENT_SECONDS
+from .cutting import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
 DTYPES = ("float32", "bfloat16", "float16")

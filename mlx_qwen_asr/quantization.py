@@ -57,9 +57,9 @@ class QuantizationSpec:
         """Bits for the layer at `path` (module path without `thinker.`); 16 = keep float."""
         if path.startswith("audio_tower."):
             return self.encoder_bits if isinstance(module, nn.Linear) else FLOAT_BITS
-        if path in ("model.embed_tokens", "lm_head"):
+        if path in ("decoder.embed_tokens", "lm_head"):
             return self.head_bits
-        if path.startswith("model.layers.") and isinstance(module, nn.Linear):
+        if path.startswith("decoder.layers.") and isinstance(module, nn.Linear):
             return self.bits
         return FLOAT_BITS
 

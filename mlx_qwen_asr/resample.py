@@ -1,30 +1,8 @@
 """Band-limited sample-rate conversion in numpy (no scipy, no soxr at runtime).
 
-The official loader resamples with ``librosa.resample(res_type="soxr_hq")``. This module
-implements the same kind of converter, a linear-phase Kaiser-windowed-sinc low-pass at
-the rational ratio ``up/down`` (``gcd``-reduced), with soxr HQ's specification:
-
-* pass-band flat to 91.4 % of the lower of the two Nyquist frequencies (0-7.3 kHz when
-  the target is 16 kHz), -6 dB at 95.7 %, stopped from the Nyquist frequency on;
-* ~130 dB stop-band rejection (soxr HQ: 20 bits + 1 of precision, plus its stage budget).
-  The two constants below were fitted so that the transition band tracks soxr HQ's
-  (within ~0.1 dB down to -25 dB); in the pass-band we are flatter than soxr, which
-  droops by up to 0.01 dB at 44.1 kHz;
-* output sample ``n`` sits exactly at input time ``n * orig_sr / target_sr``;
-* output length ``ceil(len * target_sr / orig_sr)`` with the samples past soxr's own
-  ``round(len * ratio)`` set to zero, as librosa's ``fix_length`` padding leaves them.
-
-Agreement with librosa/soxr is measured in tests/test_audio.py.
-
-How it is computed: FFT overlap-save, as soxr's DFT stages do. A block of ``down * 2**k``
-input samples is transformed, multiplied by the filter's frequency response, cut (or
-zero-extended) to the target band and transformed back at ``up * 2**k`` points, which
-yields the filtered signal directly on the output grid. The filter is a finite FIR at the
-input rate, so output samples farther than its half-length from a block's edges equal the
-direct FIR sum (to float32 rounding; tests/test_audio.py checks it); the blocks overlap by
-that much. That is a few hundred flops per output sample instead of the ~550
-multiply-adds of a direct polyphase FIR at 44.1 kHz: one hour of 44.1 kHz audio costs
-~3.2 s of CPU. numpy's FFT is single-threaded, so long inputs are split over threads.
+A linear-phase Kaiser-windowed-sinc low-pass at the rational ratio up/down with soxr HQ's
+specification (the official loader's `librosa.resample(res_type="soxr_hq")`), computed by
+FFT overlap-save; the specification and method: docs/architecture.md, "Resampling".
 """
 
 from __future__ import annotations

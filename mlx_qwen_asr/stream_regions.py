@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 
 
 def region_cut(region: np.ndarray, upto: int, reference: int, keep: int) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .aligner import get_aligner
 from .audio import SAMPLE_RATE
-from .audio_stream import ChunkInput, open_audio_stream
+from .audio_blocks import ChunkInput, open_audio_blocks
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder_cache import EncoderWindowCache
 from .errors import OptionError
@@ -138,6 +138,9 @@ class StreamingSession:
     # ------------------------------------------------------------------ public
 
     def feed(self, pcm, sample_rate: int = SAMPLE_RATE) -> StreamUpdate:
+        """Add a chunk: float samples in [-1, 1], or integer PCM scaled by its type's range
+        (int16 / 32768; unlike a whole array, which is divided by its peak: audio.load_audio),
+        1-D or (frames, channels), at any positive rate (it may change between chunks)."""
         if self.finished:
             raise RuntimeError("this session is finished; start a new StreamingSession")
         samples = self.input.push(pcm, sample_rate)
@@ -309,7 +312,7 @@ class StreamingSession:
         network = self.model.network
         self.cache.rollback(self.cache_valid)
         suffix = self.cache_suffix + tokens
-        hidden = network.model(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
+        hidden = network.decoder(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
         scored = network.logits(hidden[len(self.cache_suffix) - 1 + header:])
         self.cache_valid = 0   # the region is closing; nothing in the cache is reused after this
         return log_softmax(scored)
@@ -320,7 +323,7 @@ class StreamingSession:
         network = self.model.network
         audio_embeddings, before, after, _ = self._embeddings(audio)
         sequence = self._sequence(before, audio_embeddings, after + tokens)
-        hidden = network.model(sequence[None], network.make_cache())[0]
+        hidden = network.decoder(sequence[None], network.make_cache())[0]
         prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
         scored = network.logits(hidden[prompt_length - 1 + header:])   # the head only where text is scored
         return log_softmax(scored)
@@ -382,7 +385,7 @@ def transcribe_stream(source, model, options: TranscribeOptions | None = None, *
         model = load_model(model)
     kwargs.setdefault("catch_up", realtime)
     session = StreamingSession(model, options, **kwargs)
-    stream = open_audio_stream(source, sample_rate, block_seconds=chunk_seconds)
+    stream = open_audio_blocks(source, sample_rate, block_seconds=chunk_seconds)
     started = time.perf_counter()
     fed = 0.0
     pending: list[np.ndarray] = []

@@ -1,8 +1,9 @@
-"""Offline transcription: audio -> segments -> mel -> encoder -> prompt -> greedy decoding -> text.
+"""Offline transcription: audio -> pieces -> mel -> encoder -> prompt -> greedy decoding -> segments.
 
-Audio is read block by block and cut at quiet moments into segments of about 30 s; each is
-transcribed on its own (its own language, token budget and finish reason) and the results
-are joined. A segment that loops or runs out of budget is decoded again with a remedy.
+Audio is read block by block and cut at quiet moments into pieces of about 30 s; each is
+transcribed on its own into a segment (its own language, token budget and finish reason)
+and the segments are joined. A piece that loops or runs out of budget is decoded again
+with a remedy.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .audio_stream import open_audio_stream
+from .audio_blocks import open_audio_blocks
 from .config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
 from .loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
-from .model import Qwen3ASR
+from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .prompt import parse_output, prompt_text
 from .results import Segment, Transcription
-from .segment import ENERGY_WINDOW_SECONDS, quietest_cut
+from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
@@ -81,7 +82,9 @@ class ASRModel:
         are decoded `batch_size` at a time (default 8, or 1 for a model loaded with
         `low_memory`: each row holds its own cache; the text is the same either way), so
         memory stays bounded. `progress`, if given, is called as
-        progress(done_seconds, total_seconds) as segments are done.
+        progress(done_seconds, total_seconds) as segments are done. An integer array is
+        divided by its peak, as the official engine does (streamed chunks are scaled by
+        their type's range instead: see audio.load_audio).
         """
         from .batch import transcribe_batch
 
@@ -146,10 +149,10 @@ class ASRModel:
         return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
 
 
-def open_speech_stream(audio, sample_rate, options: TranscribeOptions):
+def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
     """The input's block stream, and with `skip_silence` only its speech plus the map
     (vad.SpeechMap) back to the input's clock (None without)."""
-    stream = open_audio_stream(audio, sample_rate)
+    stream = open_audio_blocks(audio, sample_rate)
     if not options.skip_silence:
         return stream, None
     from .vad import speech_only

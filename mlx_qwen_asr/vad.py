@@ -153,13 +153,13 @@ class SpeechMap:
 
 
 def speech_only(stream, options: VadOptions = VadOptions()):
-    """An audio stream (audio_stream.AudioStream) cut down to its speech, and the map back.
+    """An input's blocks (audio_blocks.AudioBlocks) cut down to its speech, and the map back.
     The whole input is read first: the detector's noise floor and spans need all of it
     (16 kHz float32: about 3.8 MB a minute)."""
-    from .audio_stream import AudioStream
+    from .audio_blocks import AudioBlocks
 
     blocks = [np.asarray(b, np.float32) for b in stream.blocks]
     audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     speech = SpeechMap(speech_spans(audio, options))
     joined = speech.join(audio)
-    return AudioStream(iter([joined] if len(joined) else []), stream.duration), speech
+    return AudioBlocks(iter([joined] if len(joined) else []), stream.duration), speech

@@ -159,7 +159,7 @@ class CueShape:
             raise ValueError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
 
 
-def segment_items(result: Transcription, shape: CueShape | None = None) -> list[tuple[float, float, str]]:
+def cue_items(result: Transcription, shape: CueShape | None = None) -> list[tuple[float, float, str]]:
     """Cue items: phrases of timed words when there are word timestamps, else segments."""
     shape = shape or CueShape()
     if result.words is None:
@@ -170,7 +170,7 @@ def segment_items(result: Transcription, shape: CueShape | None = None) -> list[
 
 def shaped_cues(result: Transcription, shape: CueShape | None = None) -> list[Cue]:
     shape = shape or CueShape()
-    return build_cues(segment_items(result, shape), shape.max_line_width, shape.max_line_count)
+    return build_cues(cue_items(result, shape), shape.max_line_width, shape.max_line_count)
 
 
 def format_clock(seconds: float) -> str:
@@ -185,7 +185,7 @@ def format_clock(seconds: float) -> str:
 def timed_lines(result: Transcription, shape: CueShape | None = None) -> list[str]:
     """`[00:01.20 --> 00:03.50] text` per phrase (per segment without word times)."""
     lines = []
-    for start, end, text in segment_items(result, shape):
+    for start, end, text in cue_items(result, shape):
         text = " ".join(str(text).split())
         if text:
             lines.append(f"[{format_clock(start)} --> {format_clock(end)}] {text}")

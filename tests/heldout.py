@@ -1,4 +1,4 @@
-"""The trained fixture models and their held-out speech (scripts/make_fixture_model.py, make_fixture_aligner.py).
+"""The trained fixture models and their held-out speech (fixture_training/: docs/fixtures.md).
 
 tests/fixtures/tiny_asr.npz is the compact form of a tiny Qwen3-ASR checkpoint trained on
 espeak-ng speech (conftest's `trained_checkpoint` writes its Hugging Face folder);
@@ -16,7 +16,7 @@ from mlx_qwen_asr.testing.wer import wer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TRAINED_MODEL = FIXTURES / "tiny_asr.npz"
-TRAINED_ALIGNER = FIXTURES / "tiny_aligner.npz"   # scripts/make_fixture_aligner.py
+TRAINED_ALIGNER = FIXTURES / "tiny_aligner.npz"   # python -m fixture_training.aligner
 HELDOUT = FIXTURES / "heldout"
 GROUPS = ("short", "medium", "long")
 

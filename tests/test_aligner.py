@@ -108,7 +108,7 @@ def test_official_loads_the_random_aligner_exactly(loaded_reference, ours):
     assert thinker.lm_head.weight.data_ptr() != thinker.model.embed_tokens.weight.data_ptr()
     assert reference.timestamp_token_id == ours.config.timestamp_token_id == 151705
     assert reference.timestamp_segment_time == ours.config.timestamp_segment_time == 80.0
-    assert ours.config.classify_num == 5000 and ours.config.model.text.vocab_size == 152064
+    assert ours.config.classify_num == 5000 and ours.config.network.text.vocab_size == 152064
 
 
 @pytest.mark.parametrize("language,text", SPLIT_CASES)
@@ -170,7 +170,7 @@ def test_timestamps_match_official(ours, reference, seconds, text, language):
 
     ids, ref_logits = official_logits(reference, audio, text, language)
     words = split_words(text, language)
-    assert ours.prompt_ids(words, ids.count(ours.config.model.audio_token_id)) == ids
+    assert ours.prompt_ids(words, ids.count(ours.config.network.audio_token_id)) == ids
     logits = np.array(ours.timestamp_logits(audio, words))
     assert np.max(np.abs(logits - ref_logits)) < 1e-4 * np.max(np.abs(ref_logits))
     assert len(set(np.argmax(ref_logits, -1).tolist())) > 1, "degenerate reference: the check would be weak"

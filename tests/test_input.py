@@ -7,7 +7,7 @@ import pytest
 from audio_samples import speech
 
 from mlx_qwen_asr.audio import chunk_samples, load_audio, resample
-from mlx_qwen_asr.audio_stream import StreamResampler, open_audio_stream
+from mlx_qwen_asr.audio_blocks import BlockResampler, open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.streaming import StreamingSession
 from mlx_qwen_asr.transcribe import load_model
@@ -32,11 +32,11 @@ def test_bad_rate_is_a_clear_error_everywhere(model, rate):
         with pytest.raises(AudioError, match=message):
             load_audio(audio, rate)
         with pytest.raises(AudioError, match=message):
-            open_audio_stream(audio, rate)
+            open_audio_blocks(audio, rate)
         with pytest.raises(AudioError, match=message):
             model.transcribe(audio, sample_rate=rate)
     with pytest.raises(AudioError, match=message):
-        StreamResampler(rate)
+        BlockResampler(rate)
 
 
 def test_rate_change_keeps_every_sample(model):
@@ -87,3 +87,23 @@ def test_integer_chunks_are_scaled_mono_or_not():
     np.testing.assert_array_equal(chunk_samples(stereo), mono.astype(np.float32) / 32768)
     with pytest.raises(AudioError, match="1-D or \\(frames, channels\\)"):
         chunk_samples(np.zeros((2, 2, 2), np.float32))
+
+
+def test_streamed_integer_pcm_is_scaled_by_its_full_scale():
+    """Before: unsigned chunks were divided by 2^bits, not centred (uint8 silence, 128,
+    came out at +0.5)."""
+    np.testing.assert_array_equal(chunk_samples(np.array([0, 128, 255], np.uint8)), [-1.0, 0.0, 127 / 128])
+    np.testing.assert_array_equal(chunk_samples(np.array([-128, 0, 64], np.int8)), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(chunk_samples(np.array([-2**31, 2**30], np.int32)), [-1.0, 0.5])
+    np.testing.assert_array_equal(chunk_samples(np.array([0, 32768, 49152], np.uint16)), [-1.0, 0.0, 0.5])
+
+
+def test_integer_arrays_whole_by_peak_streamed_by_range():
+    """The documented split (audio.load_audio): a whole int16 array is divided by its peak
+    (the official engine's transcribe rule), streamed chunks by 32768 (its streaming rule),
+    as a 16-bit file is read."""
+    quiet = (speech(1.0) / np.abs(speech(1.0)).max() * 3000).astype(np.int16)   # peak 3000
+    whole = load_audio(quiet, 16000)
+    assert np.abs(whole).max() == 1.0
+    np.testing.assert_array_equal(whole, quiet.astype(np.float32) / np.float32(3000))
+    np.testing.assert_array_equal(chunk_samples(quiet), quiet.astype(np.float32) / 32768)

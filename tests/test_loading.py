@@ -25,9 +25,9 @@ def test_sharded_checkpoint_with_index_loads_like_a_single_file(tiny_config_and_
 def test_sizes_come_from_config(tiny_checkpoint):
     model = ASRModel.load(tiny_checkpoint, dtype="float32")
     config = json.loads((tiny_checkpoint / "config.json").read_text())["thinker_config"]
-    assert len(model.network.model.layers) == config["text_config"]["num_hidden_layers"]
+    assert len(model.network.decoder.layers) == config["text_config"]["num_hidden_layers"]
     assert len(model.network.audio_tower.layers) == config["audio_config"]["encoder_layers"]
-    assert model.network.model.embed_tokens.weight.shape == (151936, config["text_config"]["hidden_size"])
+    assert model.network.decoder.embed_tokens.weight.shape == (151936, config["text_config"]["hidden_size"])
 
 
 def test_dtype_is_applied_to_every_float_parameter(tiny_checkpoint):
@@ -46,5 +46,5 @@ def test_bf16_checkpoint_loaded_as_float32_is_exactly_upcast(tiny_checkpoint):
     model = ASRModel.load(tiny_checkpoint, dtype="float32")
     stored = raw["thinker.model.layers.0.mlp.up_proj.weight"]
     assert stored.dtype == mx.bfloat16
-    loaded = model.network.model.layers[0].mlp.up_proj.weight
+    loaded = model.network.decoder.layers[0].mlp.up_proj.weight
     assert np.array_equal(np.array(stored.astype(mx.float32)), np.array(loaded))

@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 
 from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.audio_stream import open_audio_stream
+from mlx_qwen_asr.audio_blocks import open_audio_blocks
 from mlx_qwen_asr.results import join_texts, merge_languages
-from mlx_qwen_asr.segment import iter_segments, split_audio
+from mlx_qwen_asr.cutting import iter_pieces, split_audio
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -48,7 +48,7 @@ def test_cuts_land_in_the_quiet_gaps():
 def test_streamed_blocks_give_the_same_cuts(block):
     audio = noisy_with_gaps(100.0, [31.0, 58.0])
     whole = split_audio(audio)
-    streamed = list(iter_segments((audio[i:i + block] for i in range(0, len(audio), block))))
+    streamed = list(iter_pieces((audio[i:i + block] for i in range(0, len(audio), block))))
     assert [(s.start, s.end) for s in streamed] == [(s.start, s.end) for s in whole]
 
 
@@ -58,7 +58,7 @@ def test_file_stream_equals_whole_load(tmp_path, rate, subtype):
     stereo = rng.uniform(-1, 1, (rate * 70, 2)).astype(np.float32) * (1.5 if subtype == "FLOAT" else 0.9)
     path = tmp_path / "long.wav"
     sf.write(path, stereo, rate, subtype=subtype)
-    stream = open_audio_stream(path, block_seconds=7.3)
+    stream = open_audio_blocks(path, block_seconds=7.3)
     streamed = np.concatenate(list(stream.blocks))
     whole = load_audio(path)
     assert stream.duration == pytest.approx(70.0)

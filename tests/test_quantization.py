@@ -80,8 +80,8 @@ def test_policy_keeps_encoder_at_8_bits_and_conv_float(tiny_checkpoint_fp32, ref
                            quantize=QuantizationSpec(bits=4, group_size=32))
     assert network.audio_tower.layers[0].fc1.bits == 8
     assert network.audio_tower.conv2d2.weight.dtype == mx.float32
-    assert network.model.layers[0].mlp.down_proj.bits == 4
-    assert network.model.embed_tokens.bits == 8
+    assert network.decoder.layers[0].mlp.down_proj.bits == 4
+    assert network.decoder.embed_tokens.bits == 8
     with pytest.raises(ValueError):
         QuantizationSpec(bits=4, encoder_bits=4)
 
@@ -109,12 +109,23 @@ def _flat(network):
     return tree_flatten(network.parameters())
 
 
+def test_converted_directory_stores_the_checkpoint_names(tmp_path, tiny_checkpoint_fp32):
+    """The network's `decoder.*` is stored as the checkpoint's `model.*` (minus `thinker.`),
+    so directories converted before the module was named `decoder` load the same."""
+    out = convert(tiny_checkpoint_fp32, tmp_path / "converted", bits=8, group_size=32, dtype="float32")
+    names = set(mx.load(str(out / "model.safetensors")))
+    assert "model.layers.0.mlp.down_proj.scales" in names and "model.embed_tokens.weight" in names
+    assert not any(name.startswith("decoder.") for name in names)
+    loaded = ASRModel.load(out, dtype="float32")
+    assert loaded.network.decoder.layers[0].mlp.down_proj.bits == 8
+
+
 def test_load_with_quantize_through_the_public_api(tiny_checkpoint_fp32, reference, forced):
     from mlx_qwen_asr import load_model
 
     model = ASRModel.load(tiny_checkpoint_fp32, dtype="float32", quantize=8)
     assert model.quantize == 8 and "quantize=8" in repr(model)
-    assert model.network.model.layers[0].mlp.down_proj.bits == 8
+    assert model.network.decoder.layers[0].mlp.down_proj.bits == 8
     result = model.transcribe(speech(3.0), sample_rate=16000, max_new_tokens=12,
                               repetition_guard=False, recover_loops=False)
     assert 0 < len(result.tokens) <= 12 and isinstance(result.text, str)
@@ -139,7 +150,7 @@ def test_low_memory_preset_picks_this_devices_recipe(tmp_path, tiny_checkpoint_f
     expected_bits = LOW_MEMORY_BITS["cpu" if mx.default_device() == mx.cpu else "gpu"]
     model = ASRModel.load(tiny_checkpoint_fp32, low_memory=True)
     assert model.quantize == expected_bits
-    assert model.network.model.layers[0].mlp.down_proj.bits == expected_bits
+    assert model.network.decoder.layers[0].mlp.down_proj.bits == expected_bits
     # Segments are decoded one at a time (each batch row would hold its own cache).
     from mlx_qwen_asr import batch
     sizes = []
@@ -150,7 +161,7 @@ def test_low_memory_preset_picks_this_devices_recipe(tmp_path, tiny_checkpoint_f
     assert low_memory_settings("bfloat16", 4) == ("bfloat16", 4)   # explicit choices win
     out = convert(tiny_checkpoint_fp32, tmp_path / "q4", bits=4, group_size=32, dtype="float32")
     stored = ASRModel.load(out, low_memory=True)
-    assert stored.quantize is None and stored.network.model.layers[0].mlp.down_proj.bits == 4
+    assert stored.quantize is None and stored.network.decoder.layers[0].mlp.down_proj.bits == 4
     audio = tmp_path / "a.wav"
     sf.write(audio, speech(2.0), 16000)
     assert main([str(audio), "--model", str(tiny_checkpoint_fp32), "--low-memory", "--max-new-tokens", "3"]) == 0

@@ -23,7 +23,7 @@ import soundfile as sf
 import websockets.exceptions
 
 from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.audio_stream import open_audio_stream
+from mlx_qwen_asr.audio_blocks import open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.resample import resample
 from mlx_qwen_asr.writers import to_string
@@ -117,7 +117,7 @@ def test_bad_requests_get_openai_errors(server, client, tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_bytes(b"this is not audio at all" * 100)
     with pytest.raises(AudioError) as cli_error:
-        list(open_audio_stream(str(bad)).blocks)
+        list(open_audio_blocks(str(bad)).blocks)
     with pytest.raises(openai.BadRequestError) as caught:
         with open(bad, "rb") as f:
             client.audio.transcriptions.create(model="tiny", file=("notes.wav", f))

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from mlx_qwen_asr.audio_stream import open_audio_stream
+from mlx_qwen_asr.audio_blocks import open_audio_blocks
 from mlx_qwen_asr.options import TranscribeOptions
-from mlx_qwen_asr.segment import iter_segments
+from mlx_qwen_asr.cutting import iter_pieces
 from mlx_qwen_asr.server.worker import CancelledJob, Job, QueueFull, Worker
 from mlx_qwen_asr.transcribe import ASRModel
 
@@ -28,8 +28,8 @@ def worker(trained_checkpoint):
 
 
 def job(name: str, options: TranscribeOptions = OPTIONS) -> Job:
-    stream = open_audio_stream(str(HELDOUT / name))
-    return Job(list(iter_segments(stream.blocks, options.segment_seconds)), stream.duration, options)
+    stream = open_audio_blocks(str(HELDOUT / name))
+    return Job(list(iter_pieces(stream.blocks, options.segment_seconds)), stream.duration, options)
 
 
 def test_a_long_file_does_not_starve_a_short_one(worker, trained_model):

@@ -10,7 +10,7 @@ import soundfile as sf
 from mlx_qwen_asr.aligner import Aligner
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.transcribe import ASRModel
-from mlx_qwen_asr.writers import MAX_CUE_SECONDS, build_cues, segment_items, to_string, word_phrases, wrap
+from mlx_qwen_asr.writers import MAX_CUE_SECONDS, build_cues, cue_items, to_string, word_phrases, wrap
 
 from audio_samples import speech
 
@@ -51,7 +51,7 @@ def test_every_segment_gets_well_formed_word_times(timed):
 
 
 def test_subtitle_cues_come_from_word_times(timed):
-    items = segment_items(timed)
+    items = cue_items(timed)
     times = {round(t, 6) for w in timed.words for t in (w.start, w.end)}
     for start, end, text in items:
         assert round(start, 6) in times and round(end, 6) in times

@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio_stream import open_audio_stream
+from ..audio_blocks import open_audio_blocks
 from ..errors import AudioError
-from ..segment import DEFAULT_SEGMENT_SECONDS, AudioSegment, iter_segments
+from ..cutting import DEFAULT_SEGMENT_SECONDS, AudioPiece, iter_pieces
 
 COPY_BLOCK = 1 << 20
 FOLDER_PREFIX = "mlx-qwen-asr-server-"   # then the server's process id
@@ -29,7 +29,7 @@ class TooLong(Exception):
 
 @dataclass
 class Audio:
-    pieces: list[AudioSegment]
+    pieces: list[AudioPiece]
     duration: float
 
 
@@ -62,11 +62,11 @@ def read_upload(source, folder: TempFolder, filename: str | None, max_seconds: f
         with open(path, "xb") as out:
             shutil.copyfileobj(source, out, COPY_BLOCK)
         try:
-            stream = open_audio_stream(str(path))
+            stream = open_audio_blocks(str(path))
             if stream.duration > max_seconds:
                 raise TooLong(f"{name}: {stream.duration:.1f} s of audio exceeds the server's limit of "
                               f"{max_seconds:g} s (--max-audio-seconds)")
-            pieces = list(iter_segments(stream.blocks, segment_seconds))
+            pieces = list(iter_pieces(stream.blocks, segment_seconds))
         except AudioError as exc:
             raise AudioError(str(exc).replace(os.path.abspath(path), name).replace(str(path), name)) from None
         return Audio(pieces, stream.duration)

@@ -28,7 +28,7 @@ from ..decoding import RepetitionGuard, greedy_decode_batch
 from ..model_input import add_time, asr_prompt
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription
-from ..segment import AudioSegment
+from ..cutting import AudioPiece
 from ..transcribe import ASRModel, attach_words, with_speed
 
 
@@ -40,7 +40,7 @@ class QueueFull(Exception):
 class Job:
     """One offline transcription: its audio cut into segments, its options, its outcome."""
 
-    pieces: list[AudioSegment]
+    pieces: list[AudioPiece]
     duration: float
     options: TranscribeOptions = field(default_factory=TranscribeOptions)   # the pieces are cut already
     # Called on the worker thread with (segments so far, in order) each time that run grows.
@@ -263,7 +263,7 @@ class Worker:
             job.result.set_result(result)
 
 
-def _span(piece: AudioSegment) -> tuple[float, float]:
+def _span(piece: AudioPiece) -> tuple[float, float]:
     """A piece's start and end in seconds, computed as transcribe computes them (bit for bit)."""
     offset = piece.start / SAMPLE_RATE
     return offset, offset + len(piece.audio) / SAMPLE_RATE

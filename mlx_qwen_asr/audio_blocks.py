@@ -25,12 +25,12 @@ _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III", "MPEG_
 
 
 @dataclass
-class AudioStream:
+class AudioBlocks:
     blocks: Iterator[np.ndarray]   # 16 kHz mono float32 blocks, in order
     duration: float                # seconds
 
 
-class StreamResampler:
+class BlockResampler:
     """Stateful rate conversion: `push` blocks as they come, `flush` at the end; the
     concatenated output equals `resample` of the whole signal.
 
@@ -85,7 +85,7 @@ class ChunkInput:
 
     def __init__(self):
         self.rate: int | None = None
-        self.resampler: StreamResampler | None = None
+        self.resampler: BlockResampler | None = None
 
     def push(self, pcm, sample_rate) -> np.ndarray:
         rate = check_sample_rate(sample_rate)
@@ -93,7 +93,7 @@ class ChunkInput:
         held = self.flush() if rate != self.rate else np.zeros(0, np.float32)
         if rate != self.rate:
             self.rate = rate
-            self.resampler = StreamResampler(rate, SAMPLE_RATE, self.PIECE_SECONDS) if rate != SAMPLE_RATE else None
+            self.resampler = BlockResampler(rate, SAMPLE_RATE, self.PIECE_SECONDS) if rate != SAMPLE_RATE else None
         if self.resampler is not None:
             samples = self.resampler.push(samples)
         return np.clip(np.concatenate([held, samples]) if len(held) else samples, -1.0, 1.0)
@@ -105,9 +105,9 @@ class ChunkInput:
         return np.clip(self.resampler.flush(), -1.0, 1.0)
 
 
-def stream_resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Resample a stream of blocks (see StreamResampler)."""
-    resampler = StreamResampler(orig_sr, target_sr)
+def resampled_blocks(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Resample a stream of blocks (see BlockResampler)."""
+    resampler = BlockResampler(orig_sr, target_sr)
     for block in blocks:
         out = resampler.push(block)
         if len(out):
@@ -117,7 +117,7 @@ def stream_resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int 
         yield tail
 
 
-def open_audio_stream(source, sample_rate: int | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioStream:
+def open_audio_blocks(source, sample_rate: int | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
     """A block stream of `source`: files libsndfile reads are streamed; anything else
     (arrays, ffmpeg-decoded formats) is loaded whole by `load_audio` and then cut up."""
     if isinstance(source, (str, os.PathLike)):
@@ -127,10 +127,10 @@ def open_audio_stream(source, sample_rate: int | None = None, block_seconds: flo
         except Exception:  # not readable by libsndfile: load_audio decides (ffmpeg or a clear error)
             info = None
         if info is not None and info.frames > 0 and info.samplerate > 0:
-            return AudioStream(_file_blocks(name, info, block_seconds), info.frames / info.samplerate)
+            return AudioBlocks(_file_blocks(name, info, block_seconds), info.frames / info.samplerate)
     audio = load_audio(source, sample_rate)
     step = int(block_seconds * SAMPLE_RATE)
-    return AudioStream((audio[i:i + step] for i in range(0, len(audio), step)), len(audio) / SAMPLE_RATE)
+    return AudioBlocks((audio[i:i + step] for i in range(0, len(audio), step)), len(audio) / SAMPLE_RATE)
 
 
 def _native_blocks(name: str, block_frames: int) -> Iterator[np.ndarray]:
@@ -163,7 +163,7 @@ def _file_blocks(name: str, info, block_seconds: float) -> Iterator[np.ndarray]:
     block_frames = max(1, int(block_seconds * info.samplerate))
 
     def resampled():
-        return stream_resampled(_native_blocks(name, block_frames), info.samplerate)
+        return resampled_blocks(_native_blocks(name, block_frames), info.samplerate)
 
     # The official rule divides by the peak of the *resampled* audio when it exceeds 1, so
     # anything but 16 kHz integer PCM (which cannot exceed 1) needs the peak first.

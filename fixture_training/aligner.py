@@ -1,42 +1,16 @@
 """Train the tiny Qwen3-ForcedAligner fixture: word times checked against known ones.
 
-Same speech as scripts/make_fixture_model.py (every word's start and end is known: words
-are joined with measured silences) and the same tiny widths. The aligner is the ASR
-network with a 5000-class head (80 ms per class) read at each ``<timestamp>`` token of
-``<|audio_start|><|audio_pad|>*N<|audio_end|>w1<timestamp><timestamp>w2...``; it starts
-from the trained ASR fixture's encoder, decoder layers and word embeddings.
+Writes tests/fixtures/tiny_aligner.npz, starting from the trained ASR fixture's run state
+(run `python -m fixture_training.model` first), then our aligner's mean word-boundary
+error on the held-out set. The recipe and its history: docs/fixtures.md.
 
-The decoder must turn *where* a word is into *which 80 ms class*, and no input carries an
-absolute time (the encoder's positions restart every 1 s chunk; RoPE is relative). So,
-as training aids: the head is also trained on every audio token (its own time class:
-the decoder learns to tell time, e.g. from its RoPE distance to <|audio_start|>), and one
-layer's attention from each <timestamp> token is taught to look at its word's audio.
-
-Output: tests/fixtures/tiny_aligner.npz (mlx_qwen_asr.testing.compact_checkpoint) and the mean
-word-boundary error of our aligner on the held-out set (words.json has the true times).
-
-Status: the clock stage works (each audio token's own 80 ms class, 100 % within one class
-at the alignment layer's input after 400 steps), the stamp-word stage too (93 %); the
-alignment stage (the last layer's attention from each <timestamp> to its word's first or
-last two audio tokens, learned alone) brings its loss from 3.7 to 2.7 nats. Without the
-audio-word aid, 2200 steps gave a held-out mean word-boundary error over all boundaries of
-377 ms (short clips 161 ms, 7-15 s 209 ms, 37-39 s 648 ms): the attention put its top
-weight on the right boundary but most of its mass on the neighbouring words' boundaries.
-With it (resumed from there): 3400 steps 219 ms (69 / 147 / 385), 4600 steps 133 ms
-(58 / 83 / 223), 6000 steps 81 ms (44 / 57 / 125; goal < 100 ms): the committed fixture,
-65 min of training on 2 CPU cores in all. It was trained in resumed runs (`--steps 2200`
-before the aid existed, then `--steps 3400`, `4600`, `6000`: a resume follows the cosine
-schedule of the new length from where it stands), so a fresh run with these defaults
-trains the same recipe in one schedule and ends near, not exactly at, these figures.
-
-    python scripts/make_fixture_aligner.py      # after scripts/make_fixture_model.py
+    python -m fixture_training.aligner
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -44,10 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_fixture_model as asr  # noqa: E402  (the speech, tokenizer and ASR trainer)
+from .clips import ClipMaker, token_labels
+from .datasets import SEED, build_word_table, heldout_specs
+from .official import (AUDIO_END, AUDIO_PAD, AUDIO_START, ENDOFTEXT, TOKENS_PER_CHUNK, candidate_ids,
+                       fixture_config, official_model)
+from .official import load_processor as load_asr_processor
+from .speech import SR, WORDS, sentence_text
+from .training import TrainerBase, learning_rate, log, resume, save_state
 
-REPO = asr.REPO
+REPO = Path(__file__).resolve().parent.parent
 TIMESTAMP = 151705
 CLASS_SECONDS = 0.08
 CLASSIFY_NUM = 5000
@@ -56,7 +35,7 @@ CLASSIFY_NUM = 5000
 def aligner_config() -> dict:
     from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict
 
-    base = asr.fixture_config()["thinker_config"]
+    base = fixture_config()["thinker_config"]
     text = {k: base["text_config"][k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
                                                  "num_attention_heads", "num_key_value_heads", "head_dim",
                                                  "rope_theta")}
@@ -85,13 +64,13 @@ def prompt_text(words: list[str]) -> str:
     return "<|audio_start|><|audio_pad|><|audio_end|>" + stamps.join(words) + stamps
 
 
-class AlignerTrainer:
+class AlignerTrainer(TrainerBase):
     """The official Qwen3ASRForConditionalGeneration in its forced-aligner form."""
 
     def __init__(self, config: dict, cand: list[int], seed: int, align_layer: int = 3):
         import torch
 
-        self.model = asr.official_model(config, seed)
+        self.model = official_model(config, seed)
         thinker = self.model.thinker
         self.tower, self.text, self.head = thinker.audio_tower, thinker.model, thinker.lm_head
         self.text.embed_tokens.weight.requires_grad_(False)
@@ -104,7 +83,7 @@ class AlignerTrainer:
         # Training aid, not saved: the word each <timestamp> token belongs to, read from
         # the first decoder layer's output there (a previous-token head: what the
         # <timestamp> query then looks for in the audio).
-        self.stamp_word_head = torch.nn.Linear(hidden, len(asr.WORDS))
+        self.stamp_word_head = torch.nn.Linear(hidden, len(WORDS))
         # Training aid, not saved: each audio token's own time class read at the alignment
         # layer's input, so the values that layer's attention gathers already carry time.
         self.clock_head = torch.nn.Linear(hidden, CLASSIFY_NUM)
@@ -112,7 +91,7 @@ class AlignerTrainer:
         # alignment layer's input, so the keys there say which word a boundary ends; the
         # <timestamp> queries know their word (stamp-word), and without this the attention
         # found the right boundary first but spread most of its mass over the neighbours'.
-        self.audio_word_head = torch.nn.Linear(hidden, len(asr.WORDS) + 1)
+        self.audio_word_head = torch.nn.Linear(hidden, len(WORDS) + 1)
         self.align_layer = align_layer
         self.audio_weight, self.align_weight = 0.5, 1.0
         # "clock": the decoder learns alone to tell each audio token's time (in joint
@@ -122,10 +101,6 @@ class AlignerTrainer:
         self.stage = "joint"
         self._attn_inputs = None
         self.text.layers[align_layer].self_attn.register_forward_pre_hook(self._capture, with_kwargs=True)
-
-    _capture = asr.FixtureTrainer._capture
-    # From each <timestamp> token (batch["align"] rows) to its word's audio tokens.
-    alignment_loss = asr.FixtureTrainer.alignment_loss
 
     def start_from_asr(self, state: dict, asr_cand: list[int]) -> None:
         """Encoder, decoder layers and the shared token rows from the trained ASR fixture."""
@@ -153,9 +128,6 @@ class AlignerTrainer:
 
     REQUIRED_HEADS = ()
     OPTIONAL_HEADS = ("stamp_word_head", "clock_head", "audio_word_head")
-    load_state = asr.FixtureTrainer.load_state
-    _encode_audio = asr.FixtureTrainer._encode_audio
-    _decoder = asr.FixtureTrainer._decoder
 
     def loss(self, batch):
         """(total, timestamp accuracy within one class, timestamp loss, alignment loss)."""
@@ -173,7 +145,7 @@ class AlignerTrainer:
         target = batch["stamp_classes"]
         stamp_loss = F.cross_entropy(logits, target)
         close = ((logits.argmax(-1) - target).abs() <= 1).float().mean()
-        pad = ids == asr.AUDIO_PAD
+        pad = ids == AUDIO_PAD
         audio_loss = F.cross_entropy(self.head(h[pad]), batch["audio_classes"])
         at_align = out.hidden_states[self.align_layer][pad]   # audio tokens at the alignment layer's input
         inner = self.clock_head(at_align)
@@ -189,19 +161,14 @@ class AlignerTrainer:
                 close, stamp_loss, align)
 
     def export_weights(self) -> dict[str, np.ndarray]:
-        import torch
-
-        sd = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
-        full = torch.zeros(self.vocab, self.embed.shape[1])
-        full[self.cand] = self.embed.detach()
-        sd["thinker.model.embed_tokens.weight"] = full.numpy()
-        return sd
+        """PyTorch-named numpy weights; untrained vocabulary rows exactly zero."""
+        return self._exported(self.vocab)
 
 
 class AlignerClips:
     """Aligner inputs and targets from the ASR fixture's training clips."""
 
-    def __init__(self, clip_maker: asr.ClipMaker, processor):
+    def __init__(self, clip_maker: ClipMaker, processor):
         self.clips, self.processor = clip_maker, processor
 
     def batch(self, rng: np.random.Generator, seconds: float, progress: float):
@@ -213,19 +180,19 @@ class AlignerClips:
         feats, ids, stamps, stamp_words, audio_classes, audio_words, align, total = [], [], [], [], [], [], [], 0.0
         while total < seconds:
             audio, words, spans = self.clips.clip(rng, kinds[rng.choice(3, p=probs / probs.sum())])
-            text = prompt_text([asr.WORDS[w] for w in words])
+            text = prompt_text([WORDS[w] for w in words])
             inputs = self.processor(text=[text], audio=[audio], return_tensors="pt", padding=True)
             i = inputs["input_ids"][0]
-            audio_pos = torch.nonzero(i == asr.AUDIO_PAD)[:, 0]
+            audio_pos = torch.nonzero(i == AUDIO_PAD)[:, 0]
             n = len(audio_pos)
-            starts = (np.arange(n) // asr.TOKENS_PER_CHUNK) + (np.arange(n) % asr.TOKENS_PER_CHUNK) * 0.08
+            starts = (np.arange(n) // TOKENS_PER_CHUNK) + (np.arange(n) % TOKENS_PER_CHUNK) * 0.08
             audio_classes.append(torch.from_numpy(np.round((starts + 0.04) / CLASS_SECONDS).astype(np.int64)))
             times = np.array(spans).reshape(-1)
             stamps.append(torch.from_numpy(np.round(times / CLASS_SECONDS).astype(np.int64)))
             stamp_words.append(torch.tensor(np.repeat(words, 2), dtype=torch.long))
-            label, word_frames = asr.token_labels(n, spans)
+            label, word_frames = token_labels(n, spans)
             audio_words.append(torch.from_numpy(np.where(label >= 0, np.asarray(words)[np.maximum(label, 0)],
-                                                         len(asr.WORDS)).astype(np.int64)))
+                                                         len(WORDS)).astype(np.int64)))
             rows = torch.nonzero(i == TIMESTAMP)[:, 0].tolist()
             # A word's first <timestamp> looks at its first two audio tokens, the second at its
             # last two: the attention output then carries that boundary's time (looking at the
@@ -235,8 +202,8 @@ class AlignerClips:
             align.append((rows, frames))
             feats.append(inputs["input_features"][0].float())
             ids.append(i)
-            total += len(audio) / asr.SR
-        padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=asr.ENDOFTEXT)
+            total += len(audio) / SR
+        padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=ENDOFTEXT)
         return {"feats": feats, "ids": padded, "stamp_classes": torch.cat(stamps),
                 "stamp_words": torch.cat(stamp_words),
                 "audio_classes": torch.cat(audio_classes), "audio_words": torch.cat(audio_words), "align": align}
@@ -260,12 +227,73 @@ def boundary_error(aligner_dir: Path, heldout: Path) -> dict:
             "per_file": {n: float(e.mean()) for n, e in errors.items()}}
 
 
+def train(args) -> None:
+    """Train from the ASR fixture's run state in --work (resuming our own), write --out."""
+    import torch
+
+    from mlx_qwen_asr.testing.compact_checkpoint import save_compact
+
+    config = aligner_config()
+    processor = load_processor(config, args.work)
+    asr_processor = load_asr_processor(fixture_config(), args.work)
+    table = build_word_table(args.seed, args.work)
+    specs = heldout_specs(args.seed)
+    exclude = {sentence_text(s) for _, _, sentences in specs for s in sentences}
+    clips = AlignerClips(ClipMaker(table, asr_processor, exclude), processor)
+    tok = processor.tokenizer
+    cand = sorted({*(tok(w).input_ids[0] for w in WORDS), AUDIO_START, AUDIO_END,
+                   AUDIO_PAD, TIMESTAMP, ENDOFTEXT})
+    trainer = AlignerTrainer(config, cand, args.seed)
+    asr_state = torch.load(args.work / "train_state.pt", weights_only=False)["trainer"]
+    trainer.start_from_asr(asr_state, candidate_ids(asr_processor))
+    params = trainer.parameters()
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    ckpt = args.work / "aligner_state.pt"
+    step, elapsed = resume(ckpt, trainer, opt)
+    last_save, window = time.time(), []
+    while step < args.steps:
+        t0 = time.time()
+        rng = np.random.default_rng([args.seed, 200, step])
+        first_align = args.clock_steps + args.stamp_word_steps
+        first_joint = first_align + args.align_steps
+        trainer.stage = ("clock" if step < args.clock_steps else
+                         "stamp-word" if step < first_align else
+                         "align" if step < first_joint else "joint")
+        batch = clips.batch(rng, args.batch_seconds, step / max(1, args.steps) / 0.5)
+        if trainer.stage == "clock":
+            lr = learning_rate(step, args.clock_steps, 2 * args.lr, final=1.0)
+        elif trainer.stage in ("stamp-word", "align"):
+            lr = 2 * args.lr
+        else:
+            lr = learning_rate(step - first_joint, args.steps - first_joint, args.lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, close, stamp_loss, align = trainer.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        step += 1
+        elapsed += time.time() - t0
+        window.append((loss.item(), close.item(), stamp_loss.item(), align.item()))
+        if step % 25 == 0 or step == args.steps:
+            l, c, s, a = np.mean(window, axis=0)
+            window = []
+            log(f"{trainer.stage} step {step}/{args.steps} loss {l:.3f} within 80 ms {c:.3f} "
+                f"stamp {s:.3f} align {a:.3f} lr {lr:.2e} {elapsed / 60:.1f} min")
+        if time.time() - last_save > 180 or step == args.steps:
+            save_state(ckpt, trainer, opt, step, elapsed)
+            last_save = time.time()
+    save_compact(args.out, config, trainer.export_weights(), args.work / "tokenizer")
+    log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), {elapsed / 60:.1f} min training")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fixture_training.aligner", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=REPO / "tests/fixtures/tiny_aligner.npz")
     p.add_argument("--heldout", type=Path, default=REPO / "tests/fixtures/heldout")
     p.add_argument("--work", type=Path, default=Path.home() / ".cache/mlx-qwen-asr/fixture-asr")
-    p.add_argument("--seed", type=int, default=asr.SEED)
+    p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--steps", type=int, default=6000, help="all training steps")
     p.add_argument("--clock-steps", type=int, default=400, help="stage 1: the decoder learns time alone")
     p.add_argument("--stamp-word-steps", type=int, default=200,
@@ -280,79 +308,15 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact, save_compact
+    from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if not args.eval_only:
-        config = aligner_config()
-        processor = load_processor(config, args.work)
-        asr_processor = asr.load_processor(asr.fixture_config(), args.work)
-        table = asr.build_word_table(args.seed, args.work)
-        specs = asr.heldout_specs(args.seed)
-        exclude = {asr.sentence_text(s) for _, _, sentences in specs for s in sentences}
-        clips = AlignerClips(asr.ClipMaker(table, asr_processor, exclude), processor)
-        tok = processor.tokenizer
-        cand = sorted({*(tok(w).input_ids[0] for w in asr.WORDS), asr.AUDIO_START, asr.AUDIO_END,
-                       asr.AUDIO_PAD, TIMESTAMP, asr.ENDOFTEXT})
-        trainer = AlignerTrainer(config, cand, args.seed)
-        asr_state = torch.load(args.work / "train_state.pt", weights_only=False)["trainer"]
-        trainer.start_from_asr(asr_state, asr.candidate_ids(asr_processor))
-        params = trainer.parameters()
-        opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-        ckpt = args.work / "aligner_state.pt"
-        step, elapsed = 0, 0.0
-        if ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)
-            trainer.load_state(state["trainer"])
-            try:
-                opt.load_state_dict(state["opt"])
-            except ValueError:      # a training aid added since: weights kept, optimizer restarted
-                asr.log("optimizer state does not match the parameters: starting it afresh")
-            step, elapsed = state["step"], state["elapsed"]
-            asr.log(f"resumed at step {step}")
-        last_save, window = time.time(), []
-        while step < args.steps:
-            t0 = time.time()
-            rng = np.random.default_rng([args.seed, 200, step])
-            first_align = args.clock_steps + args.stamp_word_steps
-            first_joint = first_align + args.align_steps
-            trainer.stage = ("clock" if step < args.clock_steps else
-                             "stamp-word" if step < first_align else
-                             "align" if step < first_joint else "joint")
-            batch = clips.batch(rng, args.batch_seconds, step / max(1, args.steps) / 0.5)
-            if trainer.stage == "clock":
-                lr = asr.learning_rate(step, args.clock_steps, 2 * args.lr, final=1.0)
-            elif trainer.stage in ("stamp-word", "align"):
-                lr = 2 * args.lr
-            else:
-                lr = asr.learning_rate(step - first_joint, args.steps - first_joint, args.lr)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss, close, stamp_loss, align = trainer.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            step += 1
-            elapsed += time.time() - t0
-            window.append((loss.item(), close.item(), stamp_loss.item(), align.item()))
-            if step % 25 == 0 or step == args.steps:
-                l, c, s, a = np.mean(window, axis=0)
-                window = []
-                asr.log(f"{trainer.stage} step {step}/{args.steps} loss {l:.3f} within 80 ms {c:.3f} "
-                        f"stamp {s:.3f} align {a:.3f} lr {lr:.2e} {elapsed / 60:.1f} min")
-            if time.time() - last_save > 180 or step == args.steps:
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save({"trainer": trainer.state(), "opt": opt.state_dict(), "step": step,
-                            "elapsed": elapsed}, tmp)
-                os.replace(tmp, ckpt)
-                last_save = time.time()
-        save_compact(args.out, config, trainer.export_weights(), args.work / "tokenizer")
-        asr.log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), {elapsed / 60:.1f} min training")
+        train(args)
     with tempfile.TemporaryDirectory() as tmp:
         result = boundary_error(expand_compact(args.out, Path(tmp) / "aligner"), args.heldout)
-    asr.log(f"held-out mean word-boundary error: {result['mean'] * 1000:.0f} ms")
+    log(f"held-out mean word-boundary error: {result['mean'] * 1000:.0f} ms")
     (args.work / "aligner_report.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0
 

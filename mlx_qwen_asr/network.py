@@ -1,6 +1,7 @@
 """Qwen3-ASR network: audio encoder + Qwen3 decoder + output head.
 
-Parameter paths are the checkpoint's with the leading `thinker.` removed, so loading is
+Parameter paths are the checkpoint's with the leading `thinker.` removed, except that the
+checkpoint's `model.*` (the text decoder) is `decoder.*` here; loading is
 `load_weights(sanitize(weights))`.
 """
 
@@ -10,8 +11,26 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import ModelConfig
-from .decoder import KVCache, Linear, TextModel, few_rows_matmul
+from .decoder import KVCache, Linear, TextDecoder, few_rows_matmul
 from .encoder import AudioEncoder
+
+
+# Stored name prefix (checkpoint minus `thinker.`, and converted directories) -> module path.
+STORED_PREFIXES = {"model.": "decoder."}
+
+
+def from_stored_name(name: str) -> str:
+    for stored, module in STORED_PREFIXES.items():
+        if name.startswith(stored):
+            return module + name[len(stored):]
+    return name
+
+
+def to_stored_name(name: str) -> str:
+    for stored, module in STORED_PREFIXES.items():
+        if name.startswith(module):
+            return stored + name[len(module):]
+    return name
 
 
 class Qwen3ASR(nn.Module):
@@ -19,7 +38,7 @@ class Qwen3ASR(nn.Module):
         super().__init__()
         self.config = config
         self.audio_tower = AudioEncoder(config.audio)
-        self.model = TextModel(config.text)
+        self.decoder = TextDecoder(config.text)
         if not config.text.tie_word_embeddings:
             self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size)
 
@@ -38,18 +57,18 @@ class Qwen3ASR(nn.Module):
         count = prompt_ids.count(pad)
         if prompt_ids[first:first + count] != [pad] * count or count != audio_embeddings.shape[0]:
             raise ValueError(f"prompt has {count} audio pads, audio has {audio_embeddings.shape[0]} embeddings")
-        embed = self.model.embed_tokens
+        embed = self.decoder.embed_tokens
         before = embed(mx.array(prompt_ids[:first]))
         after = embed(mx.array(prompt_ids[first + count:]))
         audio = audio_embeddings.astype(before.dtype)
         return mx.concatenate([before, audio, after], axis=0)[None]
 
     def embed_tokens(self, token_ids: mx.array) -> mx.array:
-        return self.model.embed_tokens(token_ids)
+        return self.decoder.embed_tokens(token_ids)
 
     def logits(self, hidden: mx.array) -> mx.array:
         if self.config.text.tie_word_embeddings:
-            embed = self.model.embed_tokens
+            embed = self.decoder.embed_tokens
             if isinstance(embed, nn.QuantizedEmbedding):
                 return embed.as_linear(hidden)
             return few_rows_matmul(hidden, embed.weight)
@@ -63,7 +82,7 @@ class Qwen3ASR(nn.Module):
         For a right-padded batch, `last_index` ([B]) picks each row's last real position
         for the head, and `mask`/`positions` are passed to attention (see decoder.Attention).
         """
-        hidden = self.model(embeddings, cache, mask, positions)
+        hidden = self.decoder(embeddings, cache, mask, positions)
         if last_index is not None:
             hidden = mx.take_along_axis(hidden, last_index[:, None, None], axis=1)
         elif last_only:
@@ -86,5 +105,5 @@ class Qwen3ASR(nn.Module):
                 # PyTorch conv [out, in, kh, kw] -> [out, kh, kw, in]
                 if value.shape[-1] == 3 and value.shape[1] != 3:
                     value = value.transpose(0, 2, 3, 1)
-            out[name] = value
+            out[from_stored_name(name)] = value
         return out

@@ -1,11 +1,11 @@
-"""Cutting long audio into segments at quiet moments, without losing or repeating a sample.
+"""Cutting long audio into pieces at quiet moments, without losing or repeating a sample.
 
 A cut goes near every `target` seconds, moved to the quietest 100 ms window within
 `search` seconds of that point (the lowest sum of |x|, as the official
-`split_audio_into_chunks` measures energy), at that window's quietest sample. Segments
+`split_audio_into_chunks` measures energy), at that window's quietest sample. Pieces
 are contiguous: their concatenation is the input, sample for sample.
 
-`iter_segments` works on a stream of sample blocks, holding at most `target + search`
+`iter_pieces` works on a stream of sample blocks, holding at most `target + search`
 seconds plus one block, so a 3-hour file never sits in memory whole.
 """
 
@@ -24,7 +24,7 @@ ENERGY_WINDOW_SECONDS = 0.1
 
 
 @dataclass
-class AudioSegment:
+class AudioPiece:
     start: int          # first sample, in the whole input
     audio: np.ndarray   # the samples
 
@@ -44,9 +44,9 @@ def quietest_cut(audio: np.ndarray, low: int, high: int, window: int) -> int:
     return low + best + int(np.argmin(magnitude[best:best + window]))
 
 
-def iter_segments(blocks: Iterable[np.ndarray], target_s: float = DEFAULT_SEGMENT_SECONDS,
-                  search_s: float = DEFAULT_SEARCH_SECONDS, sample_rate: int = SAMPLE_RATE) -> Iterator[AudioSegment]:
-    """Segments of about `target_s` seconds from a stream of sample blocks."""
+def iter_pieces(blocks: Iterable[np.ndarray], target_s: float = DEFAULT_SEGMENT_SECONDS,
+                  search_s: float = DEFAULT_SEARCH_SECONDS, sample_rate: int = SAMPLE_RATE) -> Iterator[AudioPiece]:
+    """Pieces of about `target_s` seconds from a stream of sample blocks."""
     target = int(target_s * sample_rate)
     search = min(int(search_s * sample_rate), target // 2)
     window = max(4, int(ENERGY_WINDOW_SECONDS * sample_rate))
@@ -62,13 +62,13 @@ def iter_segments(blocks: Iterable[np.ndarray], target_s: float = DEFAULT_SEGMEN
         pending = np.concatenate(parts)
         while len(pending) > target + search:
             cut = quietest_cut(pending, target - search, target + search, window)
-            yield AudioSegment(start, pending[:cut])
+            yield AudioPiece(start, pending[:cut])
             pending, start = pending[cut:], start + cut
         parts, held = [pending], len(pending)
     if held:
-        yield AudioSegment(start, np.concatenate(parts))
+        yield AudioPiece(start, np.concatenate(parts))
 
 
 def split_audio(audio: np.ndarray, target_s: float = DEFAULT_SEGMENT_SECONDS,
-                search_s: float = DEFAULT_SEARCH_SECONDS, sample_rate: int = SAMPLE_RATE) -> list[AudioSegment]:
-    return list(iter_segments([audio], target_s, search_s, sample_rate))
+                search_s: float = DEFAULT_SEARCH_SECONDS, sample_rate: int = SAMPLE_RATE) -> list[AudioPiece]:
+    return list(iter_pieces([audio], target_s, search_s, sample_rate))
