@@ -12,10 +12,12 @@ same pipeline.
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,8 +154,10 @@ class RealClock:
     def put(self, pending: queue.Queue, item) -> None:
         pending.put(item)
 
-    def get(self, pending: queue.Queue):
-        return pending.get()
+    def take(self, pending: queue.Queue, most: int) -> list:
+        """The next item (waiting for it) and up to `most` - 1 more already queued."""
+        items = [pending.get()]
+        return items + _more(pending, most - 1)
 
 
 class SimulatedClock(RealClock):
@@ -185,14 +189,25 @@ class SimulatedClock(RealClock):
             self.idle = False
             self.lock.notify_all()
 
-    def get(self, pending: queue.Queue):
+    def take(self, pending: queue.Queue, most: int) -> list:
         with self.lock:
             while pending.empty():
                 self.idle = True
                 self.lock.notify_all()
                 self.lock.wait()
             self.idle = False
-            return pending.get_nowait()
+            return _more(pending, most)
+
+
+def _more(pending: queue.Queue, most: int) -> list:
+    """Up to `most` items already queued, without waiting."""
+    items = []
+    while len(items) < most:
+        try:
+            items.append(pending.get_nowait())
+        except queue.Empty:
+            break
+    return items
 
 
 def paced_blocks(audio: np.ndarray, clock, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
@@ -207,16 +222,23 @@ def paced_blocks(audio: np.ndarray, clock, block_seconds: float = BLOCK_SECONDS)
 
 # ----------------------------------------------------------------------------- the session
 
-OptionsFor = Callable[[Utterance, str], TranscribeOptions]
+# Utterances queued while the transcriber was busy are decoded together, up to this many
+# (batch.py: each text equals its transcription alone): one decoding step reads the
+# weights once for all rows, so a backlog is worked off faster than it built up.
+MAX_BATCH = 8
+
+OptionsFor = Callable[[list[Utterance], str], TranscribeOptions]
 
 
 def dictate(model, options: TranscribeOptions, blocks: Iterable[np.ndarray], *, clock=None,
             on_heard: Callable[[Heard], None] | None = None, options_for: OptionsFor | None = None,
-            vad: VadOptions = VadOptions(), max_seconds: float = MAX_UTTERANCE_SECONDS) -> list[Heard]:
-    """Transcribe each utterance of `blocks` when it ends; `on_heard` gets each as it is done
-    (in order). `options_for(utterance, previous_text)` may give per-utterance options
-    (default: `options`). A first Ctrl-C stops reading `blocks` (the utterance being
-    spoken and those queued are still transcribed); a second one ends at once."""
+            batch_size: int = MAX_BATCH, vad: VadOptions = VadOptions(),
+            max_seconds: float = MAX_UTTERANCE_SECONDS) -> list[Heard]:
+    """Transcribe each utterance of `blocks` when it ends (those queued meanwhile together,
+    up to `batch_size`); `on_heard` gets each as it is done, in order.
+    `options_for(utterances, previous_text)` may give the options of each batch (default:
+    `options`). A first Ctrl-C stops reading `blocks` (the utterance being spoken and
+    those queued are still transcribed); a second one interrupts."""
     clock = clock or RealClock()
     pending: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -242,36 +264,64 @@ def dictate(model, options: TranscribeOptions, blocks: Iterable[np.ndarray], *, 
             clock.put(pending, None)
 
     thread = threading.Thread(target=capture, name="dictation-capture", daemon=True)
-    thread.start()
     heard: list[Heard] = []
-    item, stopping = None, False
-    while True:
-        try:
-            if item is None:
-                item = clock.get(pending)
+    ended, failure = False, None
+    with _first_interrupt_stops(stop):
+        thread.start()
+        while not ended:
+            batch = []
+            for item in clock.take(pending, batch_size):
                 if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-            utterance, queued = item
-            started = clock.now()
-            previous = heard[-1].result.text if heard else ""
-            result = model.transcribe(utterance.audio, options_for(utterance, previous) if options_for else options,
-                                      sample_rate=SAMPLE_RATE)
-        except KeyboardInterrupt:
-            if stopping:
-                raise
-            stopping = True
-            stop.set()
-            continue   # the interrupted utterance is transcribed again
-        backlog.take(utterance.seconds)
-        done = Heard(utterance, result, queued, started, clock.now(), backlog.seconds)
-        heard.append(done)
-        if on_heard:
-            on_heard(done)
-        item = None
+                    ended = True
+                elif isinstance(item, BaseException):
+                    failure = item
+                else:
+                    batch.append(item)
+                    backlog.take(item[0].seconds)
+            if batch:
+                heard += _transcribe(model, options, options_for, batch, heard, clock, backlog, on_heard)
+            if failure is not None:
+                raise failure
     thread.join()
     return heard
+
+
+def _transcribe(model, options, options_for, batch, heard, clock, backlog, on_heard) -> list[Heard]:
+    """One batch of (utterance, queued at) transcribed; each handed to `on_heard` in order."""
+    utterances = [utterance for utterance, _ in batch]
+    started = clock.now()
+    previous = heard[-1].result.text if heard else ""
+    results = model.transcribe_many([u.audio for u in utterances],
+                                    options_for(utterances, previous) if options_for else options,
+                                    sample_rate=SAMPLE_RATE)
+    printed = clock.now()
+    done = [Heard(u, result, queued, started, printed, backlog.seconds) for (u, queued), result in zip(batch, results)]
+    for one in done:
+        if on_heard:
+            on_heard(one)
+    return done
+
+
+@contextmanager
+def _first_interrupt_stops(stop: threading.Event):
+    """A first Ctrl-C stops the capture (what was said is still transcribed); a second one
+    interrupts. Signal handlers can only be set from the main thread; elsewhere Ctrl-C
+    interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping: transcribing what was said (Ctrl-C again to quit)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Backlog:
