@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .live import MIC_BLOCK_SECONDS
 from .options import TranscribeOptions
 from .vad import FrameJudge, VadOptions, frames_to_spans
 from .writers import format_clock
@@ -30,7 +31,6 @@ from .writers import format_clock
 # An utterance this long with no pause long enough to end it is cut anyway (at its last
 # non-speech frame, if any), so its text never waits for the speaker to stop.
 MAX_UTTERANCE_SECONDS = 20.0
-BLOCK_SECONDS = 0.25
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Heard:
 class UtteranceDetector:
     """Blocks in, finished utterances out. An utterance ends after `min_silence_seconds`
     without speech (then its spans are exactly vad.frames_to_spans' over that stretch), or
-    when it reaches `max_seconds`."""
+    when it has run `max_seconds` from its first speech (cut at its last quiet frame)."""
 
     def __init__(self, options: VadOptions = VadOptions(), max_seconds: float = MAX_UTTERANCE_SECONDS):
         self.options = options
@@ -210,7 +210,7 @@ def _more(pending: queue.Queue, most: int) -> list:
     return items
 
 
-def paced_blocks(audio: np.ndarray, clock, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+def paced_blocks(audio: np.ndarray, clock, block_seconds: float = MIC_BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """16 kHz `audio` as a microphone would deliver it: each block once `clock` has reached
     its last sample."""
     step = int(round(block_seconds * SAMPLE_RATE))

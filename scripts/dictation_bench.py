@@ -75,9 +75,20 @@ def budget_options(options: TranscribeOptions, tokens_per_second: float | None):
         options, max_new_tokens=max(1, math.ceil(tokens_per_second * max(u.seconds for u in utterances))))
 
 
+def progress(heard) -> None:
+    """A line per utterance on stderr, so a cut-short run still says how it went."""
+    print(f"{heard.utterance.end:7.1f} s: utterance {heard.utterance.index} printed {heard.latency:.2f} s after "
+          f"it ended, {heard.waiting:.1f} s waiting, {len(heard.result.tokens)} tokens", file=sys.stderr, flush=True)
+
+
 def waiting_at(heard, t: float) -> float:
     """Seconds of audio queued and not yet being transcribed at session time `t`."""
     return sum(h.utterance.seconds for h in heard if h.queued <= t < h.started)
+
+
+def busy(heard) -> float:
+    """Seconds spent transcribing (a batch's utterances share one start and end)."""
+    return sum(printed - started for started, printed in {(h.started, h.printed) for h in heard})
 
 
 def slope(xs, ys) -> float:
@@ -89,7 +100,7 @@ def backlog(model: ASRModel, args) -> dict:
     clock = SimulatedClock() if args.clock == "simulated" else RealClock()
     options = TranscribeOptions(language=args.language)
     started = time.perf_counter()
-    heard = dictate(model, options, paced_blocks(audio, clock), clock=clock,
+    heard = dictate(model, options, paced_blocks(audio, clock), clock=clock, on_heard=progress,
                     options_for=budget_options(options, args.tokens_per_second))
     wall = time.perf_counter() - started
     events = sorted({h.started for h in heard} | {h.printed for h in heard})   # after each take and each print
@@ -102,11 +113,11 @@ def backlog(model: ASRModel, args) -> dict:
                         "latency_mean_s": round(float(np.mean(latencies)), 2),
                         "latency_max_s": round(max(latencies), 2),
                         "waiting_max_s": round(max(waits), 2),
-                        "compute_s": round(sum(h.printed - h.started for h in ended), 1)})
+                        "compute_s": round(busy([h for h in heard if m * 60 <= h.started < (m + 1) * 60]), 1)})
     half = len(audio) / 16000 / 2
     second = [h for h in heard if h.utterance.end >= half]
     speech = sum(h.utterance.seconds for h in heard)
-    compute = sum(h.printed - h.started for h in heard)
+    compute = busy(heard)
     return {
         "model": str(model.path), "clock": args.clock, "session_s": round(len(audio) / 16000, 1), "clips": clips,
         "utterances": len(heard), "batches": len({h.started for h in heard}), "speech_s": round(speech, 1), "compute_s": round(compute, 1),

@@ -363,3 +363,12 @@ def _clock(seconds: float) -> str:
     from mlx_qwen_asr.writers import format_clock
 
     return format_clock(seconds)
+
+
+def test_mic_device_also_chooses_the_streaming_microphone(fake_sounddevice, trained_checkpoint, tmp_path):
+    clip = tmp_path / "spoken.wav"
+    sf.write(clip, sf.read(HELDOUT / SHORT[2], dtype="float32")[0], 16000)
+    done = run_cli("--mic", "--mic-device", "Built-in", "--model", trained_checkpoint, fake=fake_sounddevice,
+                   timeout=300, env_extra={**devices_env(), "FAKE_MIC_AUDIO": str(clip), "FAKE_STOP_SECONDS": "1.0"})
+    assert done.returncode == 0, done.stderr
+    assert "fake: input stream on device 1" in done.stderr and done.stdout.strip()
