@@ -120,7 +120,8 @@ def backlog(model: ASRModel, args) -> dict:
     compute = busy(heard)
     return {
         "model": str(model.path), "clock": args.clock, "session_s": round(len(audio) / 16000, 1), "clips": clips,
-        "utterances": len(heard), "batches": len({h.started for h in heard}), "speech_s": round(speech, 1), "compute_s": round(compute, 1),
+        "utterances": len(heard), "batches": len({h.started for h in heard}), "speech_s": round(speech, 1),
+        "compute_s": round(compute, 1),
         "compute_per_speech_second": round(compute / speech, 3) if speech else None,
         "tokens": sum(len(h.result.tokens) for h in heard), "tokens_per_second_budget": args.tokens_per_second,
         "wall_s": round(wall, 1), "per_minute": minutes,
