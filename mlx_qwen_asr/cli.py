@@ -6,6 +6,7 @@
     ffmpeg -i talk.mp4 -f s16le -ac 1 -ar 16000 - | python -m mlx_qwen_asr - --raw-rate 16000
     python -m mlx_qwen_asr talk.wav --align transcript.txt -o OUT -f srt   # time a given text
     python -m mlx_qwen_asr FOLDER -o OUT --ray [ADDRESS]         # the same over a Ray cluster (cluster.py)
+    python -m mlx_qwen_asr --mic --vad [--mic-device NAME]      # dictation: a line per utterance (dictation.py)
 
 Exit status: 0 all done, 1 some file failed, 2 setup error (model, language, options),
 130 interrupted (rerun the same command to continue a folder run). A flag the chosen mode
@@ -113,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stream-fast", action="store_true", help="stream the file(s) as fast as possible")
     live.add_argument("--mic", action="store_true",
                       help="transcribe the microphone live until Ctrl-C (needs: pip install 'mlx-qwen-asr[mic]')")
+    parser.add_argument("--vad", action="store_true",
+                        help="with --mic: dictation: each utterance (a voice-activity detector finds them) is "
+                             "transcribed when it ends and printed as a line; with --timestamps, with its times")
+    parser.add_argument("--mic-device", default=None, metavar="NAME_OR_INDEX",
+                        help="with --mic: record from this input device: its index or part of its name "
+                             "(see --list-devices)")
+    parser.add_argument("--list-devices", action="store_true",
+                        help="print the input devices (index, name; * marks the default) and exit")
     return parser
 
 
@@ -154,6 +163,8 @@ def positive_float(text: str) -> float:
 def _mode(args) -> str:
     if args.align is not None:
         return "align"
+    if args.mic and args.vad:
+        return "dictation"
     if args.stream or args.stream_fast or args.mic:
         return "live"
     return "files" if args.output_dir is not None else "text"
@@ -177,6 +188,9 @@ def _unhonoured(args) -> str | None:
     shaping = [name for name, value in (("--max-line-width", args.max_line_width),
                                         ("--max-line-count", args.max_line_count),
                                         ("--max-cue-seconds", args.max_cue_seconds)) if value is not None]
+    problem = _dictation_unhonoured(args)
+    if problem:
+        return problem
     if args.output_dir is None and (args.format or args.overwrite):
         return "-f/--format and --overwrite write files: give an output folder with -o"
     if args.output_dir is None and (args.ray or args.ray_workers is not None):
@@ -227,6 +241,56 @@ def _unhonoured(args) -> str | None:
     return None
 
 
+def _dictation_unhonoured(args) -> str | None:
+    """What --vad, --mic-device and the dictation mode (--mic --vad) cannot honour."""
+    if args.vad and not args.mic:
+        return "--vad cuts the microphone's audio into utterances: use it with --mic (files: --skip-silence)"
+    if args.mic_device is not None and not args.mic:
+        return "--mic-device chooses the microphone: use it with --mic"
+    if _mode(args) != "dictation":
+        return None
+    if args.output_dir is not None:
+        return "--mic --vad prints each utterance; it does not write files with -o"
+    for flag, given, why in (
+            ("--skip-silence", args.skip_silence, "the detector already leaves out what is not speech"),
+            ("--no-timestamps", args.no_timestamps, "there are no subtitle cues"),
+            ("--aligner", args.aligner is not None, "--timestamps prints each utterance's times, not word times"),
+            ("--max-line-width", args.max_line_width is not None, "each utterance is one line"),
+            ("--max-line-count", args.max_line_count is not None, "each utterance is one line"),
+            ("--max-cue-seconds", args.max_cue_seconds is not None, "there are no subtitle cues")):
+        if given:
+            return f"{flag} has no effect in dictation (--mic --vad): {why}"
+    return None
+
+
+def _list_devices() -> int:
+    from .mic_devices import device_lines, query_input_devices
+
+    try:
+        devices = query_input_devices("--list-devices")
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not devices:
+        print("error: there are no input devices (PortAudio lists none)", file=sys.stderr)
+        return 2
+    print("\n".join(device_lines(devices)))
+    return 0
+
+
+def _dictation_mode(args, options: TranscribeOptions, device: int | None) -> int:
+    from .dictation import dictate_microphone
+
+    model = _load(args)
+    options = TranscribeOptions.build(options, word_timestamps=False)   # --timestamps: the utterances' times
+    try:
+        dictate_microphone(model, options, device, timestamps=args.timestamps, verbose=args.verbose)
+    except QwenASRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _report(path: str, result: Transcription) -> str:
     t = result.timings
     stages = ", ".join(f"{name} {t[name] * 1000:.0f} ms"
@@ -246,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_languages:
         print(language_table())
         return 0
+    if args.list_devices:
+        return _list_devices()
     if not args.audio and not args.mic:
-        parser.error("give audio files or folders (or --mic)")
+        parser.error(_dictation_unhonoured(args) or "give audio files or folders (or --mic)")
     if args.mic and args.audio:
         parser.error("--mic takes no audio files")
     try:
@@ -268,15 +334,16 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs([path for path in args.audio if path != STDIN])
         if args.output_dir is not None:
             check_output_dir(args.output_dir, create=False)   # created once all setup passed
-        if args.mic:
-            check_microphone()
+        device = check_microphone(args.mic_device) if args.mic else None
         shape = CueShape(args.max_line_width or MAX_LINE_WIDTH, args.max_line_count or MAX_LINES,
                          args.max_cue_seconds or MAX_CUE_SECONDS)
         mode = _mode(args)
         if mode == "align":
             return _align_mode(args, options, shape)
+        if mode == "dictation":
+            return _dictation_mode(args, options, device)
         if mode == "live":
-            return _live_mode(args, options)
+            return _live_mode(args, options, device)
         if mode == "files":
             return _folder_mode(args, options, shape)
         paths = _expand(args.audio)
@@ -465,14 +532,14 @@ def _align_mode(args, options: TranscribeOptions, shape: CueShape) -> int:
     return 0
 
 
-def _live_mode(args, options: TranscribeOptions) -> int:
+def _live_mode(args, options: TranscribeOptions, device: int | None = None) -> int:
     from .live import stream_file, stream_microphone
 
     model = _load(args)
     if args.mic:
         try:
             started = time.perf_counter()
-            final = stream_microphone(model, options)
+            final = stream_microphone(model, options, device=device)
             if args.verbose:
                 print(_stream_report("microphone", final, time.perf_counter() - started), file=sys.stderr)
         except QwenASRError as exc:

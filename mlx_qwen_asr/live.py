@@ -57,14 +57,14 @@ class LivePrinter:
         self.out.flush()
 
 
-def import_sounddevice():
-    """The sounddevice module, or a SetupError saying what is missing."""
+def import_sounddevice(flag: str = "--mic"):
+    """The sounddevice module, or a SetupError saying what `flag` is missing."""
     try:
         import sounddevice
     except ImportError:
-        raise SetupError("--mic needs the optional sounddevice package: pip install 'mlx-qwen-asr[mic]'") from None
+        raise SetupError(f"{flag} needs the optional sounddevice package: pip install 'mlx-qwen-asr[mic]'") from None
     except OSError as exc:   # sounddevice's import raises OSError when PortAudio is absent
-        raise SetupError(f"--mic needs the PortAudio library, which is not installed ({exc}); "
+        raise SetupError(f"{flag} needs the PortAudio library, which is not installed ({exc}); "
                          "install it (Debian/Ubuntu: apt install libportaudio2; macOS: brew install portaudio)"
                          ) from None
     return sounddevice
@@ -115,11 +115,13 @@ def stream_file(path: str, model: ASRModel, options: TranscribeOptions | None = 
     return update
 
 
-def stream_microphone(model: ASRModel, options: TranscribeOptions | None = None, *, out=None) -> StreamUpdate:
-    """Print the microphone's stream updates until Ctrl-C; the final update."""
+def stream_microphone(model: ASRModel, options: TranscribeOptions | None = None, *, out=None,
+                      device: int | None = None) -> StreamUpdate:
+    """Print the microphone's (PortAudio `device`'s, default: the default input) stream
+    updates until Ctrl-C; the final update."""
     printer = LivePrinter(out)
     session = StreamingSession(model, options, catch_up=True)
-    blocks = microphone_blocks()
+    blocks = microphone_blocks(device)
     print("listening... (Ctrl-C to stop)", file=sys.stderr)
     try:
         for block in blocks:

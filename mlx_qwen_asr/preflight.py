@@ -44,13 +44,19 @@ def check_output_dir(output_dir, create: bool = True) -> Path:
     return path
 
 
-def check_microphone() -> None:
-    """sounddevice and PortAudio load, and there is a default input device."""
+def check_microphone(device: str | None = None) -> int | None:
+    """sounddevice and PortAudio load, and there is a default input device, or the input
+    device `device` names (index or part of its name: mic_devices.resolve_device), whose
+    index is returned (None: the default)."""
     from .live import import_sounddevice
+    from .mic_devices import query_input_devices, resolve_device
 
+    if device is not None:
+        return resolve_device(query_input_devices(), device).index
     sounddevice = import_sounddevice()
     try:
         sounddevice.query_devices(kind="input")
     except Exception as exc:   # PortAudioError, or ValueError when there is no input device
         lines = str(exc).strip().splitlines()
         raise SetupError(f"cannot open the microphone: {lines[0] if lines else type(exc).__name__}") from None
+    return None

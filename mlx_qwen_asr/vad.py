@@ -56,13 +56,24 @@ def check_available() -> None:
     _webrtc()
 
 
+class FrameJudge:
+    """Speech/not-speech per whole frame, for audio that comes in pieces: one detector
+    kept across calls (it adapts to the noise it has heard)."""
+
+    def __init__(self, options: VadOptions = VadOptions()):
+        self.vad = _webrtc().Vad(options.aggressiveness)
+        self.frame = int(round(options.frame_seconds * SAMPLE_RATE))
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """One decision per whole frame of 16 kHz `audio` (a trailing part frame is not judged)."""
+        pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767).astype("<i2")
+        return np.array([self.vad.is_speech(pcm[i:i + self.frame].tobytes(), SAMPLE_RATE)
+                         for i in range(0, len(pcm) - self.frame + 1, self.frame)], dtype=bool)
+
+
 def speech_frames(audio: np.ndarray, options: VadOptions = VadOptions()) -> np.ndarray:
     """One speech/not-speech decision per whole frame of 16 kHz `audio`."""
-    vad = _webrtc().Vad(options.aggressiveness)
-    frame = int(round(options.frame_seconds * SAMPLE_RATE))
-    pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767).astype("<i2")
-    return np.array([vad.is_speech(pcm[i:i + frame].tobytes(), SAMPLE_RATE)
-                     for i in range(0, len(pcm) - frame + 1, frame)], dtype=bool)
+    return FrameJudge(options)(audio)
 
 
 def speech_spans(audio: np.ndarray, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
