@@ -106,9 +106,9 @@ def reference_tokens(trained_model):
 
 @pytest.fixture(scope="module")
 def forced(trained_model):
-    """(mel, ids, float32 greedy continuation + EOS, float32 argmax) per clip."""
+    """(mel, ids, float32 greedy continuation + EOS, float32 argmax) per clip up to 30 s."""
     model, out = trained_model, []
-    for f in CLIPS:
+    for f in [r["file"] for r in rows() if float(r["duration"]) <= 30.0]:
         mel = log_mel_spectrogram(load_audio(HELDOUT / f), model.config.audio.num_mel_bins)
         ids = model.prompt_ids(audio_token_count(mel.shape[1]))
         result = greedy_decode(model.network, model.network.embed_prompt(ids, model.network.encode_audio(mel)),
@@ -152,7 +152,7 @@ def test_quantized_layouts_agree_with_float32(trained_checkpoint, forced, tmp_pa
     layers = dict(model.network.named_modules())
     assert layers["model.layers.0.mlp.down_proj"].bits == bits   # each layer as stored
     encoder = layers["audio_tower.layers.0.fc1"]
-    assert getattr(encoder, "bits", None) == (encoder_bits if maker is mlx_qwen3_asr_folder else None)
+    assert getattr(encoder, "bits", None) == ((encoder_bits or bits) if maker is mlx_qwen3_asr_folder else None)
     assert agreement(model.network, forced) >= 0.99
 
 
