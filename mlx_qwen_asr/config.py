@@ -80,6 +80,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
+        from .peer_layouts import nest_flat_config
+
+        raw = nest_flat_config(raw)
         try:
             thinker = raw["thinker_config"]
             audio_raw = thinker["audio_config"]

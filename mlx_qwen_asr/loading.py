@@ -11,6 +11,7 @@ import mlx.core as mx
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .network import Qwen3ASR, from_stored_name
+from .peer_layouts import detect as detect_peer_layout, read_weights as read_peer_weights
 from .quantization import QuantizationSpec, quantize_network
 from .tokenizer import QwenTokenizer
 
@@ -19,6 +20,7 @@ HUB_FILES = [
     "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json",
     "chat_template.json", "vocab.json", "merges.txt", "tokenizer.json",
     "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
+    "weights.safetensors", "quantization_config.json",   # mlx-qwen3-asr's layout (peer_layouts.py)
 ]
 
 # config.json key of a converted directory: {"format": 1, "layout": "mlx", "dtype": ...}.
@@ -154,6 +156,10 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
     """
     network = Qwen3ASR(config) if network is None else network
     mlx_layout = is_mlx_layout(config)
+    peer = None if mlx_layout else detect_peer_layout(model_dir, config.raw)
+    if peer is not None and peer.quantized and quantize:
+        raise ModelLoadError(f"{model_dir} is already quantized ({peer.name}: {peer.quantization or 'per layer'}); "
+                             "load it without quantize")
     stored = config.raw.get("quantization") if mlx_layout else None
     if stored:
         if quantize:
@@ -162,11 +168,14 @@ def load_network(model_dir: Path, config: ModelConfig, dtype: mx.Dtype,
             quantize_network(network, QuantizationSpec.from_config(stored))
         except (ValueError, TypeError) as exc:
             raise ModelLoadError(f"{model_dir}/config.json has a bad \"quantization\" entry: {exc}") from None
-    weights = load_weights(weight_files(model_dir))
-    if mlx_layout:   # stored under the checkpoint's names, in MLX layouts
-        weights = {from_stored_name(k): v for k, v in weights.items()}
+    if peer is not None:   # converted by another MLX project: its own quantized layers
+        weights = read_peer_weights(peer, network, config)
     else:
-        weights = Qwen3ASR.sanitize(weights, config)
+        weights = load_weights(weight_files(model_dir))
+        if mlx_layout:   # stored under the checkpoint's names, in MLX layouts
+            weights = {from_stored_name(k): v for k, v in weights.items()}
+        else:
+            weights = Qwen3ASR.sanitize(weights, config)
     # Lazy casts: each float tensor is read and converted when evaluated, and the stored
     # copy is freed right after, so the peak stays near the converted size.
     weights = {k: (v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in weights.items()}

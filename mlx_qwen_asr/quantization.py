@@ -98,7 +98,13 @@ class QuantizedLinear(nn.QuantizedLinear):
 def quantize_network(network: nn.Module, spec: QuantizationSpec) -> nn.Module:
     """Swap the layers `spec` selects for quantized ones, in place (lazy: nothing is computed
     until the parameters are evaluated or replaced by loaded ones)."""
-    nn.quantize(network, class_predicate=spec.predicate)
+    return quantize_layers(network, spec.predicate)
+
+
+def quantize_layers(network: nn.Module, predicate) -> nn.Module:
+    """Swap the layers `predicate(path, module)` selects (False or {group_size, bits, mode})
+    for quantized ones, in place; quantized linear layers are this module's QuantizedLinear."""
+    nn.quantize(network, class_predicate=predicate)
     swaps = []
     for path, module in network.named_modules():
         if type(module) is nn.QuantizedLinear:

@@ -25,6 +25,7 @@ from .loading import load_network, low_memory_settings, parse_dtype, refuse_alig
 from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
+from .peer_layouts import stored_quantization
 from .prompt import parse_output, prompt_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
@@ -64,7 +65,7 @@ class ASRModel:
         config = ModelConfig.from_file(model_dir / "config.json")
         refuse_aligner(model_dir, config)
         if low_memory:
-            dtype, quantize = low_memory_settings(dtype, quantize, bool(config.raw.get("quantization")))
+            dtype, quantize = low_memory_settings(dtype, quantize, bool(stored_quantization(model_dir, config.raw)))
         mx_dtype = parse_dtype(dtype)
         network = load_network(model_dir, config, mx_dtype, quantize=quantize)
         tokenizer = QwenTokenizer.from_model_dir(model_dir, config.raw)
