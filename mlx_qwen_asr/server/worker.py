@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 
 from ..aligner import get_aligner
 from ..audio import SAMPLE_RATE
-from ..decoding import RepetitionGuard, greedy_decode_batch
-from ..model_input import add_time, asr_prompt
+from ..batch import SegmentJob, decode_jobs
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription
 from ..segment import AudioSegment
@@ -196,33 +195,11 @@ class Worker:
             self._report(job)
 
     def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
-        """The picked segments decoded together, each with its own request's options; silent
-        ones are skipped, as transcribe does (batch.decode_jobs, with options per row)."""
-        model = self.model
-        prompts, budgets, rows = [], [], []
-        segments: list[Segment | None] = []
-        for job, index in picked:
-            piece, options = job.pieces[index], job.options
-            prompt = asr_prompt(model, piece.audio, options.context, options.language, job.timings)
-            if prompt is None:
-                segments.append(Segment(*_span(piece), "", options.language or "", "silence"))
-                continue
-            segments.append(None)
-            prompts.append(prompt[1])
-            budgets.append(model.budget(piece.audio, options))
-            rows.append(len(segments) - 1)
-        if prompts:
-            # The server's options always guard against loops (it does not offer turning that off).
-            guard = RepetitionGuard() if all(job.options.repetition_guard for job, _ in picked) else None
-            decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
-            for slot, result in zip(rows, decoded):
-                job, index = picked[slot]
-                piece = job.pieces[index]
-                # The batch's time is shared: each row is charged an equal part.
-                add_time(job.timings, "prefill", result.prefill_s / len(prompts))
-                add_time(job.timings, "decode", result.decode_s / len(prompts))
-                segments[slot] = model.segment(result, *_span(piece), job.options.language)
-        return segments
+        """The picked segments decoded together, each with its own request's options, as
+        transcribe decodes a batch of segments."""
+        jobs = [SegmentJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE, job.timings)
+                for job, index in picked]
+        return decode_jobs(self.model, jobs, [job.options for job, _ in picked])
 
     def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
         """A decoded segment's loop remedies and word times, as transcribe applies them."""
@@ -261,12 +238,6 @@ class Worker:
             job.result.set_exception(error)
         else:
             job.result.set_result(result)
-
-
-def _span(piece: AudioSegment) -> tuple[float, float]:
-    """A piece's start and end in seconds, computed as transcribe computes them (bit for bit)."""
-    offset = piece.start / SAMPLE_RATE
-    return offset, offset + len(piece.audio) / SAMPLE_RATE
 
 
 class CancelledJob(Exception):
