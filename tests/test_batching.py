@@ -148,4 +148,4 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
     assert [fields(s) for s in batched] == [fields(s) for s in alone]
     assert batched[2].finish_reason == "length" and len(batched[2].tokens) == 3
     assert batched[4].finish_reason == "silence" and batched[4].language == "German"
-    assert all(s.text for s in batched[:4])
+    assert batched[0].text and batched[1].text and batched[3].text   # row 2: 3 tokens hold only the prefix
