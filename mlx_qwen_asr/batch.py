@@ -66,7 +66,9 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
 
 
 @dataclass
-class _SegmentJob:
+class SegmentJob:
+    """One segment to decode: its audio, where it starts, the timings it is charged to."""
+
     index: int          # which input
     order: int          # which segment of it
     audio: np.ndarray
@@ -100,7 +102,7 @@ class _BatchRun:
         self.sample_rate, self.progress, self.on_segment = sample_rate, progress, on_segment
         self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.results: list = [None] * len(audios)
-        self.jobs: list[_SegmentJob] = []
+        self.jobs: list[SegmentJob] = []
         self.inputs: dict[int, _InputState] = {}
 
     def read(self, index: int, audio, batch_size: int) -> None:
@@ -110,7 +112,7 @@ class _BatchRun:
         state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
         for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)
-            self.jobs.append(_SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
+            self.jobs.append(SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
             if len(self.jobs) >= batch_size:
                 self.decode_queued()
         state.read = True
@@ -122,7 +124,7 @@ class _BatchRun:
 
     def decode_queued(self) -> None:
         model, options = self.model, self.options
-        for job, segment in zip(self.jobs, decode_jobs(model, self.jobs, options)):
+        for job, segment in zip(self.jobs, decode_jobs(model, self.jobs, [options] * len(self.jobs))):
             state = self.inputs[job.index]
             parts = [segment]
             if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition", "length"):
@@ -149,27 +151,29 @@ class _BatchRun:
                 self.progress(index, result)
 
 
-def decode_jobs(model: ASRModel, jobs: list[_SegmentJob], options: TranscribeOptions) -> list[Segment]:
-    """Segments of a batch: silent ones skipped, the rest decoded together."""
-    prompts, budgets, live = [], [], []
+def decode_jobs(model: ASRModel, jobs: list[SegmentJob], options: list[TranscribeOptions]) -> list[Segment]:
+    """Segments of a batch, job i decoded with `options[i]` (the server batches requests
+    with different languages, contexts and budgets): silent ones skipped, the rest decoded
+    together, each row exactly as it would be alone."""
     segments: list[Segment | None] = []
-    encoded = asr_prompts(model, [job.audio for job in jobs], options.context, options.language,
-                          [job.timings for job in jobs])
-    for job, prompt in zip(jobs, encoded):
+    prompts, budgets, guards, live = [], [], [], []
+    encoded = asr_prompts(model, [job.audio for job in jobs], [o.context for o in options],
+                          [o.language for o in options], [job.timings for job in jobs])
+    for job, row_options, prompt in zip(jobs, options, encoded):
         if prompt is None:
-            segments.append(Segment(job.offset, job.end, "", options.language or "", "silence"))
+            segments.append(Segment(job.offset, job.end, "", row_options.language or "", "silence"))
             continue
         segments.append(None)
         prompts.append(prompt[1])
-        budgets.append(model.budget(job.audio, options))
+        budgets.append(model.budget(job.audio, row_options))
+        guards.append(RepetitionGuard() if row_options.repetition_guard else None)
         live.append(len(segments) - 1)
     if prompts:
-        guard = RepetitionGuard() if options.repetition_guard else None
-        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
+        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guards)
         for slot, result in zip(live, decoded):
             job = jobs[slot]
             # The batch's time is shared: each row is charged an equal part.
             add_time(job.timings, "prefill", result.prefill_s / len(prompts))
             add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = model.segment(result, job.offset, job.end, options.language)
+            segments[slot] = model.segment(result, job.offset, job.end, options[slot].language)
     return segments

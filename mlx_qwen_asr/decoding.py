@@ -165,15 +165,16 @@ def _greedy_steps(network, cache, next_token, tokens, max_new_tokens, eos, guard
         return pick(network(network.embed_tokens(token)[:, None, :], cache)[:, -1, :])
 
     start = time.perf_counter()
-    (tokens,), (reason,) = decode_loop(step, next_token, [list(tokens)], [max_new_tokens], eos, guard)
+    (tokens,), (reason,) = decode_loop(step, next_token, [list(tokens)], [max_new_tokens], eos, [guard])
     return DecodeResult(tokens, reason, prefill_s, time.perf_counter() - start)
 
 
 def decode_loop(step, next_tokens: mx.array, tokens: list[list[int]], budgets: list[int], eos: set,
-                guard: RepetitionGuard | None) -> tuple[list[list[int]], list[str]]:
+                guards: list[RepetitionGuard | None]) -> tuple[list[list[int]], list[str]]:
     """The decoding loop of 1..B rows: `next_tokens` [B] are the rows' next picks, `tokens`
     those already decided, `step(next_tokens, i) -> picks [B]` runs the network one position
-    on. Each row stops on its own (EOS, its budget, a loop); the loop ends when all have.
+    on. Each row stops on its own (EOS, its budget, a loop its guard spots); the loop ends
+    when all have.
     Step i+1 is queued (`mx.async_eval`) before step i's tokens are read back."""
     tokens = [list(t) for t in tokens]
     reasons: list[str | None] = [None] * len(tokens)
@@ -191,6 +192,7 @@ def decode_loop(step, next_tokens: mx.array, tokens: list[list[int]], budgets: l
                 reasons[row] = "eos"
                 continue
             tokens[row].append(token)
+            guard = guards[row]
             if guard is not None and guard.is_looping(tokens[row]):
                 reasons[row] = "repetition"
             elif len(tokens[row]) >= budgets[row]:
@@ -207,9 +209,10 @@ def greedy_decode_batch(
     prompts: list[mx.array],
     max_new_tokens: list[int],
     eos_ids: tuple[int, ...],
-    guard: RepetitionGuard | None = None,
+    guard: RepetitionGuard | None | list[RepetitionGuard | None] = None,
 ) -> list[DecodeResult]:
     """Greedy decoding of several prompts ([P_i, hidden] embeddings each) in one batch.
+    `guard` is one loop guard for every row, or a list of one per row.
 
     Prompts are right-padded to the longest; row i keeps its own positions (its prompt at
     0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
@@ -243,6 +246,7 @@ def greedy_decode_batch(
         return mx.argmax(network(embeddings, cache, mask=mask, positions=positions)[:, -1, :], axis=-1)
 
     start = time.perf_counter()
-    tokens, reasons = decode_loop(step, next_tokens, [[] for _ in range(rows)], max_new_tokens, set(eos_ids), guard)
+    guards = guard if isinstance(guard, list) else [guard] * rows
+    tokens, reasons = decode_loop(step, next_tokens, [[] for _ in range(rows)], max_new_tokens, set(eos_ids), guards)
     decode_s = time.perf_counter() - start
     return [DecodeResult(t, r, prefill_s, decode_s) for t, r in zip(tokens, reasons)]

@@ -69,9 +69,10 @@ def asr_prompt(model, samples: np.ndarray, context: str = "", language: str | No
     return ids, model.network.embed_prompt(ids, audio_embeddings)[0]
 
 
-def asr_prompts(model, clips: list[np.ndarray], context: str = "", language: str | None = None,
+def asr_prompts(model, clips: list[np.ndarray], contexts: list[str], languages: list[str | None],
                 timings: list[dict] | None = None) -> list[tuple[list[int], mx.array] | None]:
-    """`asr_prompt` of several clips, their encoder run as one batch (encoder.encode_batch);
+    """`asr_prompt` of several clips, clip i with its own `contexts[i]` and `languages[i]`
+    (requests batched together differ), their encoder run as one batch (encoder.encode_batch);
     each clip's timings (if given) are charged an equal part of the batch's mel and encoder time."""
     live = [i for i, samples in enumerate(clips) if not is_silent(samples)]
     prompts: list = [None] * len(clips)
@@ -89,7 +90,8 @@ def asr_prompts(model, clips: list[np.ndarray], context: str = "", language: str
         if timings is not None:
             add_time(timings[i], "mel", mel_s / len(live))
             add_time(timings[i], "encoder", encoder_s / len(live))
-        ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), context, language)
+        ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), contexts[i],
+                               languages[i])
         prompts[i] = ids, model.network.embed_prompt(ids, embeddings)[0]
     return prompts
 

@@ -123,3 +123,29 @@ def test_encoder_batch_equals_each_clip_alone(trained_model):
 def test_batch_size_must_be_positive(model):
     with pytest.raises(ValueError, match="batch_size"):
         model.transcribe(speech(1.0), sample_rate=16000, batch_size=0)
+
+
+def test_rows_of_one_batch_keep_their_own_options(trained_model):
+    """decode_jobs with options per row (the server batches requests that differ): each row
+    is that clip decoded alone with its options - a forced language, a context, a budget,
+    no loop guard - and a silent row is skipped with its own language."""
+    import numpy as np
+
+    from heldout import HELDOUT
+    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.batch import SegmentJob, decode_jobs
+    from mlx_qwen_asr.options import TranscribeOptions
+
+    names = ["short_01.flac", "short_02.flac", "medium_01.flac", "short_03.flac"]
+    clips = [load_audio(HELDOUT / n) for n in names] + [np.zeros(16000, dtype=np.float32)]
+    options = [TranscribeOptions(language="English"), TranscribeOptions(context="a list of names"),
+               TranscribeOptions(max_new_tokens=3), TranscribeOptions(repetition_guard=False),
+               TranscribeOptions(language="German")]
+    jobs = [SegmentJob(0, i, clip, 1.5 * i, {}) for i, clip in enumerate(clips)]
+    batched = decode_jobs(trained_model, jobs, options)
+    alone = [trained_model.decode_segment(clip, 1.5 * i, o) for i, (clip, o) in enumerate(zip(clips, options))]
+    fields = lambda s: (s.start, s.end, s.text, s.language, s.finish_reason, s.tokens)   # noqa: E731
+    assert [fields(s) for s in batched] == [fields(s) for s in alone]
+    assert batched[2].finish_reason == "length" and len(batched[2].tokens) == 3
+    assert batched[4].finish_reason == "silence" and batched[4].language == "German"
+    assert batched[0].text and batched[1].text and batched[3].text   # row 2: 3 tokens hold only the prefix

@@ -75,3 +75,30 @@ def test_a_failing_call_does_not_stop_the_worker(worker):
     with pytest.raises(ZeroDivisionError):
         worker.call(lambda _m: 1 / 0).result(30)
     assert worker.call(lambda model: model.config.eos_token_ids).result(30)
+
+
+def test_a_batch_waits_for_as_many_segments_as_the_last_one(trained_checkpoint):
+    """After a batch of 3, a lone arrival waits (up to gather_seconds) for two more: the
+    three requests sent 0.3 s apart are decoded as one batch, not three."""
+    worker = Worker(lambda: ASRModel.load(trained_checkpoint, dtype="float32"), batch_size=4, gather_seconds=20)
+    worker.start()
+    worker.ready.wait()
+    try:
+        shorts = [r["file"] for r in rows() if r["kind"] == "short"][:3]
+        gate, holding = threading.Event(), threading.Event()
+        worker.call(lambda _m: holding.set() or gate.wait(30))
+        holding.wait(30)   # the worker is in the call: the three jobs queue up together
+        first = [worker.submit(job(name)) for name in shorts]
+        gate.set()
+        for future in first:
+            future.result(60)
+        assert worker.batches == [3]
+        second = [worker.submit(job(shorts[0]))]
+        for name in shorts[1:]:
+            threading.Event().wait(0.3)
+            second.append(worker.submit(job(name)))
+        for future in second:
+            future.result(60)
+        assert worker.batches == [3, 3]
+    finally:
+        worker.stop()

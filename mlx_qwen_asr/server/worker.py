@@ -18,18 +18,24 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ..aligner import get_aligner
 from ..audio import SAMPLE_RATE
-from ..decoding import RepetitionGuard, greedy_decode_batch
-from ..model_input import add_time, asr_prompt
+from ..batch import SegmentJob, decode_jobs
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription
 from ..cutting import AudioPiece
 from ..transcribe import ASRModel, attach_words, with_speed
+
+
+# A batch about to start with fewer segments than the last one waits up to this long for
+# more: clients whose requests that batch answered usually send their next one within a
+# few milliseconds, and a batched decoding step costs far less than one step per row.
+GATHER_SECONDS = 0.05
 
 
 class QueueFull(Exception):
@@ -65,10 +71,12 @@ class _Call:
 class Worker:
     """Owns the model. `submit` queues an offline job; `call` runs fn(model) on the thread."""
 
-    def __init__(self, load: Callable[[], ASRModel], batch_size: int = 8, max_jobs: int = 64):
+    def __init__(self, load: Callable[[], ASRModel], batch_size: int = 8, max_jobs: int = 64,
+                 gather_seconds: float = GATHER_SECONDS):
         self._load = load
         self.batch_size = batch_size
         self.max_jobs = max_jobs
+        self.gather_seconds = gather_seconds
         self.model: ASRModel | None = None
         self.load_error: BaseException | None = None
         self.ready = threading.Event()
@@ -131,6 +139,7 @@ class Worker:
             for job in [j for j in self._jobs if j.cancelled]:
                 self._finish(job, error=CancelledJob("the request was cancelled"))
             if self._jobs:
+                self._gather()
                 self._run_batch()
         for job in self._jobs:
             self._finish(job, error=CancelledJob("the server is stopping"))
@@ -150,6 +159,29 @@ class Worker:
             else:
                 calls.append(item)
             block = False
+
+    def _gather(self) -> None:
+        """Wait (at most gather_seconds) for as many segments as the last batch had, taking
+        in new jobs and running queued calls meanwhile (see GATHER_SECONDS)."""
+        wanted = min(self.batch_size, self.batches[-1] if self.batches else 1)
+        deadline = time.monotonic() + self.gather_seconds
+        while not self._stopping and self._waiting_segments() < wanted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                item = self._inbox.get(timeout=left)
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            if isinstance(item, Job):
+                self._jobs.append(item)
+            else:
+                self._run_call(item)
+
+    def _waiting_segments(self) -> int:
+        return sum(len(j.pieces) - j.next_piece for j in self._jobs if not j.cancelled)
 
     def _run_call(self, call: _Call) -> None:
         if not call.future.set_running_or_notify_cancel():
@@ -196,33 +228,11 @@ class Worker:
             self._report(job)
 
     def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
-        """The picked segments decoded together, each with its own request's options; silent
-        ones are skipped, as transcribe does (batch.decode_jobs, with options per row)."""
-        model = self.model
-        prompts, budgets, rows = [], [], []
-        segments: list[Segment | None] = []
-        for job, index in picked:
-            piece, options = job.pieces[index], job.options
-            prompt = asr_prompt(model, piece.audio, options.context, options.language, job.timings)
-            if prompt is None:
-                segments.append(Segment(*_span(piece), "", options.language or "", "silence"))
-                continue
-            segments.append(None)
-            prompts.append(prompt[1])
-            budgets.append(model.budget(piece.audio, options))
-            rows.append(len(segments) - 1)
-        if prompts:
-            # The server's options always guard against loops (it does not offer turning that off).
-            guard = RepetitionGuard() if all(job.options.repetition_guard for job, _ in picked) else None
-            decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guard)
-            for slot, result in zip(rows, decoded):
-                job, index = picked[slot]
-                piece = job.pieces[index]
-                # The batch's time is shared: each row is charged an equal part.
-                add_time(job.timings, "prefill", result.prefill_s / len(prompts))
-                add_time(job.timings, "decode", result.decode_s / len(prompts))
-                segments[slot] = model.segment(result, *_span(piece), job.options.language)
-        return segments
+        """The picked segments decoded together, each with its own request's options, as
+        transcribe decodes a batch of segments."""
+        jobs = [SegmentJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE, job.timings)
+                for job, index in picked]
+        return decode_jobs(self.model, jobs, [job.options for job, _ in picked])
 
     def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
         """A decoded segment's loop remedies and word times, as transcribe applies them."""
@@ -261,12 +271,6 @@ class Worker:
             job.result.set_exception(error)
         else:
             job.result.set_result(result)
-
-
-def _span(piece: AudioPiece) -> tuple[float, float]:
-    """A piece's start and end in seconds, computed as transcribe computes them (bit for bit)."""
-    offset = piece.start / SAMPLE_RATE
-    return offset, offset + len(piece.audio) / SAMPLE_RATE
 
 
 class CancelledJob(Exception):
