@@ -299,8 +299,7 @@ class Profile:
 
     def __enter__(self):
         enc, dec = self.network.audio_tower, self.network.decoder
-        for name in ("conv2d1", "conv2d2", "conv2d3", "conv_out"):
-            self._patch(enc, name, "encoder.conv_stem")
+        self._patch(enc, "conv_stem", "encoder.conv_stem")
         for layer in enc.layers:
             self._patch(layer, "self_attn", "encoder.attention")
             self._patch(layer, "fc1", "encoder.mlp")

@@ -11,8 +11,9 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from .activations import attention, gelu
+from .activations import _fused_on_this_device, attention, gelu
 from .config import AudioEncoderConfig
+from .stem_cpu import stem_convs
 
 
 def conv_output_length(frames: int) -> int:
@@ -55,24 +56,21 @@ class EncoderAttention(nn.Module):
 
     def __call__(self, x: mx.array, window: int, key_mask: mx.array | None = None) -> mx.array:
         # x: [tokens, dims], packed. Only attention needs the windows: the projections run
-        # on the packed tokens, and the tail window is padded here, its padding masked out.
-        # With `key_mask` ([windows, 1, 1, window], several clips: encode_batch) x is already
-        # laid out in whole windows and the mask says which keys are real.
+        # on the packed tokens. The whole windows go through attention together and a short
+        # tail window on its own (no padding, no mask). With `key_mask` ([windows, 1, 1,
+        # window], several clips: encode_batch) x is already laid out in whole windows and
+        # the mask says which keys are real.
         total, d = x.shape
-        num_windows = -(-total // window)
-        pad = num_windows * window - total
-
-        def windows(y):
-            y = mx.pad(y, [(0, pad), (0, 0)]) if pad else y
-            return y.reshape(num_windows, window, self.heads, -1).transpose(0, 2, 1, 3)
-
-        q, k, v = windows(self.q_proj(x)), windows(self.k_proj(x)), windows(self.v_proj(x))
-        mask = key_mask
-        if pad:
-            mask = mx.arange(num_windows * window).reshape(num_windows, 1, 1, window) < total
-        out = attention(q, k, v, self.scale, mask)
-        out = out.transpose(0, 2, 1, 3).reshape(num_windows * window, d)
-        return self.out_proj(out[:total] if pad else out)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        whole = total // window * window
+        parts = []
+        for start, end, size in ((0, whole, window), (whole, total, total - whole)):
+            if end > start:
+                q_, k_, v_ = (y[start:end].reshape(-1, size, self.heads, d // self.heads).transpose(0, 2, 1, 3)
+                              for y in (q, k, v))
+                out = attention(q_, k_, v_, self.scale, key_mask)
+                parts.append(out.transpose(0, 2, 1, 3).reshape(end - start, d))
+        return self.out_proj(mx.concatenate(parts, axis=0) if len(parts) > 1 else parts[0])
 
 
 class EncoderLayer(nn.Module):
@@ -101,8 +99,8 @@ class AudioEncoder(nn.Module):
         self.config = config
         hidden = config.downsample_hidden_size
         # 3x3, stride 2, padding 1, NHWC; weights [out, kh, kw, in] (a transpose of torch's).
-        # mx.conv2d is MLX's native kernel on Metal and one im2col GEMM on the CPU (as fast
-        # as gathering the patches ourselves, measured: docs/performance-lab-notes.md).
+        # mx.conv2d is MLX's native kernel on Metal; on the CPU in float32 the same GEMMs run
+        # with cheaper patch copies (stem_cpu.py, docs/performance-lab-notes.md).
         self.conv2d1 = nn.Conv2d(1, hidden, 3, stride=2, padding=1)
         self.conv2d2 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
         self.conv2d3 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
@@ -121,10 +119,14 @@ class AudioEncoder(nn.Module):
         num_chunks = -(-frames // chunk)
         width = stem_chunk_width(frames, chunk, num_chunks > 1)
         mel = mx.pad(mel, [(0, 0), (0, num_chunks * width - frames)])
-        x = mel.reshape(n_mels, num_chunks, width).transpose(1, 0, 2)[..., None]  # NHWC
-        x = gelu(self.conv2d1(x))
-        x = gelu(self.conv2d2(x))
-        x = gelu(self.conv2d3(x))
+        x = mel.reshape(n_mels, num_chunks, width).transpose(1, 0, 2)  # [chunks, mels, width]
+        if _fused_on_this_device(x):
+            # Same GEMMs with cheaper patch copies on the CPU (stem_cpu.py); same output.
+            x = stem_convs(x, self.conv2d1, self.conv2d2, self.conv2d3)
+        else:
+            x = gelu(self.conv2d1(x[..., None]))  # NHWC
+            x = gelu(self.conv2d2(x))
+            x = gelu(self.conv2d3(x))
         n, freq, time, channels = x.shape
         # Flatten with feature index = channel * freq + f, as the official permute/view does.
         x = self.conv_out(x.transpose(0, 2, 3, 1).reshape(n, time, channels * freq))
