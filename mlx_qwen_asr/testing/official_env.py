@@ -2,7 +2,7 @@
 
 torch, transformers and qwen-asr pin versions of huggingface_hub and tokenizers older than
 the ones this package runs on, so they never go into the user's environment: they live in
-a venv of their own, by default ~/.cache/mlx-qwen-asr/official-env-<hash of the pins and
+a venv of their own, by default ~/.cache/mlx_qwen_asr/official-env-<hash of the pins and
 Python version> ($XDG_CACHE_HOME respected; MLX_QWEN_ASR_OFFICIAL_ENV names another
 folder). A file lock lets parallel and repeated runs share one creation; a folder without
 its completion marker (an interrupted creation) is rebuilt.
@@ -35,7 +35,7 @@ def env_dir() -> Path:
         return Path(override).expanduser().resolve()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     pins = REQUIREMENTS.read_bytes() + f"{sys.implementation.name}{sys.version_info[:2]}".encode()
-    return cache / "mlx-qwen-asr" / f"official-env-{hashlib.sha256(pins).hexdigest()[:12]}"
+    return cache / "mlx_qwen_asr" / f"official-env-{hashlib.sha256(pins).hexdigest()[:12]}"
 
 
 def env_python(folder: Path) -> Path:
@@ -49,17 +49,22 @@ def site_packages(python: Path) -> str:
     return done.stdout.strip()
 
 
+def is_complete(folder: Path) -> bool:
+    # .exists() follows bin/python's link: an env whose base interpreter is gone is rebuilt.
+    return (folder / COMPLETE_MARKER).is_file() and env_python(folder).exists()
+
+
 def ensure_env(announce=None) -> Path:
     """The environment's python, creating the environment first if needed.
 
     `announce(line)` is told before a creation starts (it takes minutes)."""
     folder = env_dir()
-    if (folder / COMPLETE_MARKER).is_file():
+    if is_complete(folder):
         return env_python(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(folder.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # a parallel run creating it: wait, then reuse
-        if not (folder / COMPLETE_MARKER).is_file():
+        if not is_complete(folder):
             _create(folder, announce)
     return env_python(folder)
 
