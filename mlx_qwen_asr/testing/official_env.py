@@ -77,16 +77,17 @@ def _create(folder: Path, announce) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     started = time.monotonic()
     with open(log, "w") as out:
-        steps = [[sys.executable, "-m", "venv", str(folder)],
-                 [str(env_python(folder)), "-m", "pip", "install", "--no-input", "-r", str(REQUIREMENTS)]]
-        for step in steps:
+        steps = [("python -m venv", [sys.executable, "-m", "venv", str(folder)]),
+                 (f"pip install -r {REQUIREMENTS}",
+                  [str(env_python(folder)), "-m", "pip", "install", "--no-input", "-r", str(REQUIREMENTS)])]
+        for name, step in steps:
             out.write(f"$ {' '.join(step)}\n")
             out.flush()
             done = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             if done.returncode:
                 raise OfficialEnvError(f"could not create the official engine's environment in {folder}: "
-                                       f"{' '.join(step[-3:])} failed (exit {done.returncode}): "
-                                       f"{_last_line(log)} (full log: {log})")
+                                       f"{name} failed (exit {done.returncode}): {_last_line(log)} "
+                                       f"(full log: {log})")
     (folder / COMPLETE_MARKER).write_text(f"created in {time.monotonic() - started:.0f} s\n")
 
 
