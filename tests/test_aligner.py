@@ -46,6 +46,19 @@ SPLIT_CASES = [
 # ---------------------------------------------------------------------------------------
 # Fixtures
 
+@pytest.fixture(scope="module", autouse=True)
+def korean_word_list(official_engine):
+    """Our Korean splitter reads the official word list; qwen-asr lives in the official env."""
+    import os
+
+    from mlx_qwen_asr.testing import official_env
+
+    if word_split.KOREAN_DICT_ENV not in os.environ:
+        site = official_env.site_packages(official_env.ensure_env())
+        os.environ[word_split.KOREAN_DICT_ENV] = f"{site}/qwen_asr/inference/assets/{word_split.KOREAN_DICT_NAME}"
+        word_split._korean_tokenizer.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def aligner_dir(tmp_path_factory):
     config = aligner_config_dict("tiny")
