@@ -22,10 +22,11 @@ recovery; repetition guard off; random weights do not emit EOS), so the paired w
 the same work (the token totals are reported to check it). Short workloads run once to warm
 up, then `--runs` times; the long ones `--long-runs` times; min and median are reported.
 `--compare-official` times the official PyTorch implementation (float32, 2 torch threads,
-as shipped: no encoder window mask) on the same checkpoint and clip in the same process,
-its runs alternating with a second set of ours (a shared machine's load comes in bursts;
-`--no-interleave` runs them after ours; our first, solo set is kept as `ours_solo`).
-`--profile` adds a separate pass timing sub-modules behind `mx.eval` barriers (slower than
+as shipped: no encoder window mask) on the same checkpoint and clip, in a process of its
+own in the official engine's environment (created on first use, a few minutes; see
+mlx_qwen_asr/testing/official_env.py), its runs alternating with a second set of ours (a
+shared machine's load comes in bursts; `--no-interleave` runs them after ours; our first,
+solo set is kept as `ours_solo`). `--profile` adds a separate pass timing sub-modules behind `mx.eval` barriers (slower than
 a real run: it removes all overlap; read it as shares, not as totals).
 
 Benchmarks report; they never fail on timing. JSON goes to stdout (and `--json FILE`), a
@@ -216,48 +217,24 @@ def cache_report(work_dir: Path) -> dict:
 
 
 class Official:
-    """The official implementation, timed stage by stage the same way as ours."""
+    """The official implementation, timed stage by stage the same way as ours.
+
+    It runs in its own process and environment (testing/official_env.py, created on first
+    use), so torch never shares this process with MLX; stage times are taken there."""
 
     def __init__(self, model_dir: Path, threads: int = 2):
-        import torch
-
         from .testing import official
-        torch.set_num_threads(threads)
+
+        worker = official.worker(announce=lambda line: print(line, file=sys.stderr, flush=True))
+        self.threads = worker.request("set_threads", threads=threads)
+        self.versions = worker.versions
         start = time.perf_counter()
         # As shipped (no window mask): this is the engine users run.
-        import transformers
-
-        transformers.logging.set_verbosity_error()   # no per-call notices in the report
         self.asr = official.load_official(model_dir, dtype="float32", window_mask=False)
-        # generate() would announce this default at every call; setting it changes nothing.
-        self.asr.model.generation_config.pad_token_id = self.asr.model.generation_config.eos_token_id
         self.load_s = time.perf_counter() - start
-        self.official, self.torch, self.threads = official, torch, threads
 
     def forced(self, audio: np.ndarray, tokens: int) -> dict:
-        torch = self.torch
-        start = time.perf_counter()
-        inputs = self.official.processor_inputs(self.asr, audio)
-        t_proc = time.perf_counter()
-        mel = inputs["input_features"][0].float().numpy()
-        self.official.encoder_output(self.asr, mel)
-        t_enc = time.perf_counter()
-        with torch.no_grad():
-            self.asr.model.generate(**inputs, max_new_tokens=1, min_new_tokens=1, do_sample=False)
-            t_prefill = time.perf_counter()
-            out = self.asr.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-        t_gen = time.perf_counter()
-        generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
-        assert generated == tokens, generated
-        generate_s = t_gen - t_prefill
-        prefill_s = t_prefill - t_enc
-        return {
-            "mel_s": t_proc - start,  # processor: mel + prompt
-            "encoder_s": t_enc - t_proc,
-            "prefill_incl_encoder_s": prefill_s,  # generate(1 token): encoder + prefill
-            "decode_ms_per_token": 1e3 * (generate_s - prefill_s) / max(tokens - 1, 1),
-            "total_s": (t_proc - start) + generate_s,  # processor + generate(tokens)
-        }
+        return self.asr.forced_timing(audio, tokens)
 
 
 # ----------------------------------------------------------------------------- profile
@@ -503,9 +480,15 @@ def compare_official(report: dict, model, model_dir: Path, clips: dict, args) ->
     each of our workloads it also ran gets `ours_over_official`."""
     if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
         return {"error": "--compare-official needs a checkpoint in the Hugging Face layout"}
-    official = Official(model_dir, threads=args.torch_threads)
+    from .testing.official_env import OfficialEnvError
+
+    try:
+        official = Official(model_dir, threads=args.torch_threads)
+    except OfficialEnvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
     result = {"load_s": official.load_s, "torch_threads": official.threads,
-              "torch": official.torch.__version__, "workloads": {}}
+              "torch": official.versions["torch"], "workloads": {}}
     for name in [w for w in args.official_workloads if w in clips]:
         audio = clips[name]
         if args.interleave and name in report["workloads"]:
@@ -527,7 +510,7 @@ def compare_official(report: dict, model, model_dir: Path, clips: dict, args) ->
 def interleaved(entry: dict, model: ASRModel, official: Official, audio: np.ndarray, args) -> dict:
     """Our runs and the official's alternated in time (the load on a shared machine comes
     and goes in bursts); our earlier, solo figures move to `ours_solo`. Returns the
-    official's stages. Our tokens must equal the solo pass's (torch is loaded now)."""
+    official's stages. Our tokens must equal the solo pass's (the official engine runs now)."""
     solo: list = []
     ours_forced(model, audio, args.tokens, solo)
     official.forced(audio, args.tokens)  # warm-up
@@ -538,7 +521,7 @@ def interleaved(entry: dict, model: ASRModel, official: Official, audio: np.ndar
         if i < args.official_runs:
             official_samples.append(official.forced(audio, args.tokens))
     if any(tokens != solo[0] for tokens in seen):
-        raise RuntimeError("our tokens changed once torch was loaded (BLAS / OpenMP clash?)")
+        raise RuntimeError("our tokens changed once the official engine ran (BLAS / OpenMP clash?)")
     entry["ours_solo"] = entry["ours"]
     entry["ours"] = stage_summary(ours_samples)
     entry["interleaved_with_official"] = True

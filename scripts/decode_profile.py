@@ -60,7 +60,7 @@ def profile(model: ASRModel, clips: list, rows: int, repeat: int) -> dict:
         keys = mx.arange(longest + step[0] + 1)[None, None, None, :]
         mask = (keys < length) | (keys >= longest)
         positions = mx.array([n + step[0] for n in lengths])
-        hidden = network.model(network.embed_tokens(tokens)[:, None, :], cache, mask=mask, positions=positions)
+        hidden = network.decoder(network.embed_tokens(tokens)[:, None, :], cache, mask=mask, positions=positions)
         mx.eval(hidden, cache.state())
         step[0] += 1
         return hidden

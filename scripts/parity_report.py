@@ -2,7 +2,8 @@
 
 Builds (or reuses) a random-weight checkpoint at 0.6B or 1.7B dimensions in the Hugging Face
 layout (bf16 on disk, as published), loads it on both sides in float32, and prints the error
-figures of every stage for an 11 s clip as JSON. Needs the test extra.
+figures of every stage for an 11 s clip as JSON. The official side runs out of process in
+its own environment (mlx_qwen_asr/testing/official_env.py; created on first use).
 
     python scripts/parity_report.py --size 0.6b [--audio clip.wav] [--work-dir DIR]
 """

@@ -4,6 +4,9 @@ built here and the trained fixtures (tests/heldout.py) written out from their co
 Built once per test session into pytest's temporary directory (well under a second
 each). The tokenizer is the real Qwen vocabulary when ../shared is present, otherwise a
 synthesized byte-level BPE with the special tokens on their real ids.
+
+`official_engine` is the official implementation's worker process, one per session, in
+an environment of its own that the first run creates (mlx_qwen_asr/testing/official_env.py).
 """
 
 from __future__ import annotations
@@ -78,3 +81,23 @@ def trained_aligner(tmp_path_factory) -> Path:
     from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
     return expand_compact(TRAINED_ALIGNER, tmp_path_factory.mktemp("tiny-aligner"))
+
+
+@pytest.fixture(scope="session")
+def official_engine(request):
+    """The official engine (torch, qwen-asr) out of process; the first run creates its
+    environment (minutes, announced), later runs reuse it. Failing that: one line."""
+    from mlx_qwen_asr.testing import official, official_env
+
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def announce(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}", flush=True)
+
+    try:
+        worker = official.worker(announce)
+    except official_env.OfficialEnvError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield worker
+    official.stop_worker()

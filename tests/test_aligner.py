@@ -1,9 +1,10 @@
 """Word timestamps: Qwen3-ForcedAligner in MLX against the official `Qwen3ForcedAligner`.
 
-The reference is the official aligner (PyPI `qwen-asr`) on a tiny random-weight aligner
-checkpoint in the Hugging Face layout, float32, with its encoder's 8 s window mask
-restored (mlx_qwen_asr/official.py). Random weights give arbitrary, mostly non-monotonic
-times, which exercises the official repair (`fix_timestamp`) hard.
+The reference is the official aligner (PyPI `qwen-asr`, out of process in its own
+environment) on a tiny random-weight aligner checkpoint in the Hugging Face layout,
+float32, with its encoder's 8 s window mask restored (mlx_qwen_asr/testing/official.py).
+Random weights give arbitrary, mostly non-monotonic times, which exercises the official
+repair (`fix_timestamp`) hard.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from mlx_qwen_asr import aligner as aligner_module, word_split
 from mlx_qwen_asr.aligner import (Aligner, WordTiming, fix_timestamps, tidy_spans, words_for_segments)
 from mlx_qwen_asr.errors import LanguageError, ModelLoadError
+from mlx_qwen_asr.testing import official
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.word_split import WordSplitError, locate_units, split_words
 
@@ -44,6 +46,19 @@ SPLIT_CASES = [
 # ---------------------------------------------------------------------------------------
 # Fixtures
 
+@pytest.fixture(scope="module", autouse=True)
+def korean_word_list(official_engine):
+    """Our Korean splitter reads the official word list; qwen-asr lives in the official env."""
+    import os
+
+    from mlx_qwen_asr.testing import official_env
+
+    if word_split.KOREAN_DICT_ENV not in os.environ:
+        site = official_env.site_packages(official_env.ensure_env())
+        os.environ[word_split.KOREAN_DICT_ENV] = f"{site}/qwen_asr/inference/assets/{word_split.KOREAN_DICT_NAME}"
+        word_split._korean_tokenizer.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def aligner_dir(tmp_path_factory):
     config = aligner_config_dict("tiny")
@@ -57,65 +72,34 @@ def ours(aligner_dir):
 
 
 @pytest.fixture(scope="module")
-def loaded_reference(aligner_dir):
-    """(official Qwen3ForcedAligner, loading info), built as its from_pretrained does."""
-    import torch
-    from qwen_asr.core.transformers_backend import (Qwen3ASRConfig, Qwen3ASRForConditionalGeneration,
-                                                    Qwen3ASRProcessor)
-    from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor, Qwen3ForcedAligner
-    from transformers import AutoConfig, AutoModel, AutoProcessor
-
-    from mlx_qwen_asr.testing import official
-
-    AutoConfig.register("qwen3_asr", Qwen3ASRConfig, exist_ok=True)
-    AutoModel.register(Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, exist_ok=True)
-    AutoProcessor.register(Qwen3ASRConfig, Qwen3ASRProcessor, exist_ok=True)
-    model, info = AutoModel.from_pretrained(str(aligner_dir), dtype=torch.float32, device_map="cpu",
-                                            output_loading_info=True)
-    processor = AutoProcessor.from_pretrained(str(aligner_dir), fix_mistral_regex=True)
-    model.eval()
-    official.enable_window_mask(model)
-    return Qwen3ForcedAligner(model=model, processor=processor, aligner_processor=Qwen3ForceAlignProcessor()), info
-
-
-@pytest.fixture(scope="module")
-def reference(loaded_reference):
-    return loaded_reference[0]
-
-
-def official_logits(reference, audio, text, language):
-    """(prompt ids, logits at the <timestamp> tokens) exactly as the official align() computes them."""
-    import torch
-
-    words, prompt = reference.aligner_processor.encode_timestamp(text, language)
-    inputs = reference.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
-    inputs = inputs.to(reference.model.device).to(reference.model.dtype)
-    with torch.no_grad():
-        logits = reference.model.thinker(**inputs).logits[0]
-    ids = inputs["input_ids"][0]
-    return ids.tolist(), logits[ids == reference.timestamp_token_id].float().numpy()
+def reference(official_engine, aligner_dir):
+    """The official Qwen3ForcedAligner, built as its from_pretrained does (with the loading info)."""
+    return official.load_official_aligner(aligner_dir, dtype="float32", by_parts=True)
 
 
 # ---------------------------------------------------------------------------------------
 # Checkpoint and word splitting
 
-def test_official_loads_the_random_aligner_exactly(loaded_reference, ours):
-    reference, info = loaded_reference
-    assert not any(info.values()), info
-    assert {p.dtype for p in reference.model.parameters()} == {__import__("torch").float32}
-    thinker = reference.model.thinker
-    assert tuple(thinker.lm_head.weight.shape) == (5000, 64)
-    assert thinker.lm_head.weight.data_ptr() != thinker.model.embed_tokens.weight.data_ptr()
-    assert reference.timestamp_token_id == ours.config.timestamp_token_id == 151705
-    assert reference.timestamp_segment_time == ours.config.timestamp_segment_time == 80.0
+def test_official_loads_the_random_aligner_exactly(reference, ours):
+    facts = reference.facts
+    assert not any(facts["info"].values()), facts["info"]
+    assert facts["param_dtypes"] == ["float32"]
+    assert tuple(facts["lm_head_shape"]) == (5000, 64)
+    assert not facts["lm_head_tied"]
+    assert facts["timestamp_token_id"] == ours.config.timestamp_token_id == 151705
+    assert facts["timestamp_segment_time"] == ours.config.timestamp_segment_time == 80.0
     assert ours.config.classify_num == 5000 and ours.config.network.text.vocab_size == 152064
 
 
-@pytest.mark.parametrize("language,text", SPLIT_CASES)
-def test_word_split_matches_official(language, text):
-    from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
+@pytest.fixture(scope="module")
+def official_splits(official_engine):
+    """(language, text) -> the official aligner's word split, for every SPLIT_CASES entry."""
+    return dict(zip(SPLIT_CASES, official.split_words([(text, language) for language, text in SPLIT_CASES])))
 
-    expected, _ = Qwen3ForceAlignProcessor().encode_timestamp(text, language)
+
+@pytest.mark.parametrize("language,text", SPLIT_CASES)
+def test_word_split_matches_official(official_splits, language, text):
+    expected = official_splits[(language, text)]
     assert split_words(text, language) == expected
     if language not in ("Japanese", "Korean"):
         assert split_words(text, None) == expected  # no language: the space/CJK splitter
@@ -162,13 +146,13 @@ PARITY_CASES = [
 @pytest.mark.parametrize("seconds,text,language", PARITY_CASES)
 def test_timestamps_match_official(ours, reference, seconds, text, language):
     audio = speech(seconds)
-    expected = reference.align(audio=(audio, 16000), text=text, language=language)[0]
+    expected = reference.align(audio, text, language)
     got = ours.align_samples(audio, text, language, official=True)
     assert [w.word for w in got] == [item.text for item in expected]
     diff_ms = max(abs(w.start - e.start_time) + abs(w.end - e.end_time) for w, e in zip(got, expected)) * 1000
     assert diff_ms == 0.0
 
-    ids, ref_logits = official_logits(reference, audio, text, language)
+    ids, ref_logits = reference.timestamp_logits(audio, text, language)
     words = split_words(text, language)
     assert ours.prompt_ids(words, ids.count(ours.config.network.audio_token_id)) == ids
     logits = np.array(ours.timestamp_logits(audio, words))
@@ -185,11 +169,9 @@ def test_chunked_prefill_equals_one_pass(ours, monkeypatch):
     assert np.max(np.abs(whole - chunked)) < 1e-4 * np.max(np.abs(whole))
 
 
-def test_fix_timestamps_matches_official_repair():
-    from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
-
-    official = Qwen3ForceAlignProcessor()
+def test_fix_timestamps_matches_official_repair(official_engine):
     rng = np.random.default_rng(0)
+    trials = []
     for trial in range(400):
         n = int(rng.integers(1, 40))
         if trial % 3 == 0:     # mostly rising with outliers, like a trained aligner's
@@ -198,8 +180,9 @@ def test_fix_timestamps_matches_official_repair():
             values[outliers] = rng.integers(0, 5000, outliers.sum()) * 80
         else:                  # few distinct values: many ties
             values = rng.integers(0, 1 + trial % 7 * 10, n) * 80
-        values = values.astype(np.float32)
-        assert fix_timestamps(values) == official.fix_timestamp(values), values.tolist()
+        trials.append(values.astype(np.float32))
+    for values, expected in zip(trials, official.fix_timestamps(trials)):
+        assert fix_timestamps(values) == expected, values.tolist()
     assert fix_timestamps(np.zeros(0, np.float32)) == []
 
 

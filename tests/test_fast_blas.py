@@ -44,10 +44,15 @@ def test_missing_library_is_reported_not_fatal():
         assert "libnothing" in status["reason"]
 
 
-def test_products_stay_right_when_torch_was_imported_first():
+def test_products_stay_right_when_torch_was_imported_first(official_engine):
     """torch brings its own OpenMP runtime; a second one under MKL gave wrong addmm results.
-    The binding then uses sequential MKL, and the self-check covers addmm."""
+    The binding then uses sequential MKL, and the self-check covers addmm. torch comes from
+    the official engine's environment, put after this one's packages on the path."""
+    from mlx_qwen_asr.testing import official_env
+
+    torch_site = official_env.site_packages(official_env.ensure_env())
     code = (
+        f"import sys\nsys.path.append({torch_site!r})\n"
         "import torch\nimport numpy as np, mlx_qwen_asr\nimport mlx.core as mx\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((256, 64)).astype(np.float32); w = rng.standard_normal((96, 64)).astype(np.float32)\n"

@@ -60,14 +60,11 @@ def ours_whole(trained_model):
 
 
 @pytest.fixture(scope="module")
-def official_results(trained_checkpoint):
-    import torch
-
+def official_results(official_engine, trained_checkpoint):
     from mlx_qwen_asr.testing.official import load_official
 
     asr = load_official(trained_checkpoint, dtype="float32", window_mask=True)
-    with torch.no_grad():
-        return {r["file"]: asr.transcribe(str(HELDOUT / r["file"]))[0] for r in ROWS}
+    return {r["file"]: asr.transcribe(HELDOUT / r["file"])[0] for r in ROWS}
 
 
 def test_our_engine_transcribes_heldout(trained_offline, ours_whole):

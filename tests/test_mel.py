@@ -1,4 +1,5 @@
-"""Log-mel features against the official extractor (transformers WhisperFeatureExtractor).
+"""Log-mel features against the official extractor (transformers WhisperFeatureExtractor,
+run out of process in the official engine's environment, where torch is installed).
 
 Both sides compute the STFT in float32, and the official one is itself not exact: on JFK
 its torch/MKL STFT is 4.4e-5 (max, in the final (x+4)/4 units) away from the same recipe
@@ -16,6 +17,7 @@ import pytest
 
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.mel import MIN_SAMPLES, log_mel_spectrogram, mel_filters, mel_frames
+from mlx_qwen_asr.testing import official
 
 from audio_samples import SHARED_AUDIO, speech
 
@@ -28,24 +30,21 @@ MEAN_DIFF = 1e-6
 
 
 @pytest.fixture(scope="module")
-def extractor():
-    transformers = pytest.importorskip("transformers", reason="the official reference needs transformers")
-    pytest.importorskip("torch", reason="the official extractor takes its torch path when torch is installed")
+def extractor(official_engine):
+    # The official environment has torch, so the extractor takes its torch path, as in the
+    # official pipeline.
     kwargs = dict(feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
                   chunk_length=30, padding_value=0.0)
     if PREPROCESSOR_CONFIG.is_file():  # the real Qwen3-ASR preprocessor_config.json agrees
         config = json.loads(PREPROCESSOR_CONFIG.read_text())
         assert {k: config[k] for k in kwargs if k in config} == {k: kwargs[k] for k in kwargs if k in config}
         assert config["dither"] == 0.0
-    return transformers.WhisperFeatureExtractor(**kwargs)
+    return official.FeatureExtractor(**kwargs)
 
 
 def official_features(fe, audio: np.ndarray) -> np.ndarray:
     """processing_qwen3_asr.Qwen3ASRProcessor.__call__: its audio kwargs, batch of one."""
-    out = fe([audio], sampling_rate=16000, padding=True, truncation=False,
-             return_attention_mask=True, return_tensors="pt")
-    features = out["input_features"][0].float().numpy()
-    mask = out["attention_mask"][0].numpy()
+    features, mask = fe(audio)
     assert mask.shape == (features.shape[1],) and mask.all()  # no padding to 30 s
     return features
 

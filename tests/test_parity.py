@@ -1,7 +1,7 @@
 """Stage-by-stage numerical parity with the official implementation (float32, tiny random weights).
 
-The reference is PyPI `qwen-asr` (installed by the test extra) with its encoder's 8 s window
-mask restored (see mlx_qwen_asr/official.py). The comparisons live in mlx_qwen_asr/parity.py;
+The reference is PyPI `qwen-asr`, run out of process in its own environment, with its
+encoder's 8 s window mask restored (see mlx_qwen_asr/testing/official.py). The comparisons live in mlx_qwen_asr/testing/parity.py;
 scripts/parity_report.py runs the same ones at real model dimensions.
 """
 
@@ -21,7 +21,7 @@ def ours(tiny_checkpoint_fp32):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_checkpoint_fp32):
+def reference(official_engine, tiny_checkpoint_fp32):
     return official.load_official(tiny_checkpoint_fp32, dtype="float32")
 
 
@@ -44,10 +44,10 @@ def test_encoder_matches_official(ours, reference, seconds):
 def test_encoder_windows_matter_beyond_8s(reference, tiny_checkpoint_fp32):
     """Sanity check of the reference itself: without the window mask the 11 s output differs,
     even in the first window, so the encoder test above really checks windowing."""
-    mel = official.features(reference, speech(11.0))
+    mel = reference.features(speech(11.0))
     unmasked = official.load_official(tiny_checkpoint_fp32, dtype="float32", window_mask=False)
-    windowed = official.encoder_output(reference, mel)
-    full = official.encoder_output(unmasked, mel)
+    windowed = reference.encoder_output(mel)
+    full = unmasked.encoder_output(mel)
     assert np.max(np.abs(windowed[:104] - full[:104])) > 1e-3
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mlx_qwen_asr.testing import random_checkpoint as rc
+from mlx_qwen_asr.testing import official, random_checkpoint as rc
 from mlx_qwen_asr.config import SUPPORTED_LANGUAGES, ModelConfig
 
 PROMPT = ("<|im_start|>system\n{ctx}<|im_end|>\n<|im_start|>user\n"
@@ -205,13 +205,13 @@ def test_fallback_tokenizer_is_synthesized_without_shared(tmp_path, monkeypatch)
         assert (tmp_path / "tok" / name).is_file()
 
 
-def test_synthesized_tokenizer_ids_and_round_trip(synthetic_tokenizer_checkpoint):
-    transformers = pytest.importorskip("transformers")
-    tok = transformers.AutoTokenizer.from_pretrained(str(synthetic_tokenizer_checkpoint))
+def test_synthesized_tokenizer_ids_and_round_trip(official_engine, synthetic_tokenizer_checkpoint):
+    tok = official.OfficialTokenizer(synthetic_tokenizer_checkpoint, via="auto")  # transformers' AutoTokenizer
     for token, token_id in SPECIAL_IDS.items():
         assert tok.convert_tokens_to_ids(token) == token_id
         assert tok.encode(token) == [token_id]
-    assert (tok.audio_token, tok.audio_bos_token, tok.audio_eos_token) == \
+    attributes = tok.attributes(["audio_token", "audio_bos_token", "audio_eos_token"])
+    assert (attributes["audio_token"], attributes["audio_bos_token"], attributes["audio_eos_token"]) == \
         ("<|audio_pad|>", "<|audio_start|>", "<|audio_end|>")
     for text in ["language English<asr_text>The quick brown fox jumps over the lazy dog.",
                  "Guten Morgen! ¿Cómo estás? 你好，世界。 Привет 12345 \t\n  x"]:
@@ -225,53 +225,34 @@ def test_synthesized_tokenizer_ids_and_round_trip(synthetic_tokenizer_checkpoint
 
 # ------------------------------------------------------------------------ official loader
 
-@pytest.fixture(scope="module")
-def official():
-    pytest.importorskip("torch")
-    pytest.importorskip("qwen_asr")  # registers the qwen3_asr Auto classes
-    import torch
-    from transformers import AutoModel, AutoProcessor
-
-    return torch, AutoModel, AutoProcessor
-
-
-def test_official_loader_accepts_tiny_checkpoint(official, tiny_checkpoint):
-    torch, AutoModel, _ = official
-    model, info = AutoModel.from_pretrained(str(tiny_checkpoint), dtype=torch.float32,
-                                            output_loading_info=True)
+def test_official_loader_accepts_tiny_checkpoint(official_engine, tiny_checkpoint):
+    report = official.loader_report(tiny_checkpoint)  # transformers' AutoModel, float32
+    info = report["info"]
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
     assert info["mismatched_keys"] == [] and info["error_msgs"] == []
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
-    thinker = model.thinker
-    assert thinker.lm_head.weight.data_ptr() == thinker.model.embed_tokens.weight.data_ptr()
+    assert report["param_dtypes"] == ["float32"]
+    assert report["lm_head_tied"]
 
 
-def test_official_pipeline_holds_our_values_and_decodes_sanely(official, tiny_checkpoint_fp32,
+def test_official_pipeline_holds_our_values_and_decodes_sanely(official_engine, tiny_checkpoint_fp32,
                                                                tiny_config_and_weights):
-    torch = official[0]
-    from qwen_asr import Qwen3ASRModel
-
     _, weights = tiny_config_and_weights
-    asr = Qwen3ASRModel.from_pretrained(str(tiny_checkpoint_fp32), dtype=torch.float32,
-                                        max_new_tokens=8)
-    model, processor = asr.model, asr.processor  # AutoProcessor(fix_mistral_regex=True)
-    state = model.state_dict()
-    for name in ("thinker.audio_tower.conv2d1.weight", "thinker.audio_tower.layers.1.fc2.bias",
-                 "thinker.model.layers.0.self_attn.k_norm.weight", "thinker.lm_head.weight"):
-        assert np.array_equal(state[name].numpy(), weights[name]), name
+    # As shipped (no window mask); its processor is AutoProcessor(fix_mistral_regex=True).
+    asr = official.load_official(tiny_checkpoint_fp32, dtype="float32", window_mask=False, max_new_tokens=8)
+    names = ("thinker.audio_tower.conv2d1.weight", "thinker.audio_tower.layers.1.fc2.bias",
+             "thinker.model.layers.0.self_attn.k_norm.weight", "thinker.lm_head.weight")
+    state = asr.parameters(names)
+    for name in names:
+        assert np.array_equal(state[name], weights[name]), name
 
     for ctx in ("", "Names: Qwen"):
-        messages = [{"role": "system", "content": ctx},
-                    {"role": "user", "content": [{"type": "audio", "audio": ""}]}]
-        prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = asr.chat_prompt(ctx)
         assert prompt == PROMPT.format(ctx=ctx)
 
     wav = (np.random.default_rng(0).standard_normal(32000) * 0.1).astype(np.float32)
-    inputs = processor(text=[prompt], audio=[wav], return_tensors="pt", padding=True)
-    assert int((inputs["input_ids"] == 151676).sum()) == 26  # 2 s -> 26 audio tokens
-    out = model.generate(**inputs, max_new_tokens=20, do_sample=False, eos_token_id=[151645, 151643])
-    new = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    assert asr.prompt_ids(wav, prompt=prompt).count(151676) == 26  # 2 s -> 26 audio tokens
+    new = asr.generate(wav, max_new_tokens=20, prompt=prompt, stop_at_eos=False, eos_token_id=[151645, 151643])
     assert len(set(new)) >= 5, new  # a random model that repeats one token hides bugs
 
-    (result,) = asr.transcribe((wav, 16000))  # the whole official pipeline runs
+    (result,) = asr.transcribe(wav)  # the whole official pipeline runs
     assert isinstance(result.text, str)

@@ -23,10 +23,8 @@ def ours(tiny_checkpoint_fp32):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_checkpoint_fp32):
-    asr = official.load_official(tiny_checkpoint_fp32, dtype="float32")
-    asr.max_new_tokens = MAX_TOKENS
-    return asr
+def reference(official_engine, tiny_checkpoint_fp32):
+    return official.load_official(tiny_checkpoint_fp32, dtype="float32", max_new_tokens=MAX_TOKENS)
 
 
 @pytest.mark.parametrize("seconds,language,context", [
@@ -37,7 +35,7 @@ def reference(tiny_checkpoint_fp32):
 ])
 def test_transcription_equals_official_pipeline(ours, reference, seconds, language, context):
     audio = speech(seconds)
-    expected = reference.transcribe(audio=(audio, 16000), language=language, context=context)[0]
+    expected = reference.transcribe(audio, language=language, context=context)[0]
     result = ours.transcribe(audio, sample_rate=16000, language=language, context=context,
                              max_new_tokens=MAX_TOKENS, repetition_guard=False)
     assert (result.language, result.text) == (expected.language, expected.text)

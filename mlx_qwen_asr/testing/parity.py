@@ -2,7 +2,8 @@
 
 Each function runs one stage on both sides and returns its error figures; the parity tests
 assert bounds on them (tiny checkpoints) and scripts/parity_report.py prints them (real
-0.6B / 1.7B dimensions). Needs the `test` extra (see official.py).
+0.6B / 1.7B dimensions). `reference` is an official.OfficialASR (the official engine, out of
+process).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from . import official
 from ..decoding import greedy_decode
 from ..model_input import asr_prompt, clip_mel
 from ..transcribe import ASRModel
@@ -31,15 +31,15 @@ def prefill_embeddings(model: ASRModel, audio: np.ndarray, context: str = "", la
 
 
 def compare_mel(model: ASRModel, reference, audio: np.ndarray) -> dict:
-    expected = official.features(reference, audio)
+    expected = reference.features(audio)
     actual = np.array(clip_mel(audio, model.config.audio))
     return {"shape": list(actual.shape), "max_abs_diff": float(np.max(np.abs(actual - expected)))}
 
 
 def compare_encoder(model: ASRModel, reference, audio: np.ndarray) -> dict:
     """Encoder on the official mel, so only the encoder's own error is measured."""
-    mel = official.features(reference, audio)
-    expected = official.encoder_output(reference, mel)
+    mel = reference.features(audio)
+    expected = reference.encoder_output(mel)
     actual = np.array(model.network.encode_audio(mx.array(mel)))
     return {
         "shape": list(actual.shape),
@@ -51,14 +51,13 @@ def compare_encoder(model: ASRModel, reference, audio: np.ndarray) -> dict:
 
 
 def compare_prompt_ids(model: ASRModel, reference, audio: np.ndarray, context: str = "", language=None) -> dict:
-    expected = official.processor_inputs(reference, audio, context, language)["input_ids"][0].tolist()
+    expected = reference.prompt_ids(audio, context, language)
     actual, _ = prefill_embeddings(model, audio, context, language)
     return {"equal": actual == expected, "length": len(actual)}
 
 
 def compare_prefill(model: ASRModel, reference, audio: np.ndarray) -> dict:
-    inputs = official.processor_inputs(reference, audio)
-    expected = official.logits_for(reference, inputs)
+    expected = reference.logits(audio)
     _, embeddings = prefill_embeddings(model, audio)
     actual = np.array(model.network(embeddings, model.network.make_cache(), last_only=False)[0])
     return {
@@ -71,11 +70,10 @@ def compare_prefill(model: ASRModel, reference, audio: np.ndarray) -> dict:
 
 def compare_teacher_forced(model: ASRModel, reference, audio: np.ndarray, steps: int = 32) -> dict:
     """`steps` decode steps through our KV cache, each fed the official greedy token."""
-    inputs = official.processor_inputs(reference, audio)
-    forced = official.generate(reference, inputs, max_new_tokens=steps)
+    forced = reference.generate(audio, max_new_tokens=steps)
     forced = (forced + [EOS_FILL] * steps)[:steps]  # keep `steps` steps even if it stopped early
-    expected = official.logits_for(reference, inputs, continuation=forced)
-    first = inputs["input_ids"].shape[1] - 1
+    expected = reference.logits(audio, continuation=forced)
+    first = len(reference.prompt_ids(audio)) - 1
     expected = expected[first: first + steps]
 
     _, embeddings = prefill_embeddings(model, audio)
@@ -94,8 +92,7 @@ def compare_teacher_forced(model: ASRModel, reference, audio: np.ndarray, steps:
 
 
 def compare_greedy(model: ASRModel, reference, audio: np.ndarray, tokens: int = 32, language=None) -> dict:
-    inputs = official.processor_inputs(reference, audio, language=language)
-    expected = official.generate(reference, inputs, max_new_tokens=tokens)
+    expected = reference.generate(audio, max_new_tokens=tokens, language=language)
     _, embeddings = prefill_embeddings(model, audio, language=language)
     actual = greedy_decode(model.network, embeddings, tokens, model.config.eos_token_ids, guard=None).tokens
     return {"equal": actual == expected, "ours": actual, "official": expected, "distinct": len(set(expected))}
