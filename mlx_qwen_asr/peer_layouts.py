@@ -22,6 +22,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from .errors import ModelLoadError
+from .network import from_stored_name, to_stored_name
 from .quantization import quantize_layers
 
 MLX_AUDIO = "mlx-audio"
@@ -129,13 +130,14 @@ def _layer_recipes(layout: PeerLayout, shapes: dict, float_shapes: dict) -> dict
         path = key[: -len(".scales")]
         packed, scales, original = shapes.get(f"{path}.weight"), shapes[key], float_shapes.get(f"{path}.weight")
         if packed is None or original is None or len(packed) != 2 or len(scales) != 2:
-            raise ModelLoadError(f"{layout.files[0].parent}: {layout.name} layer {path} has quantization scales "
+            raise ModelLoadError(f"{layout.files[0].parent}: {layout.name} layer {to_stored_name(path)} has "
+                                 "quantization scales "
                                  "but no matching weight in this model")
         in_dim = original[-1]
         bits, group = packed[-1] * 32 // in_dim, in_dim // scales[-1] if scales[-1] else 0
         if packed[-1] * 32 != bits * in_dim or bits not in READABLE_BITS or group not in READABLE_GROUPS \
                 or group * scales[-1] != in_dim:
-            raise ModelLoadError(f"{layout.files[0].parent}: {layout.name} layer {path} is quantized in a way that "
+            raise ModelLoadError(f"{layout.files[0].parent}: {layout.name} layer {to_stored_name(path)} is quantized in a way that "
                                  f"cannot be read (weight {packed}, scales {scales} for {in_dim} inputs; "
                                  f"declared {layout.quantization or 'nothing'})")
         recipes[path] = {"group_size": group, "bits": bits, "mode": layout.mode}
@@ -148,7 +150,6 @@ def read_weights(layout: PeerLayout, network, config) -> dict[str, mx.array]:
     from mlx.utils import tree_flatten
 
     from .loading import load_weights
-    from .network import from_stored_name
 
     # Peers store the checkpoint's names (model.* for the decoder); the network's differ.
     shapes = {}

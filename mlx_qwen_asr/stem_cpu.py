@@ -20,12 +20,22 @@ Measurements: docs/performance-lab-notes.md.
 
 from __future__ import annotations
 
+import threading
+
 import mlx.core as mx
 import mlx.nn as nn
 
 from .activations import gelu
 
-_second_stream: mx.Stream | None = None
+# MLX streams belong to the thread that made them (the server runs the model on a worker
+# thread), so each thread gets its own second stream.
+_streams = threading.local()
+
+
+def _second_stream() -> mx.Stream:
+    if getattr(_streams, "second", None) is None:
+        _streams.second = mx.new_stream(mx.cpu)
+    return _streams.second
 
 
 def _out(size: int) -> int:
@@ -71,15 +81,12 @@ def _gemm_conv(patches: mx.array, conv: nn.Conv2d, n: int, out_h: int, out_w: in
 def stem_convs(chunks: mx.array, conv1: nn.Conv2d, conv2: nn.Conv2d, conv3: nn.Conv2d) -> mx.array:
     """gelu(conv3(gelu(conv2(gelu(conv1(x)))))) for mel chunks [n, n_mels, width] (float32):
     [n, freq, time, channels], equal to the `nn.Conv2d` path."""
-    global _second_stream
     n, height, width = chunks.shape
     h1, w1 = _out(height), _out(width)
     h2, w2 = _out(h1), _out(w1)
     h3, w3 = _out(h2), _out(w2)
     gemm_stream = mx.default_stream(mx.default_device())
-    if n > 1 and _second_stream is None:
-        _second_stream = mx.new_stream(mx.cpu)
-    halves = [(0, n // 2, _second_stream), (n // 2, n, gemm_stream)] if n > 1 else [(0, n, gemm_stream)]
+    halves = [(0, n // 2, _second_stream()), (n // 2, n, gemm_stream)] if n > 1 else [(0, n, gemm_stream)]
     outputs = []
     for start, end, stream in halves:
         m = end - start

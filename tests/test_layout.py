@@ -94,6 +94,10 @@ LONG_UNITS = {
     "cli.py::build_parser": "one add_argument per flag, in --help order",
     "folder.py::_run_folder": "one folder run's loop: resume, write all-or-nothing, record; split, the "
                               "journal and lock state would be passed around",
+    "server/worker.py::Worker": "the one MLX thread: its queue, the batch it picks each turn and how each "
+                                "job completes share the same state",
+    "testing/official_worker.py::Official": "test support: the official engine's side of the worker protocol, "
+                                            "one short method per request",
     "testing/random_checkpoint.py::write_checkpoint": "test support: writes every file of a checkpoint folder",
     "testing/random_checkpoint.py::model_config_dict": "test support: the config.json literal",
     "testing/random_checkpoint.py::weight_shapes": "test support: the checkpoint's tensor table",
