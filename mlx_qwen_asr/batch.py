@@ -31,7 +31,7 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
                      batch_size: int | None = None, on_error: str = "raise", sample_rate: int | None = None,
                      progress=None, on_segment=None, **changes) -> list:
     """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
-    `batch_size` segments (of any of them) together (default 8; 1 for a model loaded with
+    `batch_size` pieces (of any of them) together (default 8; 1 for a model loaded with
     `low_memory`, as each row holds its own key/value cache). Each result equals
     `model.transcribe` of that input alone.
 
@@ -66,14 +66,14 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
 
 
 @dataclass
-class SegmentJob:
-    """One segment to decode: its audio, where it starts, the timings it is charged to."""
+class PieceJob:
+    """One piece of an input to decode: its audio, where it starts, the timings it is charged to."""
 
     index: int          # which input
-    order: int          # which segment of it
+    order: int          # which piece of it
     audio: np.ndarray
     offset: float
-    timings: dict       # the input's timings, charged as its segments are processed
+    timings: dict       # the input's timings, charged as its pieces are processed
 
     @property
     def end(self) -> float:
@@ -84,8 +84,8 @@ class SegmentJob:
 class _InputState:
     duration: float
     timings: dict
-    parts: list = field(default_factory=list)   # per segment: its resulting Segments, None while pending
-    read: bool = False                          # all segments cut (the input is fully read)
+    parts: list = field(default_factory=list)   # per piece: its resulting Segments, None while pending
+    read: bool = False                          # all pieces cut (the input is fully read)
     speech: object = None                       # with skip_silence: the vad.SpeechMap back to the input's clock
 
     @property
@@ -94,7 +94,7 @@ class _InputState:
 
 
 class _BatchRun:
-    """The queue of segment jobs and the inputs still in progress of one transcribe_batch call."""
+    """The queue of piece jobs and the inputs still in progress of one transcribe_batch call."""
 
     def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress,
                  on_segment=None):
@@ -102,17 +102,17 @@ class _BatchRun:
         self.sample_rate, self.progress, self.on_segment = sample_rate, progress, on_segment
         self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.results: list = [None] * len(audios)
-        self.jobs: list[SegmentJob] = []
+        self.jobs: list[PieceJob] = []
         self.inputs: dict[int, _InputState] = {}
 
     def read(self, index: int, audio, batch_size: int) -> None:
-        """Cut input `index` into segment jobs, decoding a batch whenever `batch_size` are queued."""
+        """Cut input `index` into piece jobs, decoding a batch whenever `batch_size` are queued."""
         start = time.perf_counter()
         stream, speech = open_speech_blocks(audio, self.sample_rate, self.options)
         state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
         for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
             state.parts.append(None)
-            self.jobs.append(SegmentJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
+            self.jobs.append(PieceJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
             if len(self.jobs) >= batch_size:
                 self.decode_queued()
         state.read = True
@@ -151,7 +151,7 @@ class _BatchRun:
                 self.progress(index, result)
 
 
-def decode_jobs(model: ASRModel, jobs: list[SegmentJob], options: list[TranscribeOptions]) -> list[Segment]:
+def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeOptions]) -> list[Segment]:
     """Segments of a batch, job i decoded with `options[i]` (the server batches requests
     with different languages, contexts and budgets): silent ones skipped, the rest decoded
     together, each row exactly as it would be alone."""

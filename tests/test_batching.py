@@ -133,7 +133,7 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
 
     from heldout import HELDOUT
     from mlx_qwen_asr.audio import load_audio
-    from mlx_qwen_asr.batch import SegmentJob, decode_jobs
+    from mlx_qwen_asr.batch import PieceJob, decode_jobs
     from mlx_qwen_asr.options import TranscribeOptions
 
     names = ["short_01.flac", "short_02.flac", "medium_01.flac", "short_03.flac"]
@@ -141,7 +141,7 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
     options = [TranscribeOptions(language="English"), TranscribeOptions(context="a list of names"),
                TranscribeOptions(max_new_tokens=3), TranscribeOptions(repetition_guard=False),
                TranscribeOptions(language="German")]
-    jobs = [SegmentJob(0, i, clip, 1.5 * i, {}) for i, clip in enumerate(clips)]
+    jobs = [PieceJob(0, i, clip, 1.5 * i, {}) for i, clip in enumerate(clips)]
     batched = decode_jobs(trained_model, jobs, options)
     alone = [trained_model.decode_segment(clip, 1.5 * i, o) for i, (clip, o) in enumerate(zip(clips, options))]
     fields = lambda s: (s.start, s.end, s.text, s.language, s.finish_reason, s.tokens)   # noqa: E731

@@ -4,12 +4,12 @@ MLX streams belong to the thread that created them (another MLX server crashed w
 inference ran on a thread other than the one that made its stream, mlx-qwen3-asr#16), so
 the model is created on this thread and nothing else ever touches it. Requests reach it
 through a queue; each turn of its loop first runs the queued calls (the live sessions'
-steps), then decodes one batch of segments.
+steps), then decodes one batch of pieces.
 
-Scheduling is by segment: a batch takes one segment from each waiting request in turn
+Scheduling is by piece: a batch takes one piece from each waiting request in turn
 (oldest first) until it is full, so a request that arrives while a batch runs joins the
 next one, and a long file gets one slot per turn instead of holding every slot until it is
-done. Each segment is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
+done. Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
 give the tokens of single decoding; loops and missing EOS get the same remedies), so a
 request's transcript is the CLI's.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..aligner import get_aligner
 from ..audio import SAMPLE_RATE
-from ..batch import SegmentJob, decode_jobs
+from ..batch import PieceJob, decode_jobs
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription
 from ..cutting import AudioPiece
@@ -230,7 +230,7 @@ class Worker:
     def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
         """The picked segments decoded together, each with its own request's options, as
         transcribe decodes a batch of segments."""
-        jobs = [SegmentJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE, job.timings)
+        jobs = [PieceJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE, job.timings)
                 for job, index in picked]
         return decode_jobs(self.model, jobs, [job.options for job, _ in picked])
 
