@@ -230,6 +230,20 @@ def loader_report(model_dir) -> dict:
     return worker().request("loader_report", model_dir=str(model_dir))
 
 
+def normalize_audio(source) -> np.ndarray:
+    """The official loader's samples for a path, or for an (array, sample rate) pair."""
+    if isinstance(source, tuple):
+        source = [np.asarray(source[0]), int(source[1])]
+    else:
+        source = str(source)
+    return worker().request("normalize_audio", source=source)
+
+
+def soxr_hq(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """librosa.resample(res_type="soxr_hq"), run in the official engine's environment."""
+    return worker().request("soxr_hq", audio=np.asarray(audio), orig_sr=int(orig_sr), target_sr=int(target_sr))
+
+
 def split_words(cases: list[tuple[str, str]]) -> list[list[str]]:
     """The official aligner's word split of each (text, language)."""
     return worker().request("split_words", texts=[list(c) for c in cases])

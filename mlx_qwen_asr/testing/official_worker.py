@@ -290,6 +290,24 @@ class Official:
         ids = inputs["input_ids"][0]
         return {"ids": ids.tolist(), "logits": logits[ids == aligner.timestamp_token_id].float().numpy()}
 
+    def normalize_audio(self, source):
+        """The official loader (`normalize_audio_input`) on a path or an [array, rate] pair."""
+        import warnings
+
+        from qwen_asr.inference.utils import normalize_audio_input
+
+        if isinstance(source, list):
+            source = (source[0], int(source[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # librosa's "PySoundFile failed. Trying audioread"
+            return np.asarray(normalize_audio_input(source))
+
+    def soxr_hq(self, audio, orig_sr: int, target_sr: int):
+        """librosa's soxr_hq resampling, the reference our resampler is held to."""
+        import librosa
+
+        return np.asarray(librosa.resample(audio, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq"))
+
     def split_words(self, texts: list):
         """The aligner's word split (`encode_timestamp`) of each [text, language]."""
         from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
