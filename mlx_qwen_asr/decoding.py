@@ -209,10 +209,10 @@ def greedy_decode_batch(
     prompts: list[mx.array],
     max_new_tokens: list[int],
     eos_ids: tuple[int, ...],
-    guard: RepetitionGuard | None | list[RepetitionGuard | None] = None,
+    guards: list[RepetitionGuard | None] | None = None,
 ) -> list[DecodeResult]:
     """Greedy decoding of several prompts ([P_i, hidden] embeddings each) in one batch.
-    `guard` is one loop guard for every row, or a list of one per row.
+    `guards`: one loop guard (or None) per row; none at all by default.
 
     Prompts are right-padded to the longest; row i keeps its own positions (its prompt at
     0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
@@ -246,7 +246,7 @@ def greedy_decode_batch(
         return mx.argmax(network(embeddings, cache, mask=mask, positions=positions)[:, -1, :], axis=-1)
 
     start = time.perf_counter()
-    guards = guard if isinstance(guard, list) else [guard] * rows
+    guards = guards if guards is not None else [None] * rows
     tokens, reasons = decode_loop(step, next_tokens, [[] for _ in range(rows)], max_new_tokens, set(eos_ids), guards)
     decode_s = time.perf_counter() - start
     return [DecodeResult(t, r, prefill_s, decode_s) for t, r in zip(tokens, reasons)]
