@@ -10,6 +10,7 @@
 from . import fast_blas
 
 fast_blas.enable()
+fast_blas.warn_if_imported_too_late()
 
 from .config import SUPPORTED_LANGUAGES  # noqa: E402
 from .errors import AudioError, LanguageError, ModelLoadError, OptionError, OutputError, QwenASRError, SetupError  # noqa: E402

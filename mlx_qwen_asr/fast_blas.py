@@ -166,6 +166,13 @@ def enable() -> dict:
     return status()
 
 
+def warn_if_imported_too_late() -> None:
+    """Say so when mlx.core came first: its products then run on the wheel's bundled
+    reference BLAS, several times slower (measured: a 1024 x 151,936 product 79 ms vs 25)."""
+    if str(_status.get("reason", "")).startswith("mlx.core was imported before"):
+        warnings.warn("mlx_qwen_asr: " + _status["reason"], RuntimeWarning, stacklevel=3)
+
+
 def self_check() -> bool:
     """Compare MLX float32 products on the CPU with numpy; warn loudly on a mismatch."""
     if "self_check" in _status:

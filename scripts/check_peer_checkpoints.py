@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import mlx_qwen_asr  # noqa: F401  (first: it binds MLX's BLAS before mlx.core loads)
 import mlx.core as mx
 import numpy as np
 

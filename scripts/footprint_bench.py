@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # this checkout's package
 
+import mlx_qwen_asr  # noqa: E402,F401  (first: it binds MLX's BLAS before mlx.core loads)
 import mlx.core as mx  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402

@@ -23,6 +23,7 @@ import soundfile as sf
 
 CHILD = """
 import json, resource, sys, time
+import mlx_qwen_asr  # first: it binds MLX's BLAS before mlx.core loads
 import mlx.core as mx
 from mlx_qwen_asr.transcribe import ASRModel
 model = ASRModel.load(sys.argv[1], dtype="float32")

@@ -16,10 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mlx_qwen_asr.testing import official, parity
-from mlx_qwen_asr.audio import load_audio
 from mlx_qwen_asr.bench import DEFAULT_WORK_DIR, clip, random_model_dir, speech_source
 from mlx_qwen_asr.transcribe import ASRModel
 

@@ -1,11 +1,16 @@
 """fast_blas: binds MKL only when it may, says why otherwise, and products stay correct."""
 
+import ast
 import json
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import mlx_qwen_asr
 from mlx_qwen_asr import fast_blas
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def run_status(code_before: str = "", env_extra: dict | None = None) -> dict:
@@ -35,6 +40,40 @@ def test_nothing_bound_when_mlx_imported_first():
     assert status["self_check"] == "passed"
     if sys.platform == "linux":
         assert "imported before" in status["reason"]
+
+
+def test_importing_mlx_first_is_said_once_on_stderr():
+    code = "import mlx.core\nimport mlx_qwen_asr\nimport mlx_qwen_asr.transcribe"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    warned = [line for line in run.stderr.splitlines() if "imported before mlx_qwen_asr" in line]
+    if sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64"):
+        assert len(warned) == 1, run.stderr
+    else:
+        assert not warned
+    clean = subprocess.run([sys.executable, "-c", "import mlx_qwen_asr\nimport mlx.core"], capture_output=True,
+                           text=True, check=True)
+    assert "imported before" not in clean.stderr
+
+
+def test_scripts_import_the_package_before_mlx():
+    """A script that imports mlx.core first measures MLX's reference BLAS, not what users run."""
+    late = []
+    for path in sorted(SCRIPTS.glob("*.py")):
+        order = [name for node in ast.parse(path.read_text(encoding="utf-8")).body
+                 for name in _top_level_imports(node)]
+        first_mlx = next((i for i, n in enumerate(order) if n == "mlx" or n.startswith("mlx.")), None)
+        first_pkg = next((i for i, n in enumerate(order) if n.split(".")[0] == "mlx_qwen_asr"), None)
+        if first_mlx is not None and (first_pkg is None or first_pkg > first_mlx):
+            late.append(path.name)
+    assert not late
+
+
+def _top_level_imports(node) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [node.module]
+    return []
 
 
 def test_missing_library_is_reported_not_fatal():
