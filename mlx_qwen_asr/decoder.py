@@ -76,6 +76,19 @@ class KVCache:
         self.keys[layer], self.values[layer] = buf_k, buf_v
         return buf_k[:, :, :end, :], buf_v[:, :, :end, :]
 
+    @classmethod
+    def stacked(cls, rows: list["KVCache"], capacity: int) -> "KVCache":
+        """One cache holding single-row caches as its rows: row i's positions at 0..offset_i - 1,
+        zeros after them up to `capacity`; its offset is the longest row's."""
+        cache = cls(rows[0].num_layers, capacity)
+        cache.offset = max(row.offset for row in rows)
+        for layer in range(cache.num_layers):
+            for name in ("keys", "values"):
+                parts = [getattr(row, name)[layer][0, :, :row.offset, :] for row in rows]
+                getattr(cache, name)[layer] = mx.stack([mx.pad(p, [(0, 0), (0, capacity - p.shape[1]), (0, 0)])
+                                                        for p in parts])
+        return cache
+
     def rollback(self, offset: int) -> None:
         """Forget every position from `offset` on (streaming re-feeds a changed tail)."""
         self.offset = min(self.offset, offset)

@@ -214,8 +214,10 @@ def greedy_decode_batch(
     """Greedy decoding of several prompts ([P_i, hidden] embeddings each) in one batch.
     `guards`: one loop guard (or None) per row; none at all by default.
 
-    Prompts are right-padded to the longest; row i keeps its own positions (its prompt at
-    0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
+    Each prompt is prefilled on its own, exactly as `greedy_decode` prefills it (a padded
+    batch would spend its padding's share of a compute-bound pass for nothing); their caches
+    are then stacked, right-padded to the longest. Row i keeps its own positions (its prompt
+    at 0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
     those of `greedy_decode` on that prompt alone. Rows stop on their own (EOS, budget,
     loop); the batch runs until the last one does. Prefill/decode times are the batch's.
     """
@@ -223,18 +225,19 @@ def greedy_decode_batch(
     lengths = [int(p.shape[0]) for p in prompts]
     longest = max(lengths)
     steps = max(max_new_tokens)
-    dtype = prompts[0].dtype
-    padded = mx.stack([mx.pad(p, [(0, longest - p.shape[0]), (0, 0)]) for p in prompts])
     length = mx.array(lengths)[:, None, None, None]                     # [B,1,1,1]
-    cache = network.make_cache(longest + steps + 1)
 
     start = time.perf_counter()
-    query = mx.arange(longest)[None, None, :, None]
-    key = mx.arange(longest)[None, None, None, :]
-    prefill_mask = (key <= query) & (key < length)
-    last = mx.array([n - 1 for n in lengths])
-    next_tokens = mx.argmax(network(padded.astype(dtype), cache, mask=prefill_mask, last_index=last)[:, -1, :], axis=-1)
-    mx.eval(next_tokens)
+    firsts, row_caches = [], []
+    for prompt in prompts:
+        row_cache = network.make_cache(prompt.shape[0])
+        firsts.append(mx.argmax(network(prompt[None], row_cache)[:, -1, :], axis=-1))
+        mx.eval(firsts[-1], row_cache.state())   # one row's activations at a time
+        row_caches.append(row_cache)
+    cache = KVCache.stacked(row_caches, longest + steps + 1)
+    del row_caches
+    next_tokens = mx.concatenate(firsts)
+    mx.eval(next_tokens, cache.state())
     prefill_s = time.perf_counter() - start
 
     def step(tokens: mx.array, i: int) -> mx.array:

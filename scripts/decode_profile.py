@@ -20,10 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # this checkout's package
 
+import mlx_qwen_asr  # noqa: E402,F401  (first: it binds MLX's BLAS before mlx.core loads)
 import mlx.core as mx  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
 from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.decoder import KVCache  # noqa: E402
 from mlx_qwen_asr.model_input import asr_prompts  # noqa: E402
 
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout"
@@ -46,12 +48,14 @@ def profile(model: ASRModel, clips: list, rows: int, repeat: int) -> dict:
     encode_ms = 1000 * (time.perf_counter() - start)
     lengths = [p.shape[0] for p in prompts]
     longest = max(lengths)
-    padded = mx.stack([mx.pad(p, [(0, longest - p.shape[0]), (0, 0)]) for p in prompts])
     length = mx.array(lengths)[:, None, None, None]
-    cache = network.make_cache(longest + 3 * repeat + 8)
-    query, key = mx.arange(longest)[None, None, :, None], mx.arange(longest)[None, None, None, :]
-    start = time.perf_counter()
-    mx.eval(network(padded, cache, mask=(key <= query) & (key < length), last_index=mx.array(lengths) - 1))
+    start = time.perf_counter()   # as decoding.greedy_decode_batch: each row on its own, then stacked
+    row_caches = []
+    for prompt in prompts:
+        row_caches.append(network.make_cache(prompt.shape[0]))
+        mx.eval(network(prompt[None], row_caches[-1]), row_caches[-1].state())
+    cache = KVCache.stacked(row_caches, longest + 3 * repeat + 8)
+    mx.eval(cache.state())
     prefill_ms = 1000 * (time.perf_counter() - start)
     tokens = mx.zeros((rows,), dtype=mx.uint32)
     step = [0]
