@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from mlx_qwen_asr.testing import official, parity
 from mlx_qwen_asr.bench import DEFAULT_WORK_DIR, clip, random_model_dir, speech_source
 from mlx_qwen_asr.transcribe import ASRModel
