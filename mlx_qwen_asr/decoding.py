@@ -204,6 +204,22 @@ def decode_loop(step, next_tokens: mx.array, tokens: list[list[int]], budgets: l
     return tokens, [r or "length" for r in reasons]
 
 
+def prefill_rows(network: Qwen3ASR, prompts: list[mx.array], capacity: int) -> tuple[mx.array, KVCache]:
+    """Each prompt ([P_i, hidden]) prefilled on its own, exactly as `greedy_decode` prefills
+    it: (the rows' first greedy tokens [B], their caches stacked into one of `capacity`
+    positions). A padded batch would spend its padding's share of a compute-bound pass."""
+    firsts, row_caches = [], []
+    for prompt in prompts:
+        row_cache = network.make_cache(prompt.shape[0])
+        firsts.append(mx.argmax(network(prompt[None], row_cache)[:, -1, :], axis=-1))
+        mx.eval(firsts[-1], row_cache.state())   # one row's activations at a time
+        row_caches.append(row_cache)
+    cache = KVCache.stacked(row_caches, capacity)
+    next_tokens = mx.concatenate(firsts)
+    mx.eval(next_tokens, cache.state())
+    return next_tokens, cache
+
+
 def greedy_decode_batch(
     network: Qwen3ASR,
     prompts: list[mx.array],
@@ -214,11 +230,10 @@ def greedy_decode_batch(
     """Greedy decoding of several prompts ([P_i, hidden] embeddings each) in one batch.
     `guards`: one loop guard (or None) per row; none at all by default.
 
-    Each prompt is prefilled on its own, exactly as `greedy_decode` prefills it (a padded
-    batch would spend its padding's share of a compute-bound pass for nothing); their caches
-    are then stacked, right-padded to the longest. Row i keeps its own positions (its prompt
-    at 0..P_i-1, then P_i, P_i+1, ...) and never attends to padding, so each row's tokens are
-    those of `greedy_decode` on that prompt alone. Rows stop on their own (EOS, budget,
+    Each prompt is prefilled on its own (`prefill_rows`), their caches stacked, right-padded
+    to the longest. Row i keeps its own positions (its prompt at 0..P_i-1, then P_i, P_i+1,
+    ...) and never attends to padding, so each row's tokens are those of `greedy_decode` on
+    that prompt alone. Rows stop on their own (EOS, budget,
     loop); the batch runs until the last one does. Prefill/decode times are the batch's.
     """
     rows = len(prompts)
@@ -228,16 +243,7 @@ def greedy_decode_batch(
     length = mx.array(lengths)[:, None, None, None]                     # [B,1,1,1]
 
     start = time.perf_counter()
-    firsts, row_caches = [], []
-    for prompt in prompts:
-        row_cache = network.make_cache(prompt.shape[0])
-        firsts.append(mx.argmax(network(prompt[None], row_cache)[:, -1, :], axis=-1))
-        mx.eval(firsts[-1], row_cache.state())   # one row's activations at a time
-        row_caches.append(row_cache)
-    cache = KVCache.stacked(row_caches, longest + steps + 1)
-    del row_caches
-    next_tokens = mx.concatenate(firsts)
-    mx.eval(next_tokens, cache.state())
+    next_tokens, cache = prefill_rows(network, prompts, longest + steps + 1)
     prefill_s = time.perf_counter() - start
 
     def step(tokens: mx.array, i: int) -> mx.array:

@@ -25,7 +25,7 @@ import mlx.core as mx  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
 from mlx_qwen_asr.audio import load_audio  # noqa: E402
-from mlx_qwen_asr.decoder import KVCache  # noqa: E402
+from mlx_qwen_asr.decoding import prefill_rows  # noqa: E402
 from mlx_qwen_asr.model_input import asr_prompts  # noqa: E402
 
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout"
@@ -49,13 +49,8 @@ def profile(model: ASRModel, clips: list, rows: int, repeat: int) -> dict:
     lengths = [p.shape[0] for p in prompts]
     longest = max(lengths)
     length = mx.array(lengths)[:, None, None, None]
-    start = time.perf_counter()   # as decoding.greedy_decode_batch: each row on its own, then stacked
-    row_caches = []
-    for prompt in prompts:
-        row_caches.append(network.make_cache(prompt.shape[0]))
-        mx.eval(network(prompt[None], row_caches[-1]), row_caches[-1].state())
-    cache = KVCache.stacked(row_caches, longest + 3 * repeat + 8)
-    mx.eval(cache.state())
+    start = time.perf_counter()
+    _, cache = prefill_rows(network, prompts, longest + 3 * repeat + 8)
     prefill_ms = 1000 * (time.perf_counter() - start)
     tokens = mx.zeros((rows,), dtype=mx.uint32)
     step = [0]
