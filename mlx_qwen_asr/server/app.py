@@ -90,6 +90,8 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
     @app.get("/health")
     async def health(request: Request):
         require_key(request)
+        if not worker.alive:
+            raise ApiError(503, "the model's worker thread has stopped", type_="server_error")
         return {"status": "ok", "model": settings.model_id, "queued_requests": worker.outstanding,
                 "live_sessions": app.state.sessions, "largest_batch": max(worker.batches, default=0)}
 

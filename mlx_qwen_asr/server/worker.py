@@ -16,6 +16,7 @@ request's transcript is the CLI's.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -32,6 +33,8 @@ from ..cutting import AudioPiece
 from ..transcribe import ASRModel, attach_words, with_speed
 
 
+logger = logging.getLogger(__name__)
+
 # A batch about to start with fewer segments than the last one waits up to this long for
 # more: clients whose requests that batch answered usually send their next one within a
 # few milliseconds, and a batched decoding step costs far less than one step per row.
@@ -42,7 +45,9 @@ class QueueFull(Exception):
     """The worker already holds as many requests as it may."""
 
 
-@dataclass
+# eq=False: jobs are told apart by identity. The generated __eq__ would compare the pieces'
+# numpy audio, which raises instead of answering (a cancelled job's removal once killed the thread).
+@dataclass(eq=False)
 class Job:
     """One offline transcription: its audio cut into segments, its options, its outcome."""
 
@@ -62,7 +67,7 @@ class Job:
         self.cancelled = True
 
 
-@dataclass
+@dataclass(eq=False)
 class _Call:
     fn: Callable[[ASRModel], object]
     future: Future
@@ -133,16 +138,30 @@ class Worker:
             return
         self.ready.set()
         while not self._stopping:
-            calls = self._take(block=not self._jobs)
-            for call in calls:
-                self._run_call(call)
-            for job in [j for j in self._jobs if j.cancelled]:
-                self._finish(job, error=CancelledJob("the request was cancelled"))
-            if self._jobs:
-                self._gather()
-                self._run_batch()
-        for job in self._jobs:
+            try:
+                self._turn()
+            except Exception as exc:  # noqa: BLE001 - a fault in one turn must not end the thread
+                # The jobs of that turn cannot be trusted to finish: answer them with the error.
+                logger.exception("server worker: a turn failed")
+                for job in list(self._jobs):
+                    self._finish(job, error=exc)
+        for job in list(self._jobs):
             self._finish(job, error=CancelledJob("the server is stopping"))
+
+    def _turn(self) -> None:
+        calls = self._take(block=not self._jobs)
+        for call in calls:
+            self._run_call(call)
+        for job in [j for j in self._jobs if j.cancelled]:
+            self._finish(job, error=CancelledJob("the request was cancelled"))
+        if self._jobs:
+            self._gather()
+            self._run_batch()
+
+    @property
+    def alive(self) -> bool:
+        """The thread is running (it ends only when stopped or when the model failed to load)."""
+        return self._thread.is_alive()
 
     def _take(self, block: bool) -> list[_Call]:
         """New jobs join the list; queued calls are returned. Blocks while there is no work."""
@@ -262,8 +281,7 @@ class Worker:
             self._finish(job, Transcription.from_segments(segments, job.duration, with_speed(job.timings, segments)))
 
     def _finish(self, job: Job, result: Transcription | None = None, error: BaseException | None = None) -> None:
-        if job in self._jobs:
-            self._jobs.remove(job)
+        self._jobs = [j for j in self._jobs if j is not job]
         job.pieces = []
         if job.result.done():
             return

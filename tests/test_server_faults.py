@@ -1,0 +1,82 @@
+"""The server under faults, on 127.0.0.1 through the real clients: clients that give up at
+every stage of their request, huge prompts, lying headers, shutdown by signal, realtime
+events that are too large, and the order in which waiting requests are served."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from heldout import HELDOUT, rows
+from server_support import ServerProcess
+
+SHORT = [r["file"] for r in rows() if r["kind"] == "short"]
+LONG = [r["file"] for r in rows() if r["kind"] == "long"]
+
+
+def start(tmp_path_factory, checkpoint, *args: str) -> ServerProcess:
+    return ServerProcess(["--model", str(checkpoint), "--dtype", "float32", *args], tmp_path_factory.mktemp("faults"))
+
+
+def openai_client(server: ServerProcess, timeout: float = 60) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=timeout)
+
+
+def transcribe(client: openai.OpenAI, name: str, **options):
+    with open(HELDOUT / name, "rb") as f:
+        return client.audio.transcriptions.create(model="tiny", file=(name, f), **options)
+
+
+def health(server: ServerProcess) -> dict:
+    return httpx.get(server.url + "/health", timeout=10).json()
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def pair_server(tmp_path_factory, trained_checkpoint):
+    """Two segments a batch: with three long files sent, two decode while the third waits."""
+    proc = start(tmp_path_factory, trained_checkpoint, "--batch-size", "2")
+    yield proc
+    proc.stop()
+
+
+def test_clients_that_give_up_while_queued_or_decoding(pair_server, trained_model):
+    """A (kept), B (gives up while its segment is decoded in a batch with A's) and C (gives
+    up while it waits in the queue): A is answered right, and the server goes on serving.
+    Before the fix the queued client's cancellation killed the worker thread and every
+    later request hung."""
+    results: dict[str, object] = {}
+
+    def send(label: str, name: str, timeout: float) -> None:
+        try:
+            results[label] = transcribe(openai_client(pair_server, timeout), name).text
+        except openai.APITimeoutError:
+            results[label] = "gave up"
+
+    threads = [threading.Thread(target=send, args=("A", LONG[0], 60))]
+    threads[0].start()
+    assert wait_for(lambda: health(pair_server)["queued_requests"] == 1)
+    threads.append(threading.Thread(target=send, args=("B", LONG[1], 1.5)))
+    threads[1].start()
+    assert wait_for(lambda: health(pair_server)["queued_requests"] == 2)
+    threads.append(threading.Thread(target=send, args=("C", LONG[2], 0.6)))
+    threads[2].start()
+    for thread in threads:
+        thread.join(90)
+    assert results["B"] == results["C"] == "gave up"
+    assert results["A"] == trained_model.transcribe(HELDOUT / LONG[0]).text
+    assert wait_for(lambda: health(pair_server)["queued_requests"] == 0)
+    assert transcribe(openai_client(pair_server, 30), SHORT[0]).text == trained_model.transcribe(HELDOUT / SHORT[0]).text
+    assert pair_server.upload_files() == []
