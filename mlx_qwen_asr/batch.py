@@ -17,6 +17,7 @@ from .aligner import get_aligner
 from .audio import SAMPLE_RATE
 from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
+from .limits import check_context
 from .options import TranscribeOptions
 from .prompt import normalize_language
 from .results import Segment, Transcription
@@ -48,6 +49,7 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     options = TranscribeOptions.build(options, **changes)
     normalize_language(options.language, model.config.support_languages)   # this model's languages
+    check_context(model.tokenizer, options.context)
     run = _BatchRun(model, audios, options, sample_rate, progress, on_segment)
     for index, audio in enumerate(audios):
         try:

@@ -26,6 +26,7 @@ from .languages import forced_language_warning, language_table
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from .cutting import DEFAULT_SEGMENT_SECONDS
+from .limits import check_context
 from .transcribe import Transcription, load_model
 from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 
@@ -447,7 +448,9 @@ def _load_aligner(args, dtype=None):
 
 
 def _load(args):
-    return load_model(args.model, args.dtype, args.quantize, args.low_memory)
+    model = load_model(args.model, args.dtype, args.quantize, args.low_memory)
+    check_context(model.tokenizer, args.context or "", "--context")   # before any audio is read
+    return model
 
 
 def _expand(inputs: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ from .aligner import DEFAULT_ALIGNER, Aligner
 from .config import SUPPORTED_LANGUAGES
 from .errors import OptionError
 from .languages import normalize_language
+from .limits import MAX_NEW_TOKENS, MAX_SEGMENT_SECONDS
 from .cutting import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
@@ -66,9 +67,15 @@ class TranscribeOptions:
             raise OptionError(f"context must be text, got {type(self.context).__name__}")
         if self.max_new_tokens is not None and not (_is_int(self.max_new_tokens) and self.max_new_tokens >= 1):
             raise OptionError(f"max_new_tokens must be a whole number of at least 1, got {self.max_new_tokens!r}")
+        if self.max_new_tokens is not None and self.max_new_tokens > MAX_NEW_TOKENS:
+            raise OptionError(f"max_new_tokens may be at most {MAX_NEW_TOKENS} (its cache is made before "
+                              f"decoding), got {self.max_new_tokens}")
         if not (_is_number(self.segment_seconds) and math.isfinite(self.segment_seconds)
                 and self.segment_seconds >= 1.0):
             raise OptionError(f"segment_seconds must be a number of at least 1 (seconds), got {self.segment_seconds!r}")
+        if self.segment_seconds > MAX_SEGMENT_SECONDS:
+            raise OptionError(f"segment_seconds may be at most {MAX_SEGMENT_SECONDS:g} (one segment is decoded "
+                              f"whole), got {self.segment_seconds:g}")
         for name in ("repetition_guard", "recover_loops", "word_timestamps", "skip_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -21,6 +21,7 @@ from .audio_blocks import ChunkInput, open_audio_blocks
 from .decoding import RepetitionGuard, greedy_decode, token_budget
 from .encoder_cache import EncoderWindowCache
 from .errors import OptionError
+from .limits import check_context
 from .model_input import clip_mel, is_silent
 from .options import TranscribeOptions, check_streamable
 from .prompt import ASR_TEXT_TAG, normalize_language
@@ -96,6 +97,7 @@ class StreamingSession:
         so on a machine somewhat slower than real time the delay stays bounded instead of
         growing without end. Off by default: then the text does not depend on how audio is fed."""
         options = check_streamable(TranscribeOptions.build(options, **changes))
+        check_context(model.tokenizer, options.context)
         self.options = options
         self.model = model
         self.catch_up = catch_up

@@ -80,3 +80,25 @@ def test_clients_that_give_up_while_queued_or_decoding(pair_server, trained_mode
     assert wait_for(lambda: health(pair_server)["queued_requests"] == 0)
     assert transcribe(openai_client(pair_server, 30), SHORT[0]).text == trained_model.transcribe(HELDOUT / SHORT[0]).text
     assert pair_server.upload_files() == []
+
+
+HUGE_PROMPT = "names and terms " * 6000   # 96 kB: this once crashed the whole server
+
+
+def test_a_huge_prompt_is_refused_before_the_audio_is_read(pair_server, trained_model):
+    client = openai_client(pair_server)
+    with pytest.raises(openai.BadRequestError) as refused:
+        # The file is not audio: the prompt is refused first, so its message is the prompt's.
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", b"not audio"), prompt=HUGE_PROMPT)
+    error = refused.value.body
+    assert error["param"] == "prompt" and error["code"] == "prompt_too_long"
+    assert "the limit is 1024 tokens" in error["message"]
+    with client.realtime.connect(model="tiny") as conn:
+        assert conn.recv().type == "session.created"
+        conn.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "transcription": {"model": "tiny", "prompt": HUGE_PROMPT}}}}})
+        event = conn.recv()
+        assert event.type == "error" and event.error.code == "prompt_too_long"
+    assert transcribe(client, SHORT[1], prompt="names").text == trained_model.transcribe(
+        HELDOUT / SHORT[1], context="names").text
+    assert pair_server.alive()

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..errors import ModelLoadError, QwenASRError
+from ..limits import check_context
 from ..options import TranscribeOptions
 from ..results import join_texts
 from . import formats
@@ -158,6 +159,11 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
                                               context=str(form.get("prompt") or ""), word_timestamps=words)
         except QwenASRError as exc:
             raise ApiError(400, str(exc), param="language") from None
+        try:
+            # Before the upload is read; a long text is tokenized off the event loop.
+            await run_in_threadpool(check_context, worker.model.tokenizer, options.context, "prompt")
+        except QwenASRError as exc:
+            raise ApiError(400, str(exc), param="prompt", code="prompt_too_long") from None
 
         try:
             audio = await run_in_threadpool(read_upload, upload.file, app.state.temp, upload.filename,

@@ -30,6 +30,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import QwenASRError
+from ..limits import check_context
 from ..options import TranscribeOptions
 from ..streaming import StreamingSession
 from . import formats
@@ -115,8 +116,13 @@ class Connection:
             await self.error("session settings change only between items: commit or clear first",
                              "session_busy", event.get("event_id"))
             return
-        self.language, self.rate = language, rate
-        self.prompt = str(transcription.get("prompt", self.prompt) or "")
+        prompt = str(transcription.get("prompt", self.prompt) or "")
+        try:
+            check_context(self.worker.model.tokenizer, prompt, "prompt")
+        except QwenASRError as exc:
+            await self.error(str(exc), "prompt_too_long", event.get("event_id"))
+            return
+        self.language, self.rate, self.prompt = language, rate, prompt
         await self.send({"type": "session.updated", "session": self.session_info()})
 
     async def append(self, event: dict) -> None:
