@@ -30,7 +30,16 @@ from .resample import resample
 
 SAMPLE_RATE = 16000
 
-__all__ = ["SAMPLE_RATE", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio", "read_stdin",
+# What a file's header may claim. Beyond these no real recording exists, and believing the
+# header would size buffers and resampling filters from it (a 108-byte WAV claiming
+# 2,147,483,647 Hz once asked for 8 GiB): such a file is refused before it is decoded.
+MIN_FILE_RATE = 1000          # Hz
+MAX_FILE_RATE = 768000        # Hz, the highest rate audio interfaces record at
+MAX_FILE_CHANNELS = 64
+# Frames a byte of file may hold: digital silence in FLAC's largest blocks stays under ~3300.
+MAX_FRAMES_PER_BYTE = 16384
+
+__all__ = ["SAMPLE_RATE", "check_header", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio", "read_stdin",
            "resample", "to_mono"]
 
 
@@ -141,6 +150,20 @@ def check_sample_rate(sample_rate) -> int:
     return sr
 
 
+def check_header(name: str, samplerate: int, channels: int, frames: int, size: int) -> None:
+    """AudioError if a file's header (`sf.info`) claims a rate, channel count or length no
+    real file of `size` bytes has: checked before any of it is decoded."""
+    if not MIN_FILE_RATE <= samplerate <= MAX_FILE_RATE:
+        raise AudioError(f"{name}: the header claims {samplerate} Hz; files from {MIN_FILE_RATE} to "
+                         f"{MAX_FILE_RATE} Hz are read (corrupt or not audio?)")
+    if not 1 <= channels <= MAX_FILE_CHANNELS:
+        raise AudioError(f"{name}: the header claims {channels} channels; at most {MAX_FILE_CHANNELS} are read "
+                         "(corrupt or not audio?)")
+    if frames > MAX_FRAMES_PER_BYTE * max(size, 1):
+        raise AudioError(f"{name}: the header claims {frames} frames ({frames / samplerate:.0f} s) in "
+                         f"{size} bytes (corrupt or not audio?)")
+
+
 def _as_array(source) -> np.ndarray:
     try:
         array = np.asarray(source)
@@ -182,10 +205,15 @@ def _read_file(name: str) -> tuple[np.ndarray, int]:
     try:
         # As librosa reads: open and read everything, no seek (sf.read seeks to 0 first,
         # which restarts the MP3 decoder and changes its output in the last bit).
-        with sf.SoundFile(name) as f:
-            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+        f = sf.SoundFile(name)
     except (sf.LibsndfileError, RuntimeError, ValueError):
-        pass  # not a format libsndfile reads (or corrupt): try ffmpeg, as librosa does
+        return _read_with_ffmpeg(name)  # not a format libsndfile reads (or corrupt): ffmpeg, as librosa does
+    with f:
+        check_header(name, f.samplerate, f.channels, f.frames, path.stat().st_size)
+        try:
+            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            pass  # a header libsndfile reads and a body it does not: ffmpeg may, as librosa would try
     return _read_with_ffmpeg(name)
 
 
@@ -236,8 +264,13 @@ def read_stdin(raw_rate: int | None = None, stream=None) -> tuple[np.ndarray, in
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768.0)
         return samples[:, None], rate
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+        f = sf.SoundFile(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        pass  # not a format libsndfile reads: ffmpeg, as for files
+        return _read_with_ffmpeg(STDIN_NAME, data)  # not a format libsndfile reads: ffmpeg, as for files
+    with f:
+        check_header(STDIN_NAME, f.samplerate, f.channels, f.frames, len(data))
+        try:
+            return f.read(frames=-1, dtype="float32", always_2d=True), int(f.samplerate)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+            pass
     return _read_with_ffmpeg(STDIN_NAME, data)

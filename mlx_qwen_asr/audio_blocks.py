@@ -16,11 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, check_sample_rate, chunk_samples, load_audio
+from .audio import SAMPLE_RATE, check_header, check_sample_rate, chunk_samples, load_audio
 from .errors import AudioError
 from .resample import _filter, resample
 
 BLOCK_SECONDS = 30.0
+# Samples (frames x channels) read at once: a block of a many-channel or very high-rate
+# file is shorter than BLOCK_SECONDS, so a read stays ~64 MB (the resampler's output does
+# not depend on how its input is cut).
+MAX_BLOCK_VALUES = 1 << 24
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III", "MPEG_LAYER_II", "MPEG_LAYER_I"}
 
 
@@ -127,6 +131,7 @@ def open_audio_blocks(source, sample_rate: int | None = None, block_seconds: flo
         except Exception:  # not readable by libsndfile: load_audio decides (ffmpeg or a clear error)
             info = None
         if info is not None and info.frames > 0 and info.samplerate > 0:
+            check_header(name, info.samplerate, info.channels, info.frames, os.path.getsize(name))
             return AudioBlocks(_file_blocks(name, info, block_seconds), info.frames / info.samplerate)
     audio = load_audio(source, sample_rate)
     step = int(block_seconds * SAMPLE_RATE)
@@ -160,7 +165,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _file_blocks(name: str, info, block_seconds: float) -> Iterator[np.ndarray]:
-    block_frames = max(1, int(block_seconds * info.samplerate))
+    block_frames = max(1, min(int(block_seconds * info.samplerate), MAX_BLOCK_VALUES // info.channels))
 
     def resampled():
         return resampled_blocks(_native_blocks(name, block_frames), info.samplerate)

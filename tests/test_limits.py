@@ -44,3 +44,26 @@ def test_cli_refuses_a_huge_context_in_one_line(trained_checkpoint, tmp_path):
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip().splitlines()[-1].startswith("error: --context is ")
     assert "Traceback" not in run.stderr and "the limit is 1024 tokens" in run.stderr
+
+
+def test_lying_headers_are_one_error_from_python_and_the_cli(trained_model, trained_checkpoint, tmp_path):
+    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.errors import AudioError
+
+    from lying_audio import LYING
+
+    paths = []
+    for name, (data, words) in LYING.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(path)
+        for read in (load_audio, trained_model.transcribe):
+            with pytest.raises(AudioError, match=words):
+                read(path)
+    run = subprocess.run([sys.executable, "-m", "mlx_qwen_asr", "--model", str(trained_checkpoint), *map(str, paths)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(LYING)
+    for line, path, (_data, words) in zip(errors, paths, LYING.values()):
+        assert line.startswith(f"error: {path}: the header claims") and words in line, line

@@ -102,3 +102,16 @@ def test_a_huge_prompt_is_refused_before_the_audio_is_read(pair_server, trained_
     assert transcribe(client, SHORT[1], prompt="names").text == trained_model.transcribe(
         HELDOUT / SHORT[1], context="names").text
     assert pair_server.alive()
+
+
+def test_lying_headers_are_400_with_the_cli_message(pair_server):
+    from lying_audio import LYING
+
+    client = openai_client(pair_server)
+    for name, (data, words) in LYING.items():
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.audio.transcriptions.create(model="tiny", file=(name, data))
+        error = refused.value.body
+        assert error["code"] == "invalid_audio" and error["message"].startswith(f"{name}: the header claims")
+        assert words in error["message"]
+    assert pair_server.alive() and pair_server.upload_files() == []
