@@ -4,12 +4,21 @@ events that are too large, and the order in which waiting requests are served.""
 
 from __future__ import annotations
 
+import base64
+import signal
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
+
+from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.resample import resample
+from mlx_qwen_asr.server.uploads import FOLDER_PREFIX
 
 from heldout import HELDOUT, rows
 from server_support import ServerProcess
@@ -29,6 +38,12 @@ def openai_client(server: ServerProcess, timeout: float = 60) -> openai.OpenAI:
 def transcribe(client: openai.OpenAI, name: str, **options):
     with open(HELDOUT / name, "rb") as f:
         return client.audio.transcriptions.create(model="tiny", file=(name, f), **options)
+
+
+def pcm24k(name: str) -> bytes:
+    """A clip as the Realtime API's pcm16: 24 kHz mono little-endian."""
+    audio = resample(load_audio(HELDOUT / name), 16000, 24000)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 def health(server: ServerProcess) -> dict:
@@ -115,3 +130,76 @@ def test_lying_headers_are_400_with_the_cli_message(pair_server):
         assert error["code"] == "invalid_audio" and error["message"].startswith(f"{name}: the header claims")
         assert words in error["message"]
     assert pair_server.alive() and pair_server.upload_files() == []
+
+
+def _upload_folders(server: ServerProcess) -> list:
+    return list(Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}{server.proc.pid}-*"))
+
+
+def _post_in_thread(server: ServerProcess, name: str, results: dict, key: str) -> threading.Thread:
+    def post() -> None:
+        try:
+            results[key] = httpx.post(server.url + "/v1/audio/transcriptions", data={"model": "tiny"},
+                                      files={"file": (name, (HELDOUT / name).read_bytes())}, timeout=60)
+        except httpx.HTTPError as exc:
+            results[key] = exc
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_exits_0(tmp_path_factory, trained_checkpoint, trained_model):
+    server = start(tmp_path_factory, trained_checkpoint, "--batch-size", "1", "--shutdown-timeout", "60")
+    try:
+        results: dict = {}
+        threads = [_post_in_thread(server, LONG[0], results, "running")]
+        assert wait_for(lambda: health(server)["queued_requests"] == 1)
+        threads.append(_post_in_thread(server, SHORT[2], results, "queued"))
+        assert wait_for(lambda: health(server)["queued_requests"] == 2)
+        server.proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(90)
+        assert server.proc.wait(60) == 0
+        assert results["running"].status_code == 200 and results["queued"].status_code == 200
+        assert results["running"].json()["text"] == trained_model.transcribe(HELDOUT / LONG[0]).text
+        assert results["queued"].json()["text"] == trained_model.transcribe(HELDOUT / SHORT[2]).text
+        with pytest.raises(httpx.ConnectError):   # no longer accepting
+            httpx.get(server.url + "/health", timeout=5)
+        assert _upload_folders(server) == []
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
+
+
+def test_sigint_past_the_grace_period_is_503_and_live_sessions_end_cleanly(tmp_path_factory, trained_checkpoint):
+    """Ctrl-C with offline work and a live session in flight: what the grace period does not
+    finish is answered 503 in OpenAI's shape, the process exits 0 (it used to abort at exit
+    after MLX work on a thread, "terminate called without an active exception")."""
+    server = start(tmp_path_factory, trained_checkpoint, "--batch-size", "1", "--shutdown-timeout", "0.5")
+    try:
+        client = openai_client(server)
+        conn = client.realtime.connect(model="tiny").enter()
+        assert conn.recv().type == "session.created"
+        conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24k(SHORT[0])).decode()})
+        conn.send({"type": "input_audio_buffer.commit"})
+        while conn.recv().type != "conversation.item.input_audio_transcription.completed":
+            pass
+        conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24k(SHORT[1])).decode()})
+        results: dict = {}
+        threads = [_post_in_thread(server, name, results, name) for name in LONG]
+        assert wait_for(lambda: health(server)["queued_requests"] == len(LONG))
+        server.proc.send_signal(signal.SIGINT)
+        for thread in threads:
+            thread.join(90)
+        assert server.proc.wait(60) == 0, server.output()
+        refused = [r for r in results.values() if r.status_code == 503]
+        assert refused and all(r.status_code in (200, 503) for r in results.values())
+        for response in refused:
+            assert response.json()["error"] == {"message": "the server is stopping", "type": "server_error",
+                                                "param": None, "code": "server_stopping"}
+        assert _upload_folders(server) == []
+        assert "terminate called" not in server.output() and "Traceback" not in server.output()
+        conn.close()
+    finally:
+        server.stop()

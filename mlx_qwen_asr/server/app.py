@@ -27,6 +27,7 @@ from .uploads import TempFolder, TooLong, read_upload
 from .worker import CancelledJob, Job, QueueFull, Worker
 
 MAX_FORM_FIELDS = 32
+STOPPING = "the server is stopping"   # the 503 of requests refused by a shutdown (main.py)
 
 
 @dataclass
@@ -62,6 +63,7 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.temp = TempFolder()
     app.state.sessions = 0
+    app.state.stopping = False   # set on SIGTERM/SIGINT: new work is refused with 503
 
     @app.on_event("shutdown")
     def _cleanup() -> None:
@@ -88,6 +90,10 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
             raise ApiError(401, "incorrect or missing API key: send Authorization: Bearer KEY",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
+    def refuse_if_stopping() -> None:
+        if app.state.stopping:
+            raise ApiError(503, STOPPING, type_="server_error", code="server_stopping")
+
     @app.get("/health")
     async def health(request: Request):
         require_key(request)
@@ -112,6 +118,7 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
         require_key(request)
+        refuse_if_stopping()
         try:
             form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
         except TooLarge as exc:
@@ -216,7 +223,8 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
             except QwenASRError as exc:
                 raise ApiError(400, str(exc)) from None
             except CancelledJob as exc:
-                raise ApiError(503, str(exc), type_="server_error") from None
+                raise ApiError(503, str(exc), type_="server_error",
+                               code="server_stopping" if str(exc) == STOPPING else None) from None
             except Exception as exc:  # noqa: BLE001
                 raise ApiError(500, f"transcription failed: {type(exc).__name__}: {exc}", type_="server_error") from None
         finally:

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=positive_int, default=4, help="live WebSocket sessions at once (default: 4)")
     p.add_argument("--session-idle-seconds", type=positive_float, default=120.0,
                    help="a live session silent this long is closed (default: 120)")
+    p.add_argument("--shutdown-timeout", type=positive_float, default=30.0,
+                   help="on SIGTERM or Ctrl-C, seconds requests in flight may take to finish; then they get "
+                        "503 (default: 30)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -75,47 +78,125 @@ def main(argv: list[str] | None = None) -> int:
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    sock = _listen(args.host, args.port)   # a taken port is found before the model loads
+    if sock is None:
+        return 2
     worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
                     max_jobs=args.max_queue)
-    worker.start()
-    worker.ready.wait()
-    if worker.load_error is not None:
-        print(f"error: {worker.load_error}", file=sys.stderr)
-        return 2
     settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
                         api_key=args.api_key,
                         max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
                         request_timeout=args.request_timeout, max_sessions=args.max_sessions,
                         session_idle_seconds=args.session_idle_seconds)
-    app = wrap(create_app(worker, settings), settings)
-    return _serve(app, args, worker)
+    app = create_app(worker, settings)
+    try:
+        return _serve(app, wrap(app, settings), sock, args, worker)
+    finally:
+        sock.close()
+        app.state.temp.remove()
 
 
-def _serve(app, args, worker) -> int:
+def _listen(host: str, port: int):
+    """The bound socket (so that --port 0 can report the port it got), or None after one line."""
     import socket
 
-    import uvicorn
-
-    # The socket is bound here so that --port 0 can report the port it got.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
+        sock.bind((host, port))
+        sock.listen(2048)   # connections wait in the backlog until the model is loaded and HTTP runs
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"serving {args.model_name or args.model} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1)",
-          file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=2)
+        sock.close()
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return sock
+
+
+def _serve(app, asgi, sock, args, worker) -> int:
+    """HTTP on a thread of its own; the model on this, the main thread (see worker.py), until
+    a signal's graceful shutdown (Shutdown) ends both."""
+    import threading
+
+    import uvicorn
+
+    # uvicorn's own grace outlasts ours: by then every request has its answer (or its 503).
+    config = uvicorn.Config(asgi, log_level=args.log_level, access_log=False,
+                            timeout_graceful_shutdown=args.shutdown_timeout + 5)
     server = uvicorn.Server(config)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        worker.stop()
+    shutdown = Shutdown(server, app, worker, args.shutdown_timeout)
+
+    def http() -> None:
+        try:
+            server.run(sockets=[sock])
+        finally:
+            worker.stop_soon()   # ends the model's loop on the main thread
+
+    def started() -> None:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"serving {args.model_name or args.model} on http://{shown}:{port}/ "
+              f"(OpenAI API at http://{shown}:{port}/v1)", file=sys.stderr, flush=True)
+        thread.start()
+
+    thread = threading.Thread(target=http, name="http")
+    with shutdown.signals():
+        worker.run(on_ready=started)
+        if isinstance(worker.load_error, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
+        if worker.load_error is not None:
+            print(f"error: {worker.load_error}", file=sys.stderr)
+            return 2
+        thread.join()
+    shutdown.done()
     return 0
 
+
+class Shutdown:
+    """SIGTERM or SIGINT: stop accepting (uvicorn closes the socket and idle connections),
+    refuse new requests with 503, give those in flight `timeout` seconds, then answer what
+    is left with 503 "the server is stopping". A second SIGINT refuses at once."""
+
+    def __init__(self, server, app, worker, timeout: float):
+        self.server, self.app, self.worker, self.timeout = server, app, worker, timeout
+        self.timer = None
+
+    def signals(self):
+        import contextlib
+        import signal
+
+        @contextlib.contextmanager
+        def installed():
+            previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        return installed()
+
+    def on_signal(self, _sig, _frame) -> None:
+        from .app import STOPPING
+
+        if self.app.state.stopping:   # a second signal: stop waiting
+            self.server.force_exit = True
+            self.worker.refuse_all(STOPPING)
+            return
+        if not self.worker.ready.is_set():
+            raise KeyboardInterrupt   # still loading the model: stop loading
+        self.app.state.stopping = True
+        self.server.should_exit = True
+        print(f"stopping: {self.worker.outstanding} request(s) in flight get up to {self.timeout:g} s "
+              "(--shutdown-timeout)", file=sys.stderr, flush=True)
+        import threading
+
+        self.timer = threading.Timer(self.timeout, self.worker.refuse_all, args=(STOPPING,))
+        self.timer.daemon = True
+        self.timer.start()
+
+    def done(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer.join()

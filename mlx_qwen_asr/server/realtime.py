@@ -221,6 +221,10 @@ async def realtime_endpoint(websocket: WebSocket, app) -> None:
         await websocket.close(code=1008, reason="incorrect or missing API key")
         return
     await websocket.accept()
+    if app.state.stopping:
+        await Connection(websocket, app).error("the server is stopping", "server_stopping")
+        await websocket.close(code=1012)
+        return
     if app.state.sessions >= settings.max_sessions:
         connection = Connection(websocket, app)
         await connection.error(f"the server holds its limit of {settings.max_sessions} live sessions (--max-sessions)",

@@ -2,7 +2,10 @@
 
 MLX streams belong to the thread that created them (another MLX server crashed when
 inference ran on a thread other than the one that made its stream, mlx-qwen3-asr#16), so
-the model is created on this thread and nothing else ever touches it. Requests reach it
+the model is created on this thread and nothing else ever touches it. The server runs it
+on the main thread (`run`): MLX work done on a thread that ends before the process does
+can abort the process at exit ("terminate called without an active exception"). Tests
+may run it on a thread of its own (`start`). Requests reach it
 through a queue; each turn of its loop first runs the queued calls (the live sessions'
 steps), then decodes one batch of pieces.
 
@@ -21,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from ..aligner import get_aligner
@@ -89,20 +92,40 @@ class Worker:
         self._inbox: queue.Queue = queue.Queue()
         self._jobs: list[Job] = []
         self._outstanding = 0                  # accepted jobs not finished yet
+        self._accepted: set[Job] = set()       # the same jobs (under _lock), for refuse_all
+        self._refusal: str | None = None       # set by refuse_all: every job gets CancelledJob(this)
         self._lock = threading.Lock()
         self._stopping = False
+        self._loop_ended = False
         self.batches: list[int] = []           # size of each decoded batch (recent ones), for tests and stats
         self._thread = threading.Thread(target=self._run, name="mlx-worker", daemon=True)
 
     # ------------------------------------------------------------------ client side
 
     def start(self) -> None:
+        """Run the worker on a thread of its own (see `run` for the server's way)."""
         self._thread.start()
 
     def stop(self) -> None:
+        self.stop_soon()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def stop_soon(self) -> None:
+        """Ask the loop to end after its current turn (callable from any thread)."""
         self._stopping = True
         self._inbox.put(None)
-        self._thread.join(timeout=10)
+
+    def refuse_all(self, message: str) -> None:
+        """Every accepted job, and every job submitted from now on, fails at once with
+        CancelledJob(message), even while a batch is being decoded (callable from any thread)."""
+        with self._lock:
+            self._refusal = message
+            jobs = list(self._accepted)
+        for job in jobs:
+            job.cancel()
+            _fail(job.result, CancelledJob(message))
+        self._inbox.put(None)   # wakes the loop, which drops their pieces
 
     @property
     def outstanding(self) -> int:
@@ -110,11 +133,15 @@ class Worker:
 
     def submit(self, job: Job) -> Future:
         with self._lock:
+            if self._refusal is not None:
+                job.result.set_exception(CancelledJob(self._refusal))
+                return job.result
             if self._outstanding >= self.max_jobs:
                 raise QueueFull(f"{self._outstanding} requests are waiting")
             self._outstanding += 1
+            self._accepted.add(job)
         job.parts = [None] * len(job.pieces)
-        job.result.add_done_callback(self._job_done)
+        job.result.add_done_callback(lambda _f: self._job_done(job))
         self._inbox.put(job)
         return job.result
 
@@ -123,13 +150,19 @@ class Worker:
         self._inbox.put(_Call(fn, future))
         return future
 
-    def _job_done(self, _future) -> None:
+    def _job_done(self, job: Job) -> None:
         with self._lock:
             self._outstanding -= 1
+            self._accepted.discard(job)
 
     # ------------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
+        self.run()
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Load the model and serve until `stop_soon`, on the calling thread. `on_ready` is
+        called once the model is loaded; a load failure is left in `load_error`."""
         try:
             self.model = self._load()
         except BaseException as exc:  # reported by whoever waits on `ready`
@@ -137,6 +170,14 @@ class Worker:
             self.ready.set()
             return
         self.ready.set()
+        if on_ready is not None:
+            on_ready()
+        try:
+            self._loop()
+        finally:
+            self._loop_ended = True
+
+    def _loop(self) -> None:
         while not self._stopping:
             try:
                 self._turn()
@@ -147,6 +188,7 @@ class Worker:
                     self._finish(job, error=exc)
         for job in list(self._jobs):
             self._finish(job, error=CancelledJob("the server is stopping"))
+        self.streams.clear()   # the live sessions' MLX state goes with the thread that made it
 
     def _turn(self) -> None:
         calls = self._take(block=not self._jobs)
@@ -160,8 +202,8 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        """The thread is running (it ends only when stopped or when the model failed to load)."""
-        return self._thread.is_alive()
+        """The loop is running (it ends only when stopped or when the model failed to load)."""
+        return self.ready.is_set() and self.load_error is None and not self._loop_ended
 
     def _take(self, block: bool) -> list[_Call]:
         """New jobs join the list; queued calls are returned. Blocks while there is no work."""
@@ -283,12 +325,22 @@ class Worker:
     def _finish(self, job: Job, result: Transcription | None = None, error: BaseException | None = None) -> None:
         self._jobs = [j for j in self._jobs if j is not job]
         job.pieces = []
-        if job.result.done():
-            return
         if error is not None:
-            job.result.set_exception(error)
-        else:
-            job.result.set_result(result)
+            _fail(job.result, error)
+        elif not job.result.done():
+            try:
+                job.result.set_result(result)
+            except InvalidStateError:   # refused meanwhile by refuse_all
+                pass
+
+
+def _fail(future: Future, error: BaseException) -> None:
+    """Set `error` unless the future is done already (two threads may race to finish it)."""
+    try:
+        if not future.done():
+            future.set_exception(error)
+    except InvalidStateError:
+        pass
 
 
 class CancelledJob(Exception):
