@@ -203,3 +203,62 @@ def test_sigint_past_the_grace_period_is_503_and_live_sessions_end_cleanly(tmp_p
         conn.close()
     finally:
         server.stop()
+
+
+def _b64(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode()
+
+
+def test_a_large_append_takes_turns_with_other_work(pair_server, trained_model):
+    """39 s of audio in one append: the session decodes it in bounded calls, so an HTTP
+    request sent meanwhile is answered long before the session is done (it used to wait for
+    the whole append). Delta events come only when the text changes (issue: mostly empty ones)."""
+    client = openai_client(pair_server)
+    short = {}
+
+    def short_request() -> None:
+        started = time.monotonic()
+        short["text"] = transcribe(client, SHORT[2]).text
+        short["seconds"] = time.monotonic() - started
+
+    with client.realtime.connect(model="tiny") as conn:
+        assert conn.recv().type == "session.created"
+        started = time.monotonic()
+        conn.send({"type": "input_audio_buffer.append", "audio": _b64(pcm24k(LONG[0]))})
+        conn.send({"type": "input_audio_buffer.commit"})
+        time.sleep(0.3)
+        thread = threading.Thread(target=short_request)
+        thread.start()
+        deltas = []
+        while True:
+            event = conn.recv()
+            if event.type == "conversation.item.input_audio_transcription.delta":
+                deltas.append((event.delta, event.model_extra.get("partial")))
+            elif event.type == "conversation.item.input_audio_transcription.completed":
+                break
+            assert event.type != "error", event
+        session_seconds = time.monotonic() - started
+        thread.join(60)
+    assert short["text"] == trained_model.transcribe(HELDOUT / SHORT[2]).text
+    assert short["seconds"] < 0.5 * session_seconds, (short["seconds"], session_seconds)
+    assert "".join(d for d, _ in deltas) == event.transcript and event.transcript
+    previous = ""
+    for delta, partial in deltas:   # every delta event says something new
+        assert delta or partial != previous
+        previous = partial
+
+
+def test_an_oversized_append_is_an_error_event(pair_server, trained_model):
+    from mlx_qwen_asr.server.realtime import MAX_APPEND_BYTES
+
+    with openai_client(pair_server).realtime.connect(model="tiny") as conn:
+        assert conn.recv().type == "session.created"
+        conn.send({"type": "input_audio_buffer.append", "audio": _b64(b"\0" * (MAX_APPEND_BYTES + 2))})
+        event = conn.recv()
+        assert event.type == "error" and event.error.code == "audio_too_large"
+        assert f"at most {MAX_APPEND_BYTES} bytes" in event.error.message
+        conn.send({"type": "input_audio_buffer.append", "audio": _b64(pcm24k(SHORT[3]))})
+        conn.send({"type": "input_audio_buffer.commit"})
+        while (event := conn.recv()).type != "conversation.item.input_audio_transcription.completed":
+            assert event.type != "error", event
+        assert event.transcript

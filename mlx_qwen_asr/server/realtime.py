@@ -13,8 +13,11 @@ tail that may still change), `input_audio_buffer.committed` and
 is no server-side turn detection: the client commits.
 
 Each item is a StreamingSession living on the worker thread (worker.streams); the
-connection keeps one step in flight at a time and feeds all audio that arrived meanwhile
+connection keeps one step in flight at a time and feeds the audio that arrived meanwhile
 as one piece (the session's catch_up), so a slow machine falls behind by a bounded delay.
+A piece is at most FEED_SECONDS, so a burst of audio (a large append) is decoded in
+bounded calls that take turns with other sessions and HTTP requests on the worker, and one
+append event carries at most MAX_APPEND_BYTES of audio (more is an error event).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from . import formats
 from .security import key_matches
 
 API_RATE = 24000   # the Realtime API's pcm16: 24 kHz mono
+MAX_APPEND_BYTES = 2 << 20   # PCM16 bytes in one append event: 2 MiB, 43.7 s at 24 kHz
+# Audio fed to a session in one worker call: the session's longest merged step (its
+# keep_seconds), so a call decodes about one step and the worker takes turns in between.
+FEED_SECONDS = 4.0
 
 
 def _event_id() -> str:
@@ -56,6 +63,7 @@ class Connection:
         self.stream_id: str | None = None      # the item's StreamingSession on the worker
         self.item_samples = 0
         self.sent = ""                          # the item's committed text already sent as deltas
+        self.sent_partial = ""                  # the partial tail the last delta carried
         self.actions: deque = deque()           # ("audio", int16 array) | ("commit",) | ("clear",)
         self.wake = asyncio.Event()
         self.closed = False
@@ -126,8 +134,14 @@ class Connection:
         await self.send({"type": "session.updated", "session": self.session_info()})
 
     async def append(self, event: dict) -> None:
+        text = event.get("audio") or ""
+        if isinstance(text, str) and len(text) > 4 * (-(-MAX_APPEND_BYTES // 3)):
+            await self.error(f"input_audio_buffer.append: an event may carry at most {MAX_APPEND_BYTES} bytes "
+                             f"of audio ({MAX_APPEND_BYTES // 2 / self.rate:.1f} s at {self.rate} Hz); send "
+                             "smaller events", "audio_too_large", event.get("event_id"))
+            return
         try:
-            raw = base64.b64decode(event.get("audio") or "", validate=True)
+            raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError, TypeError):
             await self.error("input_audio_buffer.append: 'audio' is not base64", "invalid_audio", event.get("event_id"))
             return
@@ -151,16 +165,28 @@ class Connection:
             while self.actions:
                 action = self.actions.popleft()
                 if action[0] == "audio":
-                    pieces = [action[1]]
-                    while self.actions and self.actions[0][0] == "audio":
-                        pieces.append(self.actions.popleft()[1])
-                    await self.feed(np.concatenate(pieces))
+                    await self.feed(self.take_audio(action[1]))
                 elif action[0] == "commit":
                     await self.commit()
                 else:
                     await self.drop_stream()
-                    self.item_samples, self.sent = 0, ""
+                    self.item_samples, self.sent, self.sent_partial = 0, "", ""
                     await self.send({"type": "input_audio_buffer.cleared"})
+
+    def take_audio(self, first: np.ndarray) -> np.ndarray:
+        """`first` and the audio queued right after it, up to FEED_SECONDS; the rest goes
+        back to the front of the queue for the next call."""
+        limit = int(FEED_SECONDS * self.rate)
+        pieces, size = [first], len(first)
+        while size < limit and self.actions and self.actions[0][0] == "audio":
+            piece = self.actions.popleft()[1]
+            pieces.append(piece)
+            size += len(piece)
+        pcm = np.concatenate(pieces) if len(pieces) > 1 else first
+        if len(pcm) > limit:
+            self.actions.appendleft(("audio", pcm[limit:]))
+            pcm = pcm[:limit]
+        return pcm
 
     async def on_worker(self, fn):
         return await asyncio.wrap_future(self.worker.call(fn))
@@ -192,11 +218,15 @@ class Connection:
         await self.send_delta(update.committed, update.partial)
 
     async def send_delta(self, committed: str, partial: str) -> None:
+        """A delta event when the text changed: new committed text, or a new partial tail."""
         # Committed text only grows, so the deltas add up to the transcript.
         delta = committed[len(self.sent):] if committed.startswith(self.sent) else ""
+        if not delta and partial == self.sent_partial:
+            return
         await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": self.item_id,
                          "content_index": 0, "delta": delta, "partial": partial})
         self.sent = committed if committed.startswith(self.sent) else self.sent
+        self.sent_partial = partial
 
     async def commit(self) -> None:
         if self.stream_id is None:
@@ -212,7 +242,7 @@ class Connection:
                          "content_index": 0, "transcript": final.committed,
                          "usage": {"type": "duration", "seconds": round(final.audio_seconds, 3)}})
         self.item_id = "item_" + uuid.uuid4().hex[:20]
-        self.item_samples, self.sent = 0, ""
+        self.item_samples, self.sent, self.sent_partial = 0, "", ""
 
 
 async def realtime_endpoint(websocket: WebSocket, app) -> None:
