@@ -262,3 +262,35 @@ def test_an_oversized_append_is_an_error_event(pair_server, trained_model):
         while (event := conn.recv()).type != "conversation.item.input_audio_transcription.completed":
             assert event.type != "error", event
         assert event.transcript
+
+
+def test_a_short_request_is_not_held_up_by_a_long_file(tmp_path_factory, trained_checkpoint, trained_model, tmp_path):
+    """--batch-size 1, a ~2 min file (4 segments) sent first and a short one right after:
+    the short one is answered after at most the long file's first segment (it used to wait
+    for all of them: the oldest request was always served first)."""
+    import soundfile as sf
+
+    long_path = tmp_path / "long.wav"
+    sf.write(long_path, np.concatenate([load_audio(HELDOUT / name) for name in LONG]), 16000)
+    server = start(tmp_path_factory, trained_checkpoint, "--batch-size", "1")
+    try:
+        done: list[str] = []
+        results: dict = {}
+
+        def send(label: str, path: Path) -> None:
+            with open(path, "rb") as f:
+                results[label] = openai_client(server).audio.transcriptions.create(model="tiny", file=(path.name, f))
+            done.append(label)
+
+        first = threading.Thread(target=send, args=("long", long_path))
+        first.start()
+        assert wait_for(lambda: health(server)["queued_requests"] == 1)
+        second = threading.Thread(target=send, args=("short", HELDOUT / SHORT[4]))
+        second.start()
+        first.join(120)
+        second.join(120)
+        assert done == ["short", "long"]
+        assert results["short"].text == trained_model.transcribe(HELDOUT / SHORT[4]).text
+        assert results["long"].text == trained_model.transcribe(long_path).text
+    finally:
+        server.stop()

@@ -9,10 +9,10 @@ may run it on a thread of its own (`start`). Requests reach it
 through a queue; each turn of its loop first runs the queued calls (the live sessions'
 steps), then decodes one batch of pieces.
 
-Scheduling is by piece: a batch takes one piece from each waiting request in turn
-(oldest first) until it is full, so a request that arrives while a batch runs joins the
-next one, and a long file gets one slot per turn instead of holding every slot until it is
-done. Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
+Scheduling is by piece: each slot of a batch goes to the waiting request that has had the
+fewest pieces decoded so far (the oldest of those), so a request that arrives while a batch
+runs joins the next one ahead of any long file's later pieces, long files share the slots
+in turn, and none holds every slot until it is done (even with --batch-size 1). Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
 give the tokens of single decoding; loops and missing EOS get the same remedies), so a
 request's transcript is the CLI's.
 """
@@ -253,17 +253,17 @@ class Worker:
             call.future.set_exception(exc)
 
     def _pick(self) -> list[tuple[Job, int]]:
-        """Up to batch_size segments: one from each job in turn, oldest job first."""
+        """Up to batch_size segments, each from the job that has had the fewest so far (the
+        oldest of those): a request that arrives behind a long file gets the next free slot,
+        and long files take the slots in turn."""
         picked: list[tuple[Job, int]] = []
-        waiting = [j for j in self._jobs if j.next_piece < len(j.pieces)]
+        waiting = [j for j in self._jobs if j.next_piece < len(j.pieces) and not j.cancelled]
         while waiting and len(picked) < self.batch_size:
-            for job in list(waiting):
-                if len(picked) == self.batch_size:
-                    break
-                picked.append((job, job.next_piece))
-                job.next_piece += 1
-                if job.next_piece == len(job.pieces):
-                    waiting.remove(job)
+            job = min(waiting, key=lambda j: j.next_piece)   # min keeps the first, the oldest, of equals
+            picked.append((job, job.next_piece))
+            job.next_piece += 1
+            if job.next_piece == len(job.pieces):
+                waiting.remove(job)
         return picked
 
     def _run_batch(self) -> None:
