@@ -102,3 +102,18 @@ def test_a_batch_waits_for_as_many_segments_as_the_last_one(trained_checkpoint):
         assert worker.batches == [3, 3]
     finally:
         worker.stop()
+
+
+def test_a_fault_in_a_turn_answers_its_jobs_and_the_worker_goes_on(worker, trained_model):
+    """Whatever goes wrong inside the loop, the waiting requests get the error (they used to
+    hang when the thread died) and the next request is served."""
+    short_name = [r["file"] for r in rows() if r["kind"] == "short"][0]
+    pick = worker._pick
+    worker._pick = lambda: (_ for _ in ()).throw(RuntimeError("a fault in the scheduler"))
+    try:
+        with pytest.raises(RuntimeError, match="a fault in the scheduler"):
+            worker.submit(job(short_name)).result(30)
+    finally:
+        worker._pick = pick
+    assert worker.alive and worker.outstanding == 0
+    assert worker.submit(job(short_name)).result(60).text == trained_model.transcribe(HELDOUT / short_name, OPTIONS).text

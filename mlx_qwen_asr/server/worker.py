@@ -5,16 +5,17 @@ inference ran on a thread other than the one that made its stream, mlx-qwen3-asr
 the model is created on this thread and nothing else ever touches it. The server runs it
 on the main thread (`run`): MLX work done on a thread that ends before the process does
 can abort the process at exit ("terminate called without an active exception"). Tests
-may run it on a thread of its own (`start`). Requests reach it
-through a queue; each turn of its loop first runs the queued calls (the live sessions'
-steps), then decodes one batch of pieces.
+may run it on a thread of its own (`start`). Requests reach it through a queue; each turn
+of its loop first runs the queued calls (the live sessions' steps), then decodes one
+batch of pieces.
 
 Scheduling is by piece: each slot of a batch goes to the waiting request that has had the
-fewest pieces decoded so far (the oldest of those), so a request that arrives while a batch
-runs joins the next one ahead of any long file's later pieces, long files share the slots
-in turn, and none holds every slot until it is done (even with --batch-size 1). Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows
-give the tokens of single decoding; loops and missing EOS get the same remedies), so a
-request's transcript is the CLI's.
+fewest pieces decoded so far (the oldest of those), so a request that arrives while a
+batch runs joins the next one ahead of any long file's later pieces, long files share the
+slots in turn, and none holds every slot until it is done (even with --batch-size 1).
+Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows give the
+tokens of single decoding; loops and missing EOS get the same remedies), so a request's
+transcript is the CLI's.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Worker:
         self._stopping = False
         self._loop_ended = False
         self.batches: list[int] = []           # size of each decoded batch (recent ones), for tests and stats
-        self._thread = threading.Thread(target=self._run, name="mlx-worker", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="mlx-worker", daemon=True)
 
     # ------------------------------------------------------------------ client side
 
@@ -156,9 +157,6 @@ class Worker:
             self._accepted.discard(job)
 
     # ------------------------------------------------------------------ worker thread
-
-    def _run(self) -> None:
-        self.run()
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Load the model and serve until `stop_soon`, on the calling thread. `on_ready` is
