@@ -126,7 +126,7 @@ class Connection:
             return
         prompt = str(transcription.get("prompt", self.prompt) or "")
         try:
-            check_context(self.worker.model.tokenizer, prompt, "prompt")
+            await asyncio.to_thread(check_context, self.worker.model.tokenizer, prompt, "prompt")
         except QwenASRError as exc:
             await self.error(str(exc), "prompt_too_long", event.get("event_id"))
             return
