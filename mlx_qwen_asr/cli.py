@@ -301,7 +301,21 @@ def _report(path: str, result: Transcription) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`... | head`): stop quietly, as other tools do. Later
+    writes (and the interpreter's final flush) go to /dev/null instead of raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141   # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         from .server import main as serve   # the server has its own options (server/main.py)
         return serve(argv[1:])
@@ -360,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # not foreseen: still one line, never a traceback
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
@@ -370,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         except SetupError as exc:   # wrong for every file: stop here
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            raise
         except Exception as exc:   # this file only; the others go on
             print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
@@ -559,6 +577,8 @@ def _live_mode(args, options: TranscribeOptions, device: int | None = None) -> i
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            raise
         except Exception as exc:
             print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
