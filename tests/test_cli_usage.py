@@ -47,3 +47,18 @@ def test_transcripts_into_a_closed_pipe_are_quiet(trained_checkpoint, tmp_path):
                                        "--language", "en")
     assert "Traceback" not in err and "BrokenPipe" not in err and "error" not in err
     assert code == 141
+
+
+# --- 6: --align with a file that is not there ----------------------------------------------
+
+@pytest.mark.parametrize("value", ["nonexist.txt", "notes/talk", "Talk Notes.SRT"])
+def test_align_with_a_missing_file_is_a_setup_error(value, trained_aligner, tmp_path):
+    done = run_cli(CLIP, "--align", value, "--aligner", trained_aligner, cwd=tmp_path)
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert f"--align: {value}: no such file" in done.stderr and done.stdout == ""
+
+
+def test_align_with_text_that_has_a_full_stop_still_aligns(trained_aligner, tmp_path):
+    done = run_cli(CLIP, "--align", "Hello there. It is late/early.", "--aligner", trained_aligner, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Hello" in done.stdout
