@@ -346,6 +346,9 @@ def _run(argv: list[str]) -> int:
     try:
         options = options_from(args)
         check_inputs([path for path in args.audio if path != STDIN])
+        if STDIN in args.audio and sys.stdin.isatty():
+            raise SetupError("- reads audio from standard input, which is this terminal: pipe audio in "
+                             "(mlx-qwen-asr - < talk.wav, or ffmpeg ... | mlx-qwen-asr -)")
         if args.output_dir is not None:
             check_output_dir(args.output_dir, create=False)   # created once all setup passed
         device = check_microphone(args.mic_device) if args.mic else None

@@ -62,3 +62,53 @@ def test_align_with_text_that_has_a_full_stop_still_aligns(trained_aligner, tmp_
     done = run_cli(CLIP, "--align", "Hello there. It is late/early.", "--aligner", trained_aligner, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Hello" in done.stdout
+
+
+# --- 5: standard input ---------------------------------------------------------------------
+
+def test_m4a_on_standard_input_reads_as_the_file_does(trained_checkpoint, tmp_path):
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: m4a is decoded by ffmpeg (its absence: the test below)")
+    m4a = tmp_path / "talk.m4a"   # 39 s: ffmpeg writes the index after the samples, out of a pipe's reach
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", HELDOUT / "long_01.flac", m4a],
+                   check=True)
+    flags = ("--model", trained_checkpoint, "--language", "en", "--max-new-tokens", "4")
+    from_file = run_cli(m4a, *flags)
+    with open(m4a, "rb") as stdin:
+        from_pipe = run_cli("-", *flags, stdin=stdin)
+    assert from_file.returncode == 0 and from_pipe.returncode == 0, from_pipe.stderr
+    assert from_pipe.stdout == from_file.stdout and from_pipe.stdout.strip()
+
+
+def test_m4a_on_standard_input_without_ffmpeg_says_so(trained_checkpoint, tmp_path):
+    fake_m4a = tmp_path / "talk.m4a"
+    fake_m4a.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+    env = {**os.environ, "PATH": str(tmp_path)}   # no ffmpeg there
+    with open(fake_m4a, "rb") as stdin:
+        done = run_cli("-", "--model", trained_checkpoint, stdin=stdin, env=env)
+    assert done.returncode == 1 and one_error_line(done.stderr), done.stderr
+    assert "ffmpeg is not installed" in done.stderr
+
+
+def test_raw_rate_with_a_flac_on_standard_input_is_an_error(trained_checkpoint, tmp_path):
+    flac = tmp_path / "even.flac"
+    sf.write(flac, sf.read(CLIP)[0][:16000], 16000)
+    with open(flac, "rb") as stdin:
+        done = run_cli("-", "--raw-rate", "16000", "--model", trained_checkpoint, stdin=stdin)
+    assert done.returncode == 1 and one_error_line(done.stderr), done.stderr
+    assert "holds a FLAC file, not raw PCM: leave out --raw-rate" in done.stderr and done.stdout == ""
+
+
+def test_standard_input_on_a_terminal_says_pipe_audio_in(tmp_path):
+    import pty
+
+    leader, terminal = pty.openpty()
+    try:
+        done = run_cli("-", "--model", tmp_path / "no-model-needed", stdin=terminal, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(terminal)
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert "standard input, which is this terminal: pipe audio in" in done.stderr
