@@ -112,3 +112,18 @@ def test_standard_input_on_a_terminal_says_pipe_audio_in(tmp_path):
         os.close(terminal)
     assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
     assert "standard input, which is this terminal: pipe audio in" in done.stderr
+
+
+# --- 12: serve's setup checks --------------------------------------------------------------
+
+def test_serve_reports_a_taken_port_before_loading_the_model(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # A model folder that does not exist: were it loaded first, that would be the error.
+        done = run_cli("serve", "--port", port, "--model", tmp_path / "no-model", timeout=60)
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

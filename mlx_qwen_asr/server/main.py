@@ -75,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    sock = _bind(args)   # a taken port is a setup error found before the model loads
+    if sock is None:
+        return 2
     worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
                     max_jobs=args.max_queue)
     worker.start()
     worker.ready.wait()
     if worker.load_error is not None:
+        sock.close()
         print(f"error: {worker.load_error}", file=sys.stderr)
         return 2
     settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
@@ -88,23 +92,29 @@ def main(argv: list[str] | None = None) -> int:
                         request_timeout=args.request_timeout, max_sessions=args.max_sessions,
                         session_idle_seconds=args.session_idle_seconds)
     app = wrap(create_app(worker, settings), settings)
-    return _serve(app, args, worker)
+    return _serve(app, args, worker, sock)
 
 
-def _serve(app, args, worker) -> int:
+def _bind(args):
+    """The listening socket, bound here so that --port 0 can report the port it got; None
+    (after one error line) when the address cannot be used."""
     import socket
 
-    import uvicorn
-
-    # The socket is bound here so that --port 0 can report the port it got.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
     except OSError as exc:
+        sock.close()
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return None
+    return sock
+
+
+def _serve(app, args, worker, sock) -> int:
+    import uvicorn
+
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.model_name or args.model} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1)",
