@@ -127,3 +127,51 @@ def test_serve_reports_a_taken_port_before_loading_the_model(tmp_path):
         done = run_cli("serve", "--port", port, "--model", tmp_path / "no-model", timeout=60)
     assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+# --- 10: --help, whisper's spellings, mistyped flags ---------------------------------------
+
+def test_help_has_groups_examples_and_serve():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: python -m mlx_qwen_asr [options] AUDIO_OR_FOLDER")
+    for heading in ("input and output:", "model:", "recognition:", "word times and subtitles:",
+                    "live: streaming and microphone:", "Ray cluster:", "examples:"):
+        assert f"\n{heading}\n" in done.stdout, heading
+    assert "python -m mlx_qwen_asr serve --help" in done.stdout
+    assert "    python -m mlx_qwen_asr talk.wav --timestamps\n" in done.stdout
+
+
+def test_usage_names_the_command_as_invoked(tmp_path):
+    script = tmp_path / "mlx-qwen-asr"   # what the installed entry point runs
+    script.write_text("from mlx_qwen_asr.cli import main\nraise SystemExit(main())\n")
+    for args in (["--help"], ["serve", "--help"]):
+        done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: mlx-qwen-asr "), done.stdout[:80]
+        assert "python -m" not in done.stdout
+
+
+def test_whisper_spellings_mean_the_same(trained_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli(CLIP, "-m", trained_checkpoint, "-l", "en", "--output_dir", out, "--output_format", "json",
+                   "--output-format=txt", "--max_new_tokens", "4", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert {"short_01.json", "short_01.txt"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("given, meant", [("--outptu-dir", "--output-dir"), ("--initial_prompt", "--context"),
+                                          ("--word-timestamps", "--timestamps"), ("--langauge", "--language")])
+def test_an_unknown_flag_names_the_one_meant(given, meant, tmp_path):
+    done = run_cli(CLIP, given, "x")
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert f"unrecognized arguments: {given} x; did you mean {meant}?" in done.stderr
+
+
+@pytest.mark.parametrize("glued, says", [("-osrt", "-osrt is whisper.cpp's output flag; here: -o FOLDER -f srt"),
+                                         ("-oout", "-oout: write -o and its value apart (-o out)"),
+                                         ("-fsrt", "-fsrt: write -f and its value apart (-f srt)")])
+def test_a_glued_short_option_is_refused(glued, says, tmp_path):
+    done = run_cli(CLIP, glued, cwd=tmp_path)
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert says in done.stderr and list(tmp_path.iterdir()) == []
