@@ -23,6 +23,7 @@ import time
 from .errors import QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from .languages import forced_language_warning, language_table
+from .loading import slow_on_this_device
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from .cutting import DEFAULT_SEGMENT_SECONDS
@@ -437,6 +438,9 @@ def _run(argv: list[str]) -> int:
     if args.no_timestamps:
         print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
               file=sys.stderr)
+    slow = slow_on_this_device(args.dtype, args.quantize, args.low_memory)
+    if slow and args.align is None:
+        print(f"warning: {slow}", file=sys.stderr)
     args.model = args.model or DEFAULT_MODEL
     # Setup first, cheapest checks first: options, inputs, output folder, microphone, then
     # model and aligner (which may download); no audio is read before all of them pass.

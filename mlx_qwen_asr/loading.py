@@ -56,6 +56,19 @@ def low_memory_settings(dtype=None, quantize: int | None = None, already_quantiz
     return dtype, quantize
 
 
+def slow_on_this_device(dtype, quantize: int | None, low_memory: bool) -> str | None:
+    """Why this combination is much slower than the default here, or None. On the CPU backend
+    only float32 takes the BLAS paths (quantization.QuantizedLinear dequantizes to float32
+    BLAS); quantized weights in float16/bfloat16 run MLX's own kernels for every product."""
+    if mx.default_device() != mx.cpu or not (quantize or low_memory) or dtype is None:
+        return None
+    if parse_dtype(dtype) == mx.float32:
+        return None
+    flag = f"--quantize {quantize}" if quantize else "--low-memory"
+    return (f"{flag} with --dtype {dtype} on the CPU is many times slower than with float32 (no BLAS path "
+            "for quantized half-precision weights): leave out --dtype for the fast combination")
+
+
 def parse_dtype(dtype) -> mx.Dtype:
     if dtype is None:
         dtype = default_dtype()

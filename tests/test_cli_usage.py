@@ -175,3 +175,21 @@ def test_a_glued_short_option_is_refused(glued, says, tmp_path):
     done = run_cli(CLIP, glued, cwd=tmp_path)
     assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
     assert says in done.stderr and list(tmp_path.iterdir()) == []
+
+
+# --- 11: slow combinations on the CPU ------------------------------------------------------
+
+@pytest.mark.parametrize("flags, warned", [(("--quantize", "8", "--dtype", "float16"), "--quantize 8 with --dtype float16"),
+                                           (("--low-memory", "--dtype", "bfloat16"), "--low-memory with --dtype bfloat16"),
+                                           (("--quantize", "8"), None), (("--dtype", "float16"), None)])
+def test_quantized_half_precision_on_the_cpu_is_warned(flags, warned, trained_checkpoint):
+    import mlx.core as mx
+
+    warned = warned if mx.default_device() == mx.cpu else None   # only the CPU backend lacks a fast path
+    done = run_cli(HELDOUT / "short_03.flac", "--model", trained_checkpoint, "--language", "en", *flags)
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
+    if warned:
+        assert f"warning: {warned} on the CPU is many times slower than with float32" in done.stderr
+        assert "leave out --dtype" in done.stderr
+    else:
+        assert "slower" not in done.stderr
