@@ -27,6 +27,7 @@ from .loading import slow_on_this_device
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from .cutting import DEFAULT_SEGMENT_SECONDS
+from .results import join_texts
 from .transcribe import Transcription, load_model
 from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 
@@ -485,21 +486,31 @@ def _run(argv: list[str]) -> int:
         return 2
     failures = 0
     for path in paths:
+        # Plain text is printed segment by segment as it is decoded; timed lines (phrases
+        # may span segments) once the file is done.
+        printer = None if options.word_timestamps else TextPrinter(f"{_name(path)}: " if len(paths) > 1 else "")
         try:
-            result = model.transcribe(*_source(path, args), options)
+            result = _transcribe(model, _source(path, args), options, printer)
         except SetupError as exc:   # wrong for every file: stop here
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except BrokenPipeError:
             raise
         except Exception as exc:   # this file only; the others go on
+            if printer is not None:
+                printer.cut()
             print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
             continue
         except KeyboardInterrupt:
+            if printer is not None:
+                printer.cut()   # what was printed stays, its line ended
             print("interrupted", file=sys.stderr)
             return 130
-        _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
+        if printer is not None:
+            printer.finish()
+        else:
+            _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
         if args.verbose:
             print(_report(_name(path), result), file=sys.stderr)
         _warn(_name(path), result, options.language)
@@ -520,6 +531,43 @@ def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOpt
     if not options.word_timestamps:
         return options
     return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
+
+
+def _transcribe(model, source: tuple, options: TranscribeOptions, printer) -> Transcription:
+    from .batch import transcribe_batch
+
+    on_text = None if printer is None else (lambda index, text: printer.add(text))
+    [result] = transcribe_batch(model, list(source), options, on_text=on_text)
+    return result
+
+
+class TextPrinter:
+    """One input's text on one stdout line, written a segment at a time as each is decoded
+    (joined as `join_texts` joins them, so the line is the result's text)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.text, self.started = prefix, "", False
+
+    def add(self, text: str) -> None:
+        joined = join_texts([self.text, text])
+        if joined != self.text:
+            self._write(joined[len(self.text):])
+            self.text = joined
+
+    def finish(self) -> None:
+        self._write("\n")
+        self.started = False
+
+    def cut(self) -> None:
+        """End a line that was begun (an error or Ctrl-C in the middle of an input)."""
+        if self.started:
+            self.finish()
+
+    def _write(self, piece: str) -> None:
+        if not self.started:
+            piece, self.started = self.prefix + piece, True
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
 
 def _print_result(name: str, result: Transcription, several: bool, timed: bool, shape: CueShape) -> None:

@@ -193,3 +193,33 @@ def test_quantized_half_precision_on_the_cpu_is_warned(flags, warned, trained_ch
         assert "leave out --dtype" in done.stderr
     else:
         assert "slower" not in done.stderr
+
+
+# --- 9: text as it is decoded; Ctrl-C keeps it; notes only about what is written -------------
+
+def test_text_is_printed_as_decoded_and_kept_on_ctrl_c(trained_checkpoint, tmp_path):
+    import numpy as np
+    import signal
+
+    audio, rate = sf.read(HELDOUT / "long_01.flac")
+    talk = tmp_path / "talk.wav"   # two minutes in 1 s segments: many batches of 8
+    sf.write(talk, np.concatenate([audio] * 3), rate)
+    flags = (talk, "--model", trained_checkpoint, "--language", "en", "--segment-seconds", "1")
+    whole = run_cli(*flags).stdout
+    proc = subprocess.Popen(command(*flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = os.read(proc.stdout.fileno(), 1 << 16).decode()   # the first batch's text, while decoding goes on
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    printed = first + rest.decode()
+    assert proc.returncode == 130 and err.decode().strip().endswith("interrupted"), err
+    assert first.strip() and printed.endswith("\n") and printed.count("\n") == 1
+    assert whole.startswith(printed.rstrip("\n")) and len(printed) < len(whole)
+
+
+def test_a_folder_without_output_has_no_output_name_notes(trained_checkpoint, tmp_path):
+    clip, rate = sf.read(CLIP)
+    for name in ("same.wav", "same.flac"):   # with -o they would be renamed same.wav.*, same.flac.*
+        sf.write(tmp_path / name, clip[:rate], rate)
+    done = run_cli(tmp_path, "--model", trained_checkpoint, "--language", "en")
+    assert done.returncode == 0, done.stderr
+    assert "output name" not in done.stderr and len(done.stdout.splitlines()) == 2
