@@ -223,3 +223,22 @@ def test_a_folder_without_output_has_no_output_name_notes(trained_checkpoint, tm
     done = run_cli(tmp_path, "--model", trained_checkpoint, "--language", "en")
     assert done.returncode == 0, done.stderr
     assert "output name" not in done.stderr and len(done.stdout.splitlines()) == 2
+
+
+# --- 8: a Ray address with no cluster ------------------------------------------------------
+
+def test_ray_address_with_no_cluster_is_one_line_at_once(trained_checkpoint, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:   # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", sf.read(CLIP)[0][:16000], 16000)
+    started = time.monotonic()
+    done = run_cli(tmp_path / "in", "-o", tmp_path / "out", "--model", trained_checkpoint,
+                   f"--ray=127.0.0.1:{port}", timeout=120)
+    assert time.monotonic() - started < 60
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert f"Ray cluster 127.0.0.1:{port}: cannot connect" in done.stderr
