@@ -82,8 +82,9 @@ def parse_dtype(dtype) -> mx.Dtype:
     return DTYPES[name]
 
 
-def resolve_model_dir(model: str | os.PathLike) -> Path:
-    """A local directory as it is, or a hub id downloaded (only the needed files) to the standard cache."""
+def resolve_model_dir(model: str | os.PathLike, flag: str = "--model") -> Path:
+    """A local directory as it is, or a hub id downloaded (only the needed files) to the standard cache.
+    `flag`: the option that names a local folder instead, for the message when the hub fails."""
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -98,8 +99,10 @@ def resolve_model_dir(model: str | os.PathLike) -> Path:
     except Exception as exc:  # hub errors come in many classes; all mean the same to the user
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
-        raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""
+        raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: {type(exc).__name__}: {reason}; "
+                             f"for a local copy give {flag} DIR (a folder holding its config.json, "
+                             "model.safetensors and tokenizer files)") from None
 
 
 def weight_files(model_dir: Path) -> list[Path]:

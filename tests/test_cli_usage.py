@@ -242,3 +242,15 @@ def test_ray_address_with_no_cluster_is_one_line_at_once(trained_checkpoint, tmp
     assert time.monotonic() - started < 60
     assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
     assert f"Ray cluster 127.0.0.1:{port}: cannot connect" in done.stderr
+
+
+# --- 15: a model or aligner the hub cannot give says how to use a local folder ----------------
+
+@pytest.mark.parametrize("flags, flag", [(("--model", "Qwen/Qwen3-ASR-0.6B"), "--model"), (("--timestamps",), "--aligner")])
+def test_hub_failure_says_how_to_give_a_local_folder(flags, flag, trained_checkpoint, tmp_path):
+    flags = flags if flag == "--model" else ("--model", trained_checkpoint, *flags)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
+    done = run_cli(CLIP, *flags, env=env)
+    assert done.returncode == 2 and one_error_line(done.stderr), done.stderr
+    assert "from the Hugging Face hub" in done.stderr
+    assert f"for a local copy give {flag} DIR (a folder holding its config.json" in done.stderr
