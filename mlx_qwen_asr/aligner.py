@@ -225,7 +225,7 @@ class Aligner:
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_ALIGNER, dtype=None) -> "Aligner":
-        model_dir = resolve_model_dir(model)
+        model_dir = resolve_model_dir(model, flag="--aligner")
         config = AlignerConfig.from_file(model_dir / "config.json")
         mx_dtype = parse_dtype(dtype)
         network = load_aligner_network(model_dir, config, mx_dtype)

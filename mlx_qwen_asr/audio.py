@@ -218,31 +218,60 @@ def _read_file(name: str) -> tuple[np.ndarray, int]:
 
 
 def _read_with_ffmpeg(name: str, data: bytes | None = None) -> tuple[np.ndarray, int]:
-    """ffmpeg decodes the file `name`, or `data` (then `name` only labels messages)."""
+    """ffmpeg decodes the file `name`, or `data` (then `name` only labels messages). `data`
+    goes through a temporary file, not a pipe: m4a/mp4 often keep their index after the
+    samples, which ffmpeg can only reach by seeking."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioError(
             f"cannot decode {name}: libsndfile does not read this format and ffmpeg is not installed"
         )
+    if data is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlx-qwen-asr-") as folder:
+            copy = os.path.join(folder, "input")
+            with open(copy, "wb") as f:
+                f.write(data)
+            return _run_ffmpeg(ffmpeg, copy, name)
+    return _run_ffmpeg(ffmpeg, name, name)
+
+
+def _run_ffmpeg(ffmpeg: str, path: str, name: str) -> tuple[np.ndarray, int]:
     # "file:" so names like "a:b.m4a" stay local.
-    source = "pipe:0" if data is not None else "file:" + os.path.abspath(name)
     command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", *(["-nostdin"] if data is None else []),
-        "-i", source, "-vn", "-sn", "-dn", "-f", "au", "-c:a", "pcm_s16be", "-",
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
+        "-i", "file:" + os.path.abspath(path), "-vn", "-sn", "-dn", "-f", "au", "-c:a", "pcm_s16be", "-",
     ]
-    result = subprocess.run(command, capture_output=True, input=data if data is not None else None)
+    result = subprocess.run(command, capture_output=True)
+    lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
     if result.returncode != 0 or not result.stdout:
-        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
         raise AudioError(f"cannot decode {name}: not audio, or corrupt (ffmpeg: {reason})")
     try:
         audio, sr = sf.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"cannot decode {name}: ffmpeg output unreadable ({exc})") from None
+    if audio.size == 0 and lines:   # a header and no samples: ffmpeg gave up (its reason is on stderr)
+        raise AudioError(f"cannot decode {name}: not audio, or corrupt (ffmpeg: {reason})")
     return audio, int(sr)
 
 
 STDIN_NAME = "standard input"
+
+# How audio files begin (at offset 0 unless given): no raw PCM stream is mistaken for one of these.
+_CONTAINERS = ((b"RIFF", "WAV"), (b"RF64", "WAV"), (b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"FORM", "AIFF"),
+               (b".snd", "AU"), (b"caff", "CAF"), (b"ID3", "MP3"), (b"\x1a\x45\xdf\xa3", "WebM/Matroska"),
+               ((4, b"ftyp"), "MP4/M4A"))
+
+
+def _container_name(data: bytes) -> str | None:
+    """The audio file format whose signature `data` starts with, or None."""
+    for magic, name in _CONTAINERS:
+        offset, magic = magic if isinstance(magic, tuple) else (0, magic)
+        if data[offset:offset + len(magic)] == magic:
+            return name
+    return None
 
 
 def read_stdin(raw_rate: int | None = None, stream=None) -> tuple[np.ndarray, int]:
@@ -257,6 +286,10 @@ def read_stdin(raw_rate: int | None = None, stream=None) -> tuple[np.ndarray, in
         raise AudioError(f"{STDIN_NAME}: no data (pipe audio in, or give a file)")
     if raw_rate is not None:
         rate = check_sample_rate(raw_rate)
+        container = _container_name(data)
+        if container:
+            raise AudioError(f"{STDIN_NAME}: holds a {container} file, not raw PCM: leave out --raw-rate "
+                             "(the file's header gives its rate)")
         if len(data) % 2:
             raise AudioError(f"{STDIN_NAME}: odd number of bytes ({len(data)}); raw PCM for --raw-rate is "
                              "16-bit (2 bytes a sample), mono")

@@ -30,7 +30,7 @@ DEFAULT_BATCH_SIZE = 8
 
 def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions | None = None, *,
                      batch_size: int | None = None, on_error: str = "raise", sample_rate: int | None = None,
-                     progress=None, on_segment=None, **changes) -> list:
+                     progress=None, on_segment=None, on_text=None, **changes) -> list:
     """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
     `batch_size` pieces (of any of them) together (default 8; 1 for a model loaded with
     `low_memory`, as each row holds its own key/value cache). Each result equals
@@ -39,7 +39,10 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
     `on_error="raise"` stops at the first bad input; `"return"` puts its exception in the
     result list instead, so one bad file does not stop the others. `progress`, if given, is
     called as progress(index, result) when input `index` is done; `on_segment`, if given,
-    as on_segment(index, end_seconds, duration) when one of its segments is.
+    as on_segment(index, end_seconds, duration) when one of its segments is; `on_text`, if
+    given, as on_text(index, text) with each segment's text in order, as soon as it and all
+    before it are decoded (the command line prints them so; joined by `join_texts` they make
+    the result's text).
     """
     if on_error not in ("raise", "return"):
         raise ValueError('on_error must be "raise" or "return"')
@@ -50,7 +53,7 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
     options = TranscribeOptions.build(options, **changes)
     normalize_language(options.language, model.config.support_languages)   # this model's languages
     check_context(model.tokenizer, options.context)
-    run = _BatchRun(model, audios, options, sample_rate, progress, on_segment)
+    run = _BatchRun(model, audios, options, sample_rate, progress, on_segment, on_text)
     for index, audio in enumerate(audios):
         try:
             run.read(index, audio, batch_size)
@@ -89,6 +92,7 @@ class _InputState:
     parts: list = field(default_factory=list)   # per piece: its resulting Segments, None while pending
     read: bool = False                          # all pieces cut (the input is fully read)
     speech: object = None                       # with skip_silence: the vad.SpeechMap back to the input's clock
+    passed_on: int = 0                          # pieces whose text went to on_text
 
     @property
     def complete(self) -> bool:
@@ -99,9 +103,10 @@ class _BatchRun:
     """The queue of piece jobs and the inputs still in progress of one transcribe_batch call."""
 
     def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress,
-                 on_segment=None):
+                 on_segment=None, on_text=None):
         self.model, self.audios, self.options = model, audios, options
         self.sample_rate, self.progress, self.on_segment = sample_rate, progress, on_segment
+        self.on_text = on_text
         self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.results: list = [None] * len(audios)
         self.jobs: list[PieceJob] = []
@@ -137,8 +142,18 @@ class _BatchRun:
             if self.on_segment is not None:   # on the input's clock, also with skip_silence
                 end = job.end if state.speech is None else state.speech.to_input(job.end, end=True)
                 self.on_segment(job.index, end, state.duration)
+            self.pass_on_text(job.index, state)
         self.jobs.clear()
         self.finish_ready()
+
+    def pass_on_text(self, index: int, state: _InputState) -> None:
+        """The texts of input `index`'s pieces that are decoded with all before them, in order."""
+        if self.on_text is None:
+            return
+        while state.passed_on < len(state.parts) and state.parts[state.passed_on] is not None:
+            for segment in state.parts[state.passed_on]:
+                self.on_text(index, segment.text)
+            state.passed_on += 1
 
     def finish_ready(self) -> None:
         for index in [i for i, state in self.inputs.items() if state.complete]:

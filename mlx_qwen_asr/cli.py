@@ -23,10 +23,12 @@ import time
 from .errors import QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from .languages import forced_language_warning, language_table
+from .loading import slow_on_this_device
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from .cutting import DEFAULT_SEGMENT_SECONDS
 from .limits import check_context
+from .results import join_texts
 from .transcribe import Transcription, load_model
 from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
 
@@ -35,95 +37,192 @@ STDIN = "-"
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
-        """One line naming the problem (argparse's default prints the whole usage first)."""
-        self.exit(2, f"error: {message} (see --help)\n")
+        """One line naming the problem (argparse's default prints the whole usage first),
+        with the flag meant when an unknown one is close to it."""
+        hint = _did_you_mean(self, message)
+        self.exit(2, f"error: {message}{hint} (see --help)\n")
+
+
+def program_name() -> str:
+    """The command as the user typed it, for usage lines: `mlx-qwen-asr` or `python -m mlx_qwen_asr`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name == "__main__.py":
+        return "python -m mlx_qwen_asr"
+    return name if name.startswith("mlx-qwen-asr") else "mlx-qwen-asr"
+
+
+EPILOG = """\
+examples:
+  text on stdout, a line per segment (as each is finished):
+    {prog} talk.wav
+  timed lines, [00:01.20 --> 00:03.50] text:
+    {prog} talk.wav --timestamps
+  files in out/ (resumable: run it again to continue):
+    {prog} talks/ -o out -f srt,txt
+  standard input:
+    ffmpeg -i talk.mp4 -f s16le -ac 1 -ar 16000 - | {prog} - --raw-rate 16000
+  time a transcript you have:
+    {prog} talk.wav --align transcript.txt -o out -f srt
+  dictation from the microphone, a line per utterance:
+    {prog} --mic --vad
+  OpenAI-compatible server and web page:
+    {prog} serve --help
+
+whisper's spellings work where they mean the same (--output_dir, --output_format, -l, -m;
+_ for - in any long flag). Exit status: 0 all done, 1 some file failed, 2 setup error,
+130 interrupted.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
+    prog = program_name()
     parser = OneLineParser(
-        prog="python -m mlx_qwen_asr",
+        prog=prog,
+        usage="%(prog)s [options] AUDIO_OR_FOLDER ...\n       %(prog)s --mic [options]\n"
+              "       %(prog)s serve [options]   (see: %(prog)s serve --help)",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
+        epilog=EPILOG.format(prog=prog), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    files = parser.add_argument_group("input and output")
+    model = parser.add_argument_group("model")
+    recognition = parser.add_argument_group("recognition")
+    words = parser.add_argument_group("word times and subtitles")
+    live_group = parser.add_argument_group("live: streaming and microphone")
+    cluster = parser.add_argument_group("Ray cluster")
     parser.add_argument("audio", nargs="*", metavar="AUDIO_OR_FOLDER",
                         help="audio files (wav, flac, ogg, mp3, aiff; m4a/mp4 with ffmpeg) and folders (searched "
                              "recursively); - reads audio from standard input")
     parser.add_argument("--version", action="version", version=f"mlx-qwen-asr {__version__}")
     parser.add_argument("--list-languages", action="store_true",
                         help="print the languages --language takes (names, ISO 639-1/639-3 codes, aliases) and exit")
-    parser.add_argument("-o", "--output-dir", default=None,
+    files.add_argument("-o", "--output-dir", default=None,
                         help="write output files here, mirroring the input folders; resumable (without -o: text to stdout)")
-    parser.add_argument("-f", "--format", action="append", default=None,
+    files.add_argument("-f", "--format", "--output-format", action="append", default=None,
                         help=f"with -o: output format(s), repeatable or comma-separated: {', '.join(FORMATS)}, all "
                              "(default: txt)")
-    parser.add_argument("--overwrite", action="store_true", help="with -o: redo inputs that are already done")
-    parser.add_argument("--quiet", action="store_true", help="with -o: no progress bars or final summary")
-    parser.add_argument("--raw-rate", type=_positive_rate, default=None, metavar="N",
+    files.add_argument("--overwrite", action="store_true", help="with -o: redo inputs that are already done")
+    files.add_argument("--quiet", action="store_true", help="with -o: no progress bars or final summary")
+    files.add_argument("--raw-rate", type=_positive_rate, default=None, metavar="N",
                         help="with -: standard input is raw 16-bit little-endian mono PCM at N Hz")
-    parser.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+    cluster.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                         help="with -o: spread the files over a Ray cluster's workers (pip install "
                              "'mlx-qwen-asr[ray]'): ADDRESS of a running one (host:port, auto), or none to start "
                              "a local one; write --ray=ADDRESS or put it after the inputs")
-    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+    cluster.add_argument("--ray-workers", type=int, default=None, metavar="N",
                         help="with --ray: this many workers, each loading the model (default: 2 on a local "
                              "cluster, one per node on a running one)")
-    parser.add_argument("--segment-seconds", type=_positive_seconds, default=None,
+    recognition.add_argument("--segment-seconds", type=_positive_seconds, default=None,
                         help=f"long audio is cut near every this many seconds (default: {DEFAULT_SEGMENT_SECONDS:g})")
-    parser.add_argument("--model", default=None,
+    model.add_argument("-m", "--model", default=None,
                         help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
-    parser.add_argument("--language", default=None,
+    recognition.add_argument("-l", "--language", default=None,
                         help="force the language instead of detecting it: a name or ISO code (en, zh, yue, ja, ...; "
                              "see --list-languages)")
-    parser.add_argument("--context", default="", help="context text (names, terms) given to the model as system prompt")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+    recognition.add_argument("--context", default="", help="context text (names, terms) given to the model as system prompt")
+    model.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="compute precision (default: float32 on CPU, bfloat16 on GPU)")
-    parser.add_argument("--quantize", type=int, default=None, choices=[4, 8],
+    model.add_argument("--quantize", type=int, default=None, choices=[4, 8],
                         help="quantize the decoder to 4 or 8 bits at load: less memory (faster on Apple GPUs; "
                              "slower than float32 on the CPU backend)")
-    parser.add_argument("--low-memory", action="store_true",
+    model.add_argument("--low-memory", action="store_true",
                         help="small-footprint recipe for this device: 8-bit weights on the CPU (~1.2 GB peak for 0.6B, "
                              "several times slower), 4-bit in bfloat16 on a GPU (also faster); see docs/performance.md")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
+    recognition.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per segment (default: scales with each segment's duration)")
-    parser.add_argument("--verbose", action="store_true",
+    files.add_argument("--verbose", action="store_true",
                         help="print language, stage timings and finish reason to stderr (every mode)")
-    timing = parser.add_mutually_exclusive_group()
+    timing = words.add_mutually_exclusive_group()
     timing.add_argument("--timestamps", action="store_true",
                         help="time every word with the forced aligner: timed lines on stdout, word-timed srt/vtt "
                              "cues, words in json/tsv (srt and vtt are word-timed by default)")
     timing.add_argument("--no-timestamps", action="store_true",
                         help="srt/vtt without the aligner: one cue per ~30 s segment")
-    parser.add_argument("--aligner", default=None,
+    words.add_argument("--aligner", default=None,
                         help=f"forced aligner for word times: hub id or directory (default: {DEFAULT_ALIGNER})")
-    parser.add_argument("--align", default=None, metavar="TEXT_OR_FILE",
+    words.add_argument("--align", default=None, metavar="TEXT_OR_FILE",
                         help="time this transcript instead of recognising one: the text itself, or a text, .srt or "
                              ".vtt file (its text is re-timed); one audio input; any output format")
-    parser.add_argument("--max-line-width", type=positive_int, default=None, metavar="COLUMNS",
+    words.add_argument("--max-line-width", type=positive_int, default=None, metavar="COLUMNS",
                         help=f"subtitle/timed line width in columns, CJK characters count 2 (default: {MAX_LINE_WIDTH})")
-    parser.add_argument("--max-line-count", type=positive_int, default=None, metavar="LINES",
+    words.add_argument("--max-line-count", type=positive_int, default=None, metavar="LINES",
                         help=f"lines per subtitle cue (default: {MAX_LINES})")
-    parser.add_argument("--max-cue-seconds", type=positive_float, default=None, metavar="SECONDS",
+    words.add_argument("--max-cue-seconds", type=positive_float, default=None, metavar="SECONDS",
                         help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
-    parser.add_argument("--skip-silence", action="store_true",
+    recognition.add_argument("--skip-silence", action="store_true",
                         help="transcribe only what a voice-activity detector calls speech (long silences and noise "
                              "are not encoded or decoded); times stay on the input's clock (needs: pip install "
                              "'mlx-qwen-asr[vad]')")
-    live = parser.add_mutually_exclusive_group()
+    live = live_group.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
     live.add_argument("--stream-fast", action="store_true", help="stream the file(s) as fast as possible")
     live.add_argument("--mic", action="store_true",
                       help="transcribe the microphone live until Ctrl-C (needs: pip install 'mlx-qwen-asr[mic]')")
-    parser.add_argument("--vad", action="store_true",
+    live_group.add_argument("--vad", action="store_true",
                         help="with --mic: dictation: each utterance (a voice-activity detector finds them) is "
                              "transcribed when it ends and printed as a line; with --timestamps, with its times")
-    parser.add_argument("--mic-device", default=None, metavar="NAME_OR_INDEX",
+    live_group.add_argument("--mic-device", default=None, metavar="NAME_OR_INDEX",
                         help="with --mic: record from this input device: its index or part of its name "
                              "(see --list-devices)")
-    parser.add_argument("--list-devices", action="store_true",
+    live_group.add_argument("--list-devices", action="store_true",
                         help="print the input devices (index, name; * marks the default) and exit")
     return parser
+
+
+# Other tools' flags that mean something close to one of ours (named in "did you mean").
+_NEAREST = {"--initial-prompt": "--context", "--prompt": "--context", "--word-timestamps": "--timestamps",
+            "--output-file": "-o", "--output-name": "-o", "--file": "the file name alone (no flag)",
+            "--device": "--dtype", "--fp16": "--dtype float16", "--task": "(transcription only)"}
+
+# whisper.cpp's -oFORMAT output flags -> our format (None: no such format here).
+_WHISPER_CPP_FORMATS = {"txt": "txt", "srt": "srt", "vtt": "vtt", "j": "json", "jf": "json", "csv": None,
+                        "lrc": None, "wts": None}
+
+
+def long_options(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+
+
+def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """whisper's spellings of our flags (`--output_dir`: _ for -) as ours; a short option glued
+    to its value (`-osrt`, whisper.cpp's output flags) is an error, never read as `-o srt`."""
+    known = set(long_options(parser))
+    glued = {name for action in parser._actions if action.nargs != 0
+             for name in action.option_strings if len(name) == 2}
+    result = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return result + argv[i:]
+        flag, eq, value = arg.partition("=")
+        if flag.startswith("--") and "_" in flag and flag not in known and flag.replace("_", "-") in known:
+            arg = flag.replace("_", "-") + eq + value
+        elif not arg.startswith("--") and arg[:2] in glued and len(arg) > 2:
+            if arg[:2] == "-o" and arg[2:] in _WHISPER_CPP_FORMATS:
+                ours = _WHISPER_CPP_FORMATS[arg[2:]] or "FORMAT (" + ", ".join(FORMATS) + ")"
+                parser.error(f"{arg} is whisper.cpp's output flag; here: -o FOLDER -f {ours}")
+            parser.error(f"{arg}: write {arg[:2]} and its value apart ({arg[:2]} {arg[2:]})")
+        result.append(arg)
+    return result
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """ ", did you mean --x?" for the first unknown flag in argparse's message ("" if none is near)."""
+    import difflib
+
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    for given in message.split(":", 1)[1].split():
+        if not given.startswith("-"):
+            continue
+        flag = given.split("=")[0].replace("_", "-")
+        if flag in _NEAREST:
+            return f"; did you mean {_NEAREST[flag]}?"
+        close = difflib.get_close_matches(flag, long_options(parser), n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean {close[0]}?"
+    return ""
 
 
 def _number(text: str, kind):
@@ -302,12 +401,26 @@ def _report(path: str, result: Transcription) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`... | head`): stop quietly, as other tools do. Later
+    writes (and the interpreter's final flush) go to /dev/null instead of raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141   # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         from .server import main as serve   # the server has its own options (server/main.py)
         return serve(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(normalize_argv(parser, argv))
     if args.list_languages:
         print(language_table())
         return 0
@@ -327,12 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_timestamps:
         print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
               file=sys.stderr)
+    slow = slow_on_this_device(args.dtype, args.quantize, args.low_memory)
+    if slow and args.align is None:
+        print(f"warning: {slow}", file=sys.stderr)
     args.model = args.model or DEFAULT_MODEL
     # Setup first, cheapest checks first: options, inputs, output folder, microphone, then
     # model and aligner (which may download); no audio is read before all of them pass.
     try:
         options = options_from(args)
         check_inputs([path for path in args.audio if path != STDIN])
+        if STDIN in args.audio and sys.stdin.isatty():
+            raise SetupError("- reads audio from standard input, which is this terminal: pipe audio in "
+                             "(mlx-qwen-asr - < talk.wav, or ffmpeg ... | mlx-qwen-asr -)")
         if args.output_dir is not None:
             check_output_dir(args.output_dir, create=False)   # created once all setup passed
         device = check_microphone(args.mic_device) if args.mic else None
@@ -361,24 +480,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # not foreseen: still one line, never a traceback
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     failures = 0
     for path in paths:
+        # Plain text is printed segment by segment as it is decoded; timed lines (phrases
+        # may span segments) once the file is done.
+        printer = None if options.word_timestamps else TextPrinter(f"{_name(path)}: " if len(paths) > 1 else "")
         try:
-            result = model.transcribe(*_source(path, args), options)
+            result = _transcribe(model, _source(path, args), options, printer)
         except SetupError as exc:   # wrong for every file: stop here
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            raise
         except Exception as exc:   # this file only; the others go on
+            if printer is not None:
+                printer.cut()
             print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1
             continue
         except KeyboardInterrupt:
+            if printer is not None:
+                printer.cut()   # what was printed stays, its line ended
             print("interrupted", file=sys.stderr)
             return 130
-        _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
+        if printer is not None:
+            printer.finish()
+        else:
+            _print_result(_name(path), result, len(paths) > 1, options.word_timestamps, shape)
         if args.verbose:
             print(_report(_name(path), result), file=sys.stderr)
         _warn(_name(path), result, options.language)
@@ -399,6 +532,43 @@ def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOpt
     if not options.word_timestamps:
         return options
     return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
+
+
+def _transcribe(model, source: tuple, options: TranscribeOptions, printer) -> Transcription:
+    from .batch import transcribe_batch
+
+    on_text = None if printer is None else (lambda index, text: printer.add(text))
+    [result] = transcribe_batch(model, list(source), options, on_text=on_text)
+    return result
+
+
+class TextPrinter:
+    """One input's text on one stdout line, written a segment at a time as each is decoded
+    (joined as `join_texts` joins them, so the line is the result's text)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.text, self.started = prefix, "", False
+
+    def add(self, text: str) -> None:
+        joined = join_texts([self.text, text])
+        if joined != self.text:
+            self._write(joined[len(self.text):])
+            self.text = joined
+
+    def finish(self) -> None:
+        self._write("\n")
+        self.started = False
+
+    def cut(self) -> None:
+        """End a line that was begun (an error or Ctrl-C in the middle of an input)."""
+        if self.started:
+            self.finish()
+
+    def _write(self, piece: str) -> None:
+        if not self.started:
+            piece, self.started = self.prefix + piece, True
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
 
 def _print_result(name: str, result: Transcription, several: bool, timed: bool, shape: CueShape) -> None:
@@ -562,6 +732,8 @@ def _live_mode(args, options: TranscribeOptions, device: int | None = None) -> i
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            raise
         except Exception as exc:
             print(f"error: {_file_error(_name(path), exc)}", file=sys.stderr)
             failures += 1

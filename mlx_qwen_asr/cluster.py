@@ -41,6 +41,9 @@ LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
 DEATHS_PER_GROUP = 2
 # A worker restarted more often than this is given up (Ray keeps restarting it until then).
 WORKER_RESTARTS = 3
+# An ADDRESS that does not answer a TCP connection this fast is reported at once (Ray itself
+# retries for many minutes, then names the node's own address rather than the one given).
+CONNECT_SECONDS = 5
 
 
 class Worker:
@@ -62,6 +65,44 @@ class Worker:
         results = transcribe_group(self.asr, [Path(s) for s in sources], options)
         # Only the message travels back: every exception pickles as a plain QwenASRError.
         return [r if isinstance(r, Transcription) else QwenASRError(first_line(r)) for r in results]
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at a HOST:PORT (or ray://HOST:PORT) address, or None (answered,
+    or an address such as "auto" that Ray resolves itself)."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+class _ray_stderr_hidden:
+    """Ray's start-up chatter (its C++ log lines, advice about flags of its own command line)
+    is not this command's output: standard error goes to a scratch file meanwhile; the
+    error Ray raises is still reported, as one line."""
+
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.scratch = tempfile.TemporaryFile()
+        os.dup2(self.scratch.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.scratch.close()
+        return False
 
 
 def _import_ray():
@@ -93,15 +134,23 @@ class RayWorkers:
         started = False
         if not ray.is_initialized():
             common = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            name = "(local)" if address is True else str(address)
+            unreachable = None if address is True else _unreachable(str(address))
+            if unreachable:
+                raise QwenASRError(f"Ray cluster {name}: cannot connect ({unreachable}); start one there "
+                                   "(ray start --head), or give --ray without an address for a local one")
             try:
-                if address is True:
-                    ray.init(num_cpus=workers or LOCAL_WORKERS, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                             **common)
-                else:
-                    ray.init(address=str(address), **common)
+                with _ray_stderr_hidden():
+                    if address is True:
+                        ray.init(num_cpus=workers or LOCAL_WORKERS, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                                 **common)
+                    else:
+                        ray.init(address=str(address), **common)
+            except ConnectionError:   # Ray's own advice names flags this command does not have
+                raise QwenASRError(f"Ray cluster {name}: no running cluster found; start one (ray start --head), "
+                                   "or give --ray without an address for a local one") from None
             except Exception as exc:
-                raise QwenASRError(f"Ray cluster {address if address is not True else '(local)'}: "
-                                   f"{first_line(exc)}") from None
+                raise QwenASRError(f"Ray cluster {name}: {first_line(exc)}") from None
             started = True
         if workers is None:
             workers = LOCAL_WORKERS if address is True else max(1, sum(

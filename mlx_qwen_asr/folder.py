@@ -66,6 +66,7 @@ class FoundInputs:
     jobs: list[Job] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)   # (input, reason)
     notes: list[str] = field(default_factory=list)
+    renames: list[str] = field(default_factory=list)   # output names changed to avoid a collision (-o runs)
 
 
 def _hidden(name: str) -> bool:
@@ -110,7 +111,7 @@ def find_audio(inputs) -> FoundInputs:
         if level:
             plain = relative.with_suffix("").as_posix()
             why = "a name the run uses itself" if plain.lower() in RESERVED_NAMES else "another input has that name"
-            found.notes.append(f"{source}: output name {name}.* rather than {plain}.* ({why})")
+            found.renames.append(f"{source}: output name {name}.* rather than {plain}.* ({why})")
     return found
 
 
@@ -293,7 +294,7 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
     manifest = Manifest(output_dir)
     records: list[dict] = []
-    for note in ([manifest.problem] if manifest.problem else []) + found.notes:
+    for note in ([manifest.problem] if manifest.problem else []) + found.notes + found.renames:
         _say(f"note: {note}")
 
     todo: list[tuple[Job, os.stat_result]] = []

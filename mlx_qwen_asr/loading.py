@@ -56,6 +56,19 @@ def low_memory_settings(dtype=None, quantize: int | None = None, already_quantiz
     return dtype, quantize
 
 
+def slow_on_this_device(dtype, quantize: int | None, low_memory: bool) -> str | None:
+    """Why this combination is much slower than the default here, or None. On the CPU backend
+    only float32 takes the BLAS paths (quantization.QuantizedLinear dequantizes to float32
+    BLAS); quantized weights in float16/bfloat16 run MLX's own kernels for every product."""
+    if mx.default_device() != mx.cpu or not (quantize or low_memory) or dtype is None:
+        return None
+    if parse_dtype(dtype) == mx.float32:
+        return None
+    flag = f"--quantize {quantize}" if quantize else "--low-memory"
+    return (f"{flag} with --dtype {dtype} on the CPU is many times slower than with float32 (no BLAS path "
+            "for quantized half-precision weights): leave out --dtype for the fast combination")
+
+
 def parse_dtype(dtype) -> mx.Dtype:
     if dtype is None:
         dtype = default_dtype()
@@ -69,8 +82,9 @@ def parse_dtype(dtype) -> mx.Dtype:
     return DTYPES[name]
 
 
-def resolve_model_dir(model: str | os.PathLike) -> Path:
-    """A local directory as it is, or a hub id downloaded (only the needed files) to the standard cache."""
+def resolve_model_dir(model: str | os.PathLike, flag: str = "--model") -> Path:
+    """A local directory as it is, or a hub id downloaded (only the needed files) to the standard cache.
+    `flag`: the option that names a local folder instead, for the message when the hub fails."""
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -85,8 +99,10 @@ def resolve_model_dir(model: str | os.PathLike) -> Path:
     except Exception as exc:  # hub errors come in many classes; all mean the same to the user
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
-        raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""
+        raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: {type(exc).__name__}: {reason}; "
+                             f"for a local copy give {flag} DIR (a folder holding its config.json, "
+                             "model.safetensors and tokenizer files)") from None
 
 
 def weight_files(model_dir: Path) -> list[Path]:

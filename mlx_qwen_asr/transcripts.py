@@ -10,16 +10,19 @@ that drifted or were timed by hand come out on the audio's word times.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from .aligner import DEFAULT_ALIGNER, get_aligner
 from .audio import SAMPLE_RATE, load_audio
-from .errors import QwenASRError
+from .errors import OptionError, QwenASRError
 from .languages import normalize_language
 from .results import Segment, Transcription, join_texts
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
+# A --align value ending so (or a single word holding a path separator) names a file.
+TRANSCRIPT_SUFFIXES = (".txt", ".text", ".md", ".srt", ".vtt", ".ass", ".ssa", ".sub", ".lrc", ".json", ".tsv")
 _TIMING_LINE = re.compile(r"^\s*(\d+:)?\d+:\d+[.,]\d+\s*-->")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -48,6 +51,8 @@ def read_transcript(text_or_file: str) -> str:
         is_file = path.is_file()
     except (OSError, ValueError):  # a long text is no valid path
         is_file = False
+    if not is_file and _looks_like_a_path(str(text_or_file)):
+        raise OptionError(f"--align: {text_or_file}: no such file (to align words, give the transcript text)")
     if not is_file:
         text = " ".join(str(text_or_file).split())
         if not text:
@@ -61,6 +66,15 @@ def read_transcript(text_or_file: str) -> str:
     if not text:
         raise QwenASRError(f"--align: {path} holds no transcript text")
     return text
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A missing file rather than a transcript: a text/subtitle extension, or one word with a
+    path separator (`notes/talk`); transcripts have spaces and no such endings."""
+    text = text.strip()
+    if Path(text).suffix.lower() in TRANSCRIPT_SUFFIXES:
+        return True
+    return not any(ch.isspace() for ch in text) and ("/" in text or os.sep in text)
 
 
 def align_transcription(audio, text: str, language: str | None = None, *, aligner=DEFAULT_ALIGNER,

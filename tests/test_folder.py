@@ -53,8 +53,8 @@ def test_names_mirror_roots_and_collisions_are_resolved(tmp_path):
     assert names["x/summary.wav"] == "summary.wav"                        # summary.json is the run's
     assert len(found.jobs) == 7                                           # talks/day1/a.wav only once
     assert found.missing == [(str(tmp_path / "gone"), "no such file or folder")]
-    assert sum("another input has that name" in note for note in found.notes) == 4
-    assert any("summary.wav.* rather than summary.* (a name the run uses itself)" in n for n in found.notes)
+    assert sum("another input has that name" in note for note in found.renames) == 4
+    assert any("summary.wav.* rather than summary.* (a name the run uses itself)" in n for n in found.renames)
     # Deterministic: the same inputs in another order give the same names.
     again = find_audio([tmp_path / "x/summary.wav", tmp_path / "y/a.wav", tmp_path / "x/B.flac",
                         tmp_path / "x/b.wav", tmp_path / "x/a.wav", talks])

@@ -7,7 +7,7 @@ import sys
 
 from ..aligner import DEFAULT_ALIGNER
 from ..batch import DEFAULT_BATCH_SIZE
-from ..cli import OneLineParser, positive_float, positive_int   # the command line's own checks
+from ..cli import OneLineParser, positive_float, positive_int, program_name   # the command line's own checks
 from ..errors import QwenASRError
 from ..options import DEFAULT_MODEL, TranscribeOptions
 
@@ -15,7 +15,7 @@ DEFAULT_PORT = 8000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m mlx_qwen_asr serve",
+    p = OneLineParser(prog=f"{program_name()} serve",
                                 description="Serve OpenAI's audio transcription API, live transcription over a "
                                             "WebSocket and a web page.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
