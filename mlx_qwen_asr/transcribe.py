@@ -26,7 +26,7 @@ from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .peer_layouts import stored_quantization
-from .prompt import parse_output, prompt_text
+from .prompt import prompt_text, transcript_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -146,7 +146,7 @@ class ASRModel:
     def segment(self, result: DecodeResult, start: float, end: float, language: str | None) -> Segment:
         """The Segment a decoding result makes: text parsed, language found."""
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        detected, text = parse_output(raw, language)
+        detected, text = transcript_text(raw, language)
         return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
 
 
