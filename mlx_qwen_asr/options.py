@@ -33,8 +33,9 @@ class TranscribeOptions:
                        duration (and lets loop recovery retry a segment that hits it).
     segment_seconds:   audio longer than this (at least 1 s) is cut at quiet moments into
                        segments of about this length, each transcribed on its own.
-    repetition_guard:  stop a segment's decoding when it loops; False is plain greedy decoding,
-                       token for token the official `generate`.
+    repetition_guard:  stop a segment's decoding when it loops, and call one that ended in a
+                       loop at EOS a loop too; False is plain greedy decoding, token for token
+                       the official `generate`.
     recover_loops:     decode a segment that looped or hit its default budget again, with a
                        repetition penalty, then in two halves.
     word_timestamps:   time every word with the forced aligner (`Segment.words`).

@@ -53,6 +53,17 @@ def test_markup_in_the_decoded_text_is_not_in_the_segment_text(ours):
     assert StreamText(ours.tokenizer, None).body(tokens) == "one two third third four"
 
 
+def test_a_loop_ended_by_eos_finishes_as_repetition(ours):
+    from mlx_qwen_asr.decoding import DecodeResult
+
+    speech_tokens = ours.tokenizer.encode("language English<asr_text>no, no, no. we sat on the mat.")
+    looped = ours.tokenizer.encode("language English<asr_text>we sat" + " on the mat" * 5 + ".")
+    finish = lambda tokens, check: ours.segment(DecodeResult(tokens, "eos", 0, 0), 0.0, 1.0, None, check).finish_reason
+    assert finish(looped, True) == "repetition"
+    assert finish(looped, False) == "eos"   # plain greedy decoding (repetition_guard=False)
+    assert finish(speech_tokens, True) == "eos"
+
+
 def test_result_fields_and_timings(ours, tmp_path):
     path = tmp_path / "clip.wav"
     sf.write(path, speech(2.0), 16000)
