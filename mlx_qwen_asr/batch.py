@@ -192,5 +192,6 @@ def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeO
             # The batch's time is shared: each row is charged an equal part.
             add_time(job.timings, "prefill", result.prefill_s / len(prompts))
             add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = model.segment(result, job.offset, job.end, options[slot].language)
+            segments[slot] = model.segment(result, job.offset, job.end, options[slot].language,
+                                           options[slot].repetition_guard)
     return segments

@@ -247,8 +247,9 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
 
     `model` is a hub id, a local directory or a loaded `ASRModel`; `formats` any of txt,
     json, srt, vtt, tsv or "all"; `options` and the keyword `changes` to it: see
-    TranscribeOptions (the manifest records them); `shape` (writers.CueShape) shapes srt/vtt
-    cues. Finished inputs are skipped on a rerun
+    TranscribeOptions (the manifest records them); srt/vtt are word-timed (by the forced
+    aligner) unless `word_timestamps=False` makes them one cue per segment, as the CLI's
+    --no-timestamps does; `shape` (writers.CueShape) shapes srt/vtt cues. Finished inputs are skipped on a rerun
     with the same options unless `overwrite`. Files that fail are listed in the summary's
     `failures`; `quiet` turns off the progress bars and the printed summary (errors are
     still printed).
@@ -258,6 +259,8 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     """
     options = TranscribeOptions.build(options, **changes)
     formats = parse_formats(formats)
+    if options.word_timestamps is None:   # srt/vtt are word-timed unless word_timestamps=False (the CLI's rule)
+        options = dataclasses.replace(options, word_timestamps=bool({"srt", "vtt"} & set(formats)))
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found = find_audio(inputs)
     if found.missing:

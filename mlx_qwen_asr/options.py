@@ -34,11 +34,15 @@ class TranscribeOptions:
                        duration (and lets loop recovery retry a segment that hits it).
     segment_seconds:   audio longer than this (at least 1 s) is cut at quiet moments into
                        segments of about this length, each transcribed on its own.
-    repetition_guard:  stop a segment's decoding when it loops; False is plain greedy decoding,
-                       token for token the official `generate`.
+    repetition_guard:  stop a segment's decoding when it loops, and call one that ended in a
+                       loop at EOS a loop too; False is plain greedy decoding, token for token
+                       the official `generate`.
     recover_loops:     decode a segment that looped or hit its default budget again, with a
                        repetition penalty, then in two halves.
-    word_timestamps:   time every word with the forced aligner (`Segment.words`).
+    word_timestamps:   time every word with the forced aligner (`Segment.words`). None (the
+                       default): as the output needs them: on where srt/vtt files or
+                       responses are made (transcribe_folder, the server), which are
+                       word-timed as the CLI's are; off otherwise.
     aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
     skip_silence:      transcribe only the spans a voice-activity detector calls speech (vad.py;
                        needs the `vad` extra); every time stays on the input's clock.
@@ -54,7 +58,7 @@ class TranscribeOptions:
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS
     repetition_guard: bool = True
     recover_loops: bool = True
-    word_timestamps: bool = False
+    word_timestamps: bool | None = None
     aligner: object = DEFAULT_ALIGNER
     skip_silence: bool = False
 
@@ -76,7 +80,9 @@ class TranscribeOptions:
         if self.segment_seconds > MAX_SEGMENT_SECONDS:
             raise OptionError(f"segment_seconds may be at most {MAX_SEGMENT_SECONDS:g} (one segment is decoded "
                               f"whole), got {self.segment_seconds:g}")
-        for name in ("repetition_guard", "recover_loops", "word_timestamps", "skip_silence"):
+        if not (self.word_timestamps is None or isinstance(self.word_timestamps, bool)):
+            raise OptionError(f"word_timestamps must be True, False or None, got {self.word_timestamps!r}")
+        for name in ("repetition_guard", "recover_loops", "skip_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.skip_silence:

@@ -1,17 +1,24 @@
 """The official Qwen3-ASR prompt, language names, and parsing of the model's raw output.
 
 Mirrors `Qwen3ASRModel._build_text_prompt` and `utils.parse_asr_output` of the official
-package (docs/model.md §6).
+package (docs/model.md §6). `transcript_text` goes one step further than the official
+parser on purpose: it removes model markup left anywhere in the text.
 """
 
 from __future__ import annotations
 
+import re
+
 from .languages import normalize_language  # noqa: F401 (re-exported: the name prompt users import)
+from .results import join_texts
 
 ASR_TEXT_TAG = "<asr_text>"
 AUDIO_PAD = "<|audio_pad|>"
 _LANGUAGE_PREFIX = "language "
 REPETITION_THRESHOLD = 20
+# Markup the model writes that is not speech: a language header (also mid-text, where the
+# model starts a transcript over), the tag alone, the non-speech marker, chat tokens.
+_MARKUP = re.compile(r"language [A-Za-z]+\s*<asr_text>|<asr_text>|<non_speech>|<\|[a-z_]+\|>")
 
 
 def prompt_text(num_audio_tokens: int, context: str = "", language: str | None = None) -> str:
@@ -97,3 +104,19 @@ def parse_output(raw: str, forced_language: str | None = None) -> tuple[str, str
                 language = value[:1].upper() + value[1:].lower()
             break
     return language, body.strip()
+
+
+def strip_markup(text: str) -> str:
+    """`text` without model markup; the pieces around it joined as segments are (a space,
+    none next to CJK). Text without markup is returned unchanged."""
+    if not _MARKUP.search(text):
+        return text
+    return join_texts(_MARKUP.split(text))
+
+
+def transcript_text(raw: str, forced_language: str | None = None) -> tuple[str, str]:
+    """(language, text) for users: `parse_output`, then markup left in the text removed. The
+    official parser splits at the first `<asr_text>` only and keeps a second header
+    ("...thirdlanguage English<asr_text>third") in the text; this is a deliberate difference."""
+    language, text = parse_output(raw, forced_language)
+    return language, strip_markup(text)

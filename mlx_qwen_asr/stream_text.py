@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .prompt import ASR_TEXT_TAG, parse_output
+from .prompt import ASR_TEXT_TAG, parse_output, strip_markup
 from .results import join_texts
 
 
@@ -24,18 +24,19 @@ class StreamText:
 
     def body(self, tokens: list[int]) -> str:
         """Raw text after the language header, as decoded (leading spaces kept, so pieces of one
-        region concatenate exactly). Unlike offline parsing, long repetitions are not collapsed:
-        that would rewrite text already committed."""
+        region concatenate exactly), markup in it removed as offline (prompt.strip_markup).
+        Unlike offline parsing, long repetitions are not collapsed: that would rewrite text
+        already committed."""
         raw = self.tokenizer.decode(tokens)
         if self.language is not None:
-            return raw
+            return strip_markup(raw)
         if ASR_TEXT_TAG not in raw:
             return ""
         meta, text = raw.split(ASR_TEXT_TAG, 1)
         language, _ = parse_output(meta + ASR_TEXT_TAG)
         if language:
             self.language_found = language
-        return text
+        return strip_markup(text)
 
     def joined(self, tokens: list[int]) -> str:
         """The archived text followed by the region's text of `tokens`."""

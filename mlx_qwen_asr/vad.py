@@ -151,13 +151,18 @@ class SpeechMap:
 
     def word_to_input(self, start: float, end: float) -> tuple[float, float]:
         """A word's times on the input's clock. A word is spoken within one span: one that
-        the aligner let run over a junction ends where its span ends, not after the gap."""
+        the aligner let run over a junction is put in the span that holds more of it, cut
+        to that span (never on the far side of the removed gap from where it was said)."""
         first = self._index(start * SAMPLE_RATE, "right")
         last = self._index(end * SAMPLE_RATE, "left")
-        begin = self.to_input(start)
-        if last != first:
-            return begin, max(begin, self.spans[first][1] / SAMPLE_RATE)
-        return begin, self.to_input(end, end=True)
+        if last <= first:
+            return self.to_input(start), self.to_input(end, end=True)
+        bounds = [(self.joined_starts[i] / SAMPLE_RATE, (self.joined_starts[i] + self.spans[i][1] - self.spans[i][0])
+                   / SAMPLE_RATE) for i in range(first, last + 1)]
+        shares = [min(end, b) - max(start, a) for a, b in bounds]
+        index = first + shares.index(max(shares))
+        (a, b), shift = bounds[index - first], (self.input_starts[index] - self.joined_starts[index]) / SAMPLE_RATE
+        return float(max(start, a) + shift), float(min(end, b) + shift)
 
     def _index(self, sample: float, side: str) -> int:
         return max(0, int(np.searchsorted(self.joined_starts, sample, side=side)) - 1)

@@ -48,6 +48,20 @@ def test_batched_equals_unbatched(trained_model, trained_offline):
     assert [b.text for b in batched] == [trained_offline[p.name].text for p in paths]
 
 
+def test_a_loop_the_model_ends_with_eos_is_caught_and_remedied(trained_model, trained_offline):
+    from mlx_qwen_asr.transcribe import ends_in_loop
+
+    # After its speech, 5 s of silence make the fixture repeat its last words, then say EOS.
+    audio = np.concatenate([load_audio(HELDOUT / "short_04.flac"), np.zeros(5 * 16000, np.float32)])
+    unremedied = trained_model.transcribe(audio, sample_rate=16000, recover_loops=False)
+    assert unremedied.finish_reason == "repetition" and ends_in_loop(unremedied.segments[0].tokens)
+    remedied = trained_model.transcribe(audio, sample_rate=16000)
+    assert remedied.retries > 0
+    assert remedied.text == trained_offline["short_04.flac"].text
+    # Speech alone never trips the check.
+    assert {r.finish_reason for r in trained_offline.values()} == {"eos"}
+
+
 def stream(model, row, chunk: int, **options) -> str:
     """The final committed text of a held-out clip fed to a StreamingSession in `chunk`-sample pieces."""
     audio = load_audio(HELDOUT / row["file"])

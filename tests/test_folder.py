@@ -13,7 +13,8 @@ from mlx_qwen_asr.errors import QwenASRError
 from mlx_qwen_asr.folder import find_audio, transcribe_folder
 from mlx_qwen_asr.transcribe import ASRModel
 
-FAST = dict(max_new_tokens=3, quiet=True)
+# srt here as one cue per segment: these tests are about files, not word times.
+FAST = dict(max_new_tokens=3, quiet=True, word_timestamps=False)
 
 
 def make_talks(root, seconds=(1.0, 1.2)):
@@ -189,7 +190,7 @@ def test_loaded_model_single_file_with_progress_bars(tiny_checkpoint, tmp_path, 
     sf.write(tmp_path / "long.wav", speech(4.0), 16000)
     model = load_model(tiny_checkpoint)
     summary = transcribe_folder(tmp_path / "long.wav", tmp_path / "out", model=model, formats="all",
-                                segment_seconds=1.5, max_new_tokens=2)
+                                segment_seconds=1.5, max_new_tokens=2, word_timestamps=False)
     assert summary["done"] == 1 and summary["options"]["model"] == str(model.path)
     assert outputs(tmp_path / "out") == ["long.json", "long.srt", "long.tsv", "long.txt", "long.vtt",
                                          "manifest.json", "summary.json"]
@@ -212,3 +213,24 @@ def test_journal_line_torn_by_a_kill_is_skipped_and_later_lines_kept(tmp_path):
     assert list(Manifest(tmp_path).entries) == ["/x/a.wav", "/x/c.wav"]
     resumed.save()
     assert not (tmp_path / JOURNAL_NAME).exists() and list(Manifest(tmp_path).entries) == ["/x/a.wav", "/x/c.wav"]
+
+
+def test_folder_srt_and_vtt_are_word_timed_as_the_cli_s(trained_checkpoint, trained_model, trained_aligner, tmp_path):
+    from heldout import HELDOUT
+
+    from mlx_qwen_asr.cli import main
+    from mlx_qwen_asr.writers import to_string
+
+    clip = HELDOUT / "medium_01.flac"
+    transcribe_folder(clip, tmp_path / "py", model=trained_model, formats=("srt", "vtt"), aligner=str(trained_aligner),
+                      quiet=True)
+    assert main([str(clip), "--model", str(trained_checkpoint), "--dtype", "float32", "--aligner", str(trained_aligner),
+                 "-o", str(tmp_path / "cli"), "-f", "srt,vtt"]) == 0
+    for fmt in ("srt", "vtt"):
+        assert (tmp_path / "py" / f"medium_01.{fmt}").read_text() == (tmp_path / "cli" / f"medium_01.{fmt}").read_text()
+    timed = trained_model.transcribe(clip, word_timestamps=True, aligner=str(trained_aligner))
+    assert (tmp_path / "py" / "medium_01.srt").read_text() == to_string(timed, "srt")
+    assert (tmp_path / "py" / "medium_01.srt").read_text().count(" --> ") > len(timed.segments)   # cues of words
+    # word_timestamps=False: one cue per segment, as --no-timestamps.
+    transcribe_folder(clip, tmp_path / "plain", model=trained_model, formats="srt", word_timestamps=False, quiet=True)
+    assert (tmp_path / "plain" / "medium_01.srt").read_text() == to_string(trained_model.transcribe(clip), "srt")

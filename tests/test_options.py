@@ -39,7 +39,7 @@ def test_defaults_and_normalised_language():
     ({"segment_seconds": "30"}, "segment_seconds must be a number of at least 1"),
     ({"repetition_guard": "no"}, "repetition_guard must be True or False"),
     ({"recover_loops": 1}, "recover_loops must be True or False"),
-    ({"word_timestamps": None}, "word_timestamps must be True or False"),
+    ({"word_timestamps": "yes"}, "word_timestamps must be True, False or None"),
     ({"aligner": ""}, "aligner must be a hub id"),
     ({"context": 3}, "context must be text"),
 ])
@@ -88,7 +88,7 @@ def test_folder_manifest_records_the_options(model, tmp_path):
     import json
 
     sf.write(tmp_path / "a.wav", speech(1.0), 16000)
-    options = TranscribeOptions(language="English", max_new_tokens=2)
+    options = TranscribeOptions(language="English", max_new_tokens=2, word_timestamps=False)
     summary = transcribe_folder(tmp_path / "a.wav", tmp_path / "out", options, model=model, quiet=True)
     entry = next(iter(json.loads((tmp_path / "out" / "manifest.json").read_text())["files"].values()))
     assert summary["done"] == 1

@@ -6,7 +6,7 @@ import pytest
 
 from mlx_qwen_asr.config import SUPPORTED_LANGUAGES
 from mlx_qwen_asr.errors import LanguageError
-from mlx_qwen_asr.prompt import fix_repetitions, normalize_language, parse_output, prompt_text
+from mlx_qwen_asr.prompt import fix_repetitions, normalize_language, parse_output, prompt_text, transcript_text
 
 from mlx_qwen_asr.testing import official  # qwen_asr.inference.utils, out of process
 
@@ -60,6 +60,25 @@ def test_fix_repetitions_equals_official_on_random_text(official_engine):
 def test_parse_output_equals_official(official_engine, raw):
     assert parse_output(raw) == official.parse_output(raw)
     assert parse_output(raw, "German") == official.parse_output(raw, user_language="German")
+    # Without markup past the header, the users' text is the official parser's too.
+    assert transcript_text(raw) == official.parse_output(raw)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    # A second header mid-text, the model starting over: the official parser splits at the
+    # first tag only and keeps the rest.
+    ("language English<asr_text>one two thirdlanguage English<asr_text>third<asr_text>four",
+     "one two third third four"),
+    ("language Chinese<asr_text>你好language Chinese<asr_text>世界", "你好世界"),
+    ("language English<asr_text>before <non_speech> after", "before after"),
+])
+def test_transcript_text_removes_markup_the_official_parser_keeps(official_engine, raw, expected):
+    language, text = official.parse_output(raw)
+    assert "<" in text   # the official text still has markup: the difference is deliberate
+    assert transcript_text(raw) == (language, expected)
+    forced_language, forced_text = official.parse_output(raw, user_language="German")
+    assert "language English<asr_text>" in forced_text or "<" in forced_text
+    assert transcript_text(raw, "German") == (forced_language, transcript_text(forced_text)[1])
 
 
 def test_prompt_text_layout():

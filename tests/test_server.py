@@ -62,10 +62,22 @@ def test_json_and_text_are_the_cli_transcript(client, trained_offline):
     assert transcribe(client, SHORT[1], response_format="text").strip() == trained_offline[SHORT[1]].text
 
 
-def test_subtitles_are_the_cli_files(client, trained_offline):
-    for fmt in ("srt", "vtt"):
-        for name in (SHORT[2], LONG[1]):
-            assert transcribe(client, name, response_format=fmt) == to_string(trained_offline[name], fmt), (fmt, name)
+def test_subtitles_are_the_cli_files(server, client, trained_model, trained_aligner, trained_offline):
+    # Word-timed by default, as the CLI's; segment cues when only segments are asked for
+    # (the CLI's --no-timestamps); the page's downloads (/subtitles of its verbose_json) the same.
+    for name in (SHORT[2], LONG[1]):
+        timed = trained_model.transcribe(HELDOUT / name, word_timestamps=True, aligner=str(trained_aligner))
+        body = transcribe(client, name, response_format="verbose_json", timestamp_granularities=["word", "segment"])
+        for fmt in ("srt", "vtt"):
+            assert transcribe(client, name, response_format=fmt) == to_string(timed, fmt), (fmt, name)
+            assert transcribe(client, name, response_format=fmt, timestamp_granularities=["word"]) == to_string(timed, fmt)
+            assert transcribe(client, name, response_format=fmt, timestamp_granularities=["segment"]) == \
+                to_string(trained_offline[name], fmt), (fmt, name)
+            page = httpx.post(server.url + "/subtitles", headers=server.headers,
+                              json={"format": fmt, "transcription": body.model_dump()})
+            assert page.status_code == 200 and page.text == to_string(timed, fmt), (fmt, name)
+    bad = httpx.post(server.url + "/subtitles", headers=server.headers, json={"format": "doc"})
+    assert bad.status_code == 400 and "verbose_json" in bad.json()["error"]["message"]
 
 
 def test_verbose_json_segments_and_words(client, trained_model, trained_aligner, trained_offline):
@@ -126,7 +138,7 @@ def test_bad_requests_get_openai_errors(server, client, tmp_path):
     assert caught.value.body["code"] == "invalid_audio"
 
     with pytest.raises(openai.BadRequestError) as caught:
-        transcribe(client, SHORT[0], response_format="srt", timestamp_granularities=["word"])
+        transcribe(client, SHORT[0], response_format="json", timestamp_granularities=["word"])
     assert caught.value.body["param"] == "timestamp_granularities"
     with pytest.raises(openai.BadRequestError) as caught:
         transcribe(client, SHORT[0], language="xx")

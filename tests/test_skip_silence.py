@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from heldout import HELDOUT, rows
+from heldout import HELDOUT, rows, word_times
 
 from mlx_qwen_asr import cli
 from mlx_qwen_asr.testing.noisy_audio import with_gaps
@@ -59,6 +59,21 @@ def test_word_times_map_back(trained_model, trained_aligner, gapped):
     for word in result.words:
         # Every word inside one of the sentences (with the detector's 0.3 s padding), none in a gap.
         assert any(s - 0.35 <= word.start and word.end <= e + 0.35 for s, e in zip(starts, ends)), word
+    # ... and in its own sentence, where it was said: a word the aligner let run over a
+    # removed gap stays on the side that holds most of it (it used to go to the earlier
+    # one, seconds before it was spoken).
+    spoken = [(w, start + a) for f, start in zip(FILES, starts) for w, a, _ in word_times()[f]]
+    for word in result.words:
+        said = [at for w, at in spoken if w == word.word.lower()]
+        if said:   # (words the fixture got wrong have no reference time)
+            assert min(abs(word.start - at) for at in said) < 1.0, word
+
+
+def test_a_word_over_a_junction_goes_to_the_span_holding_most_of_it():
+    speech = SpeechMap([(16000, 48000), (80000, 96000)])   # joined 0-2 s is 1-3 s, 2-3 s is 5-6 s
+    assert speech.word_to_input(1.6, 2.5) == (5.0, 5.5)
+    assert speech.word_to_input(1.5, 2.2) == (2.5, 3.0)
+    assert speech.word_to_input(0.5, 1.0) == (1.5, 2.0) and speech.word_to_input(2.1, 2.4) == (5.1, 5.4)
 
 
 def test_cli_skip_silence(capsys, trained_checkpoint, gapped):

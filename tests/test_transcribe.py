@@ -41,6 +41,29 @@ def test_transcription_equals_official_pipeline(ours, reference, seconds, langua
     assert (result.language, result.text) == (expected.language, expected.text)
 
 
+def test_markup_in_the_decoded_text_is_not_in_the_segment_text(ours):
+    from mlx_qwen_asr.decoding import DecodeResult
+    from mlx_qwen_asr.stream_text import StreamText
+
+    raw = "language English<asr_text>one two thirdlanguage English<asr_text>third<non_speech> four"
+    tokens = ours.tokenizer.encode(raw)
+    segment = ours.segment(DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, None)
+    assert (segment.language, segment.text) == ("English", "one two third third four")
+    assert segment.raw == raw and segment.tokens == tokens   # raw output and tokens as decoded
+    assert StreamText(ours.tokenizer, None).body(tokens) == "one two third third four"
+
+
+def test_a_loop_ended_by_eos_finishes_as_repetition(ours):
+    from mlx_qwen_asr.decoding import DecodeResult
+
+    speech_tokens = ours.tokenizer.encode("language English<asr_text>no, no, no. we sat on the mat.")
+    looped = ours.tokenizer.encode("language English<asr_text>we sat" + " on the mat" * 5 + ".")
+    finish = lambda tokens, check: ours.segment(DecodeResult(tokens, "eos", 0, 0), 0.0, 1.0, None, check).finish_reason
+    assert finish(looped, True) == "repetition"
+    assert finish(looped, False) == "eos"   # plain greedy decoding (repetition_guard=False)
+    assert finish(speech_tokens, True) == "eos"
+
+
 def test_result_fields_and_timings(ours, tmp_path):
     path = tmp_path / "clip.wav"
     sf.write(path, speech(2.0), 16000)

@@ -154,13 +154,13 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
         if unknown:
             raise ApiError(400, f"timestamp_granularities {sorted(unknown)} not supported; use segment and/or word",
                            param="timestamp_granularities")
-        if granularities and fmt != "verbose_json":
-            raise ApiError(400, "timestamp_granularities need response_format verbose_json",
+        if granularities and fmt not in formats.TIMED_FORMATS:
+            raise ApiError(400, "timestamp_granularities need response_format " + ", ".join(formats.TIMED_FORMATS),
                            param="timestamp_granularities")
         stream = str(form.get("stream") or "false").lower() in ("true", "1")
         if stream and fmt not in ("json", "text"):
             raise ApiError(400, "stream=true sends text events; use response_format json or text", param="stream")
-        words = "word" in granularities
+        words = formats.wants_words(fmt, granularities)
         try:
             options = TranscribeOptions.build(settings.options, language=formats.language_name(form.get("language")),
                                               context=str(form.get("prompt") or ""), word_timestamps=words)
@@ -258,6 +258,20 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
                         "usage": formats.usage(result)})
         finally:
             job.cancel()
+
+    @app.post("/subtitles")
+    async def subtitles(request: Request):
+        """The page's srt/vtt downloads: a verbose_json body it already has, written as the
+        srt/vtt response formats (and the CLI) write it, without transcribing again."""
+        require_key(request)
+        try:
+            body = await request.json()
+            text = formats.subtitles_of_verbose_json(body["transcription"], body["format"])
+        except Exception as exc:  # noqa: BLE001 - a malformed body is the client's error
+            raise ApiError(400, f"expected JSON {{\"format\": \"srt\" or \"vtt\", \"transcription\": a verbose_json "
+                                f"body}}: {type(exc).__name__}: {exc}") from None
+        media = "text/vtt" if body["format"] == "vtt" else "application/x-subrip"
+        return Response(text, media_type=media + "; charset=utf-8")
 
     @app.get("/")
     async def page(request: Request):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ..results import Transcription
+from ..aligner import WordTiming
+from ..results import Segment, Transcription
 from ..writers import to_string
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+# Formats with times, which take timestamp_granularities.
+TIMED_FORMATS = ("verbose_json", "srt", "vtt")
 
 # ISO-639-1 codes (the API's `language`) of the languages Qwen3-ASR names; Cantonese and
 # Filipino have none, so their ISO-639-3 codes are taken too. Full names work as well.
@@ -55,6 +58,35 @@ def verbose_json_body(result: Transcription, words: bool) -> dict:
     return body
 
 
+def wants_words(fmt: str, granularities: set) -> bool:
+    """Whether a request's words are timed. srt and vtt are word-timed, as the CLI's are,
+    unless the granularities ask for segments only (the CLI's --no-timestamps);
+    verbose_json has words when "word" is asked for."""
+    if fmt in ("srt", "vtt"):
+        return granularities != {"segment"}
+    return "word" in granularities
+
+
 def subtitles(result: Transcription, fmt: str) -> str:
     """srt or vtt, exactly as the CLI writes them."""
     return to_string(result, fmt)
+
+
+def subtitles_of_verbose_json(body: dict, fmt: str) -> str:
+    """srt or vtt of a verbose_json body (the page's downloads): the same cues as the
+    transcription it was made from gives, to the millisecond its times are rounded to."""
+    if fmt not in ("srt", "vtt"):
+        raise ValueError(f"format must be srt or vtt, got {fmt!r}")
+    segments = [Segment(float(s["start"]), float(s["end"]), str(s["text"]), "", str(s.get("finish_reason", "eos")))
+                for s in body["segments"]]
+    words = body.get("words")
+    if words is not None:
+        timed = [WordTiming(str(w["word"]), float(w["start"]), float(w["end"])) for w in words]
+        if segments:
+            segments[0].words = timed   # cues are built from the words in order, across segments
+            for segment in segments[1:]:
+                segment.words = []
+        else:
+            segments = [Segment(0.0, 0.0, "", "", "eos", words=timed)]
+    duration = float(body.get("duration", 0.0))
+    return to_string(Transcription.from_segments(segments, duration, {}), fmt)
