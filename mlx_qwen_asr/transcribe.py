@@ -96,11 +96,14 @@ class ASRModel:
                                     on_segment=on_segment if progress else None, **changes)
         return result
 
-    def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
-        """`transcribe_batch(self, audios, options, ...)`: several inputs, segments decoded together."""
+    def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, *, on_error: str = "raise",
+                        **kwargs) -> list:
+        """`transcribe_batch(self, audios, options, ...)`: several inputs, segments decoded together.
+        `on_error="return"` puts a bad input's exception in its place in the list instead of
+        raising it (the others are still transcribed)."""
         from .batch import transcribe_batch
 
-        return transcribe_batch(self, audios, options, **kwargs)
+        return transcribe_batch(self, audios, options, on_error=on_error, **kwargs)
 
     def decode_with_recovery(self, samples, offset: float, options: TranscribeOptions, timings: dict,
                              first: Segment | None = None) -> list[Segment]:
@@ -196,22 +199,30 @@ def load_model(model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | No
 
 
 def transcribe(audio, options: TranscribeOptions | None = None, *, model: str | Path | ASRModel = DEFAULT_MODEL,
-               dtype=None, quantize: int | None = None, sample_rate: int | None = None,
-               **changes) -> Transcription | list[Transcription]:
+               dtype=None, quantize: int | None = None, sample_rate: int | None = None, on_error: str = "raise",
+               **changes) -> Transcription | list:
     """Transcribe an audio file path or array (with `sample_rate`), or a list of them.
 
     `model` is a hub id, a local directory, or an `ASRModel` from `load_model()` (`dtype` and
     `quantize` apply when it is loaded here). A list in gives a list out, in the same order
     (`transcribe_batch`). `options` and the keyword `changes` to it: see TranscribeOptions.
+
+    A bad input of a list (a missing or unreadable file, a bad array): `on_error="raise"`
+    raises its exception, before the model loads where it can tell (a missing file);
+    `on_error="return"` puts the exception in that input's place in the list and
+    transcribes the others. A single input's error is always raised.
     """
+    if on_error not in ("raise", "return"):
+        raise ValueError(f'on_error must be "raise" or "return", got {on_error!r}')
     options = TranscribeOptions.build(options, **changes)   # checked before the model loads
     if not isinstance(model, ASRModel):
-        _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
+        if on_error == "raise" or not isinstance(audio, list):
+            _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
         model = load_model(model, dtype, quantize)
     if isinstance(audio, list):
         from .batch import transcribe_batch
 
-        return transcribe_batch(model, audio, options, sample_rate=sample_rate)
+        return transcribe_batch(model, audio, options, sample_rate=sample_rate, on_error=on_error)
     return model.transcribe(audio, options, sample_rate=sample_rate)
 
 
