@@ -10,6 +10,8 @@ from .languages import normalize_language  # noqa: F401 (re-exported: the name p
 
 ASR_TEXT_TAG = "<asr_text>"
 AUDIO_PAD = "<|audio_pad|>"
+LANGUAGE_WORD = "language"
+NO_SPEECH_NAME = " None"     # the model writes "language None<asr_text>" for no speech
 _LANGUAGE_PREFIX = "language "
 REPETITION_THRESHOLD = 20
 

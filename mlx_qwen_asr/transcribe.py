@@ -26,7 +26,9 @@ from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .peer_layouts import stored_quantization
-from .prompt import parse_output, prompt_text
+from .confidence import attach_confidence, is_no_speech, span_probability
+from .languages import forced_language, language_set
+from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, parse_output, prompt_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -48,6 +50,9 @@ class ASRModel:
         self.dtype = dtype
         self.quantize = quantize
         self.low_memory = low_memory   # also: segments decoded one at a time by default
+        # The output's "language" token, and what follows it for no speech ("language None").
+        self.language_token = tokenizer.encode(LANGUAGE_WORD)[0]
+        self.no_speech_ids = tuple(tokenizer.encode(NO_SPEECH_NAME)[:1])
 
     def __repr__(self) -> str:
         quantized = f", quantize={self.quantize}" if self.quantize else ""
@@ -73,6 +78,21 @@ class ASRModel:
 
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
+
+    def header_tokens(self, language: str) -> list[int]:
+        """The tokens of the output's header for `language`: "language", its name, "<asr_text>"."""
+        return self.tokenizer.encode(f"{LANGUAGE_WORD} {language}{ASR_TEXT_TAG}")
+
+    def header_choices(self, language) -> list[list[int]] | None:
+        """The headers a language set (options.language) lets the model choose from; None otherwise."""
+        names = language_set(language)
+        return [self.header_tokens(name) for name in names] if names else None
+
+    def language_slot(self, language) -> int | None:
+        """Where, in a prompt that forces `language`, the model's language slot is (the
+        position after "language", from the end); None when the language is not forced."""
+        forced = forced_language(language)
+        return -len(self.header_tokens(forced)) if forced else None
 
     def transcribe(self, audio, options: TranscribeOptions | None = None, *, sample_rate: int | None = None,
                    progress=None, batch_size: int | None = None, **changes) -> Transcription:
@@ -132,25 +152,32 @@ class ASRModel:
         options = TranscribeOptions.build(options, **changes)
         timings = {} if timings is None else timings
         end = offset + len(samples) / SAMPLE_RATE
-        prompt = asr_prompt(self, samples, options.context, options.language, timings)
+        prompt = asr_prompt(self, samples, options.context, forced_language(options.language), timings)
         if prompt is None:
-            return Segment(offset, end, "", options.language or "", "silence")
+            return Segment(offset, end, "", forced_language(options.language) or "", "silence")
         guard = RepetitionGuard() if options.repetition_guard else None
         result = greedy_decode(self.network, prompt[1][None], self.budget(samples, options),
-                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty)
+                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty,
+                               header_choices=self.header_choices(options.language),
+                               no_speech_ids=self.no_speech_ids, slot=self.language_slot(options.language))
         add_time(timings, "prefill", result.prefill_s)
         add_time(timings, "decode", result.decode_s)
-        return self.segment(result, offset, end, options.language)
+        return self.segment(result, offset, end, options)
 
     def budget(self, samples: np.ndarray, options: TranscribeOptions) -> int:
         """Tokens a segment may generate: the option, else scaled to its duration."""
         return token_budget(len(samples) / SAMPLE_RATE) if options.max_new_tokens is None else int(options.max_new_tokens)
 
-    def segment(self, result: DecodeResult, start: float, end: float, language: str | None) -> Segment:
-        """The Segment a decoding result makes: text parsed, language found."""
+    def segment(self, result: DecodeResult, start: float, end: float, options: TranscribeOptions) -> Segment:
+        """The Segment a decoding result makes: text parsed, language found, confidence
+        (confidence.py) attached; dropped as no speech if the options' gate says so."""
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        detected, text = parse_output(raw, language)
-        return Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
+        detected, text = parse_output(raw, forced_language(options.language))
+        segment = Segment(start, end, text, detected, result.finish_reason, result.tokens, raw=raw)
+        attach_confidence(segment, result, self.tokenizer, self.language_token)
+        if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
+            segment.text, segment.finish_reason = "", "no_speech"
+        return segment
 
 
 def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
@@ -172,7 +199,8 @@ def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: fl
         first = int(round((segment.start - offset) * SAMPLE_RATE))
         last = int(round((segment.end - offset) * SAMPLE_RATE))
         words = aligner.align_samples(audio[first:last], segment.text, segment.language or None)
-        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start) for w in words]
+        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start,
+                                 probability=span_probability(segment.word_probabilities, w.span)) for w in words]
     add_time(timings, "align", time.perf_counter() - start)
 
 
