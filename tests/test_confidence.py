@@ -172,3 +172,18 @@ def test_notebook_draws_less_sure_words_lighter(trained_model):
         assert f"<span{_sureness(word.probability)}>{word.word}</span>" in html
     assert _sureness(0.99) == "" and _sureness(None) == ""
     assert "opacity:0.35" in _sureness(0.0)
+
+
+def test_command_line_no_speech_threshold(capsys, trained_checkpoint, tmp_path):
+    import soundfile as sf
+
+    from mlx_qwen_asr import cli
+
+    path = tmp_path / "hiss.wav"
+    sf.write(path, noise("white", 8 * 16000, -45.0, np.random.default_rng(1)), 16000)
+    base = [str(path), "--model", str(trained_checkpoint), "--language", "en,zh"]
+    assert cli.main(base) == 0 and capsys.readouterr().out.strip() == ""
+    assert cli.main(base + ["--no-speech-threshold", "none"]) == 0 and capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--no-speech-threshold", "2"])
+    assert "probability from 0 to 1" in capsys.readouterr().err

@@ -130,3 +130,29 @@ def test_streaming_honours_a_set(trained_model):
         finals[str(language)] = session.finish()
     assert finals["['en', 'zh']"].text == finals["None"].text and finals["['en', 'zh']"].language == "English"
     assert finals["['zh', 'de']"].language in ("Chinese", "German")
+
+
+def test_command_line_takes_a_language_set(capsys, trained_checkpoint, trained_offline):
+    from mlx_qwen_asr import cli
+
+    clip = CLIPS[0]
+    code = cli.main([str(clip), "--model", str(trained_checkpoint), "--language", "en,zh", "--verbose"])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.strip() == trained_offline[clip.name].text
+    assert "language English" in err
+    code = cli.main([str(clip), "--model", str(trained_checkpoint), "--language", "en,klingon"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error:") and "klingon" in err and err.count("\n") == 1
+
+
+def test_dictation_honours_a_set(trained_model):
+    from mlx_qwen_asr.dictation import SimulatedClock, dictate, paced_blocks
+    from mlx_qwen_asr.testing.noisy_audio import with_gaps
+
+    audio, _ = with_gaps([load_audio(clip) for clip in CLIPS[:2]], [1.0, 1.5])
+    clock = SimulatedClock()
+    heard = dictate(trained_model, TranscribeOptions(language=["zh", "de"]), paced_blocks(audio, clock), clock=clock)
+    assert heard and all(h.result.language in ("Chinese", "German", "") for h in heard)
+    assert any(h.result.language for h in heard)
+    alone = [trained_model.transcribe(h.utterance.audio, sample_rate=16000, language=["zh", "de"]) for h in heard]
+    assert [h.result.tokens for h in heard] == [r.tokens for r in alone]
