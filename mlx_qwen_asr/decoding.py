@@ -79,7 +79,10 @@ def token_scores(logits: mx.array, picks: mx.array, quiet_ids: mx.array) -> mx.a
     logits = logits.astype(mx.float32)
     total = mx.logsumexp(logits, axis=-1)
     picked = mx.take_along_axis(logits, picks.astype(mx.int32)[:, None], axis=-1)[:, 0]
-    quiet = mx.logsumexp(mx.take(logits, quiet_ids, axis=-1), axis=-1)
+    if quiet_ids.size:
+        quiet = mx.logsumexp(mx.take(logits, quiet_ids, axis=-1), axis=-1)
+    else:   # nothing counts as no speech (a benchmark that never stops)
+        quiet = mx.full(total.shape, -math.inf)
     return mx.stack([picked - total, quiet - total], axis=-1)
 
 

@@ -187,3 +187,12 @@ def test_command_line_no_speech_threshold(capsys, trained_checkpoint, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(base + ["--no-speech-threshold", "2"])
     assert "probability from 0 to 1" in capsys.readouterr().err
+
+
+def test_scores_when_nothing_counts_as_no_speech():
+    """A benchmark decodes with no EOS ids at all: the scores still come, no speech at -inf."""
+    from mlx_qwen_asr.decoding import quiet_array, token_scores
+
+    logits = mx.array([[0.0, 1.0, 2.0]])
+    (logprob, quiet), = token_scores(logits, mx.array([2]), quiet_array((), ())).tolist()
+    assert logprob == pytest.approx(2.0 - math.log(1 + math.e + math.e ** 2)) and quiet == -math.inf
