@@ -49,6 +49,8 @@ class WordTiming:
     # [begin, end) characters of the unit in the aligned text (None if it cannot be found),
     # so a subtitle can show the text as written, punctuation included.
     span: tuple[int, int] | None = None
+    # How sure the recognizer was of the word's text (confidence.py); None if not known.
+    probability: float | None = None
 
     @property
     def duration(self) -> float:

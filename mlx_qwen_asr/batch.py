@@ -19,7 +19,7 @@ from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
 from .limits import check_context
 from .options import TranscribeOptions
-from .prompt import normalize_language
+from .languages import forced_language, normalize_languages
 from .results import Segment, Transcription
 from .cutting import iter_pieces
 from .model_input import add_time, asr_prompts
@@ -51,7 +51,7 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     options = TranscribeOptions.build(options, **changes)
-    normalize_language(options.language, model.config.support_languages)   # this model's languages
+    normalize_languages(options.language, model.config.support_languages)   # this model's languages
     check_context(model.tokenizer, options.context)
     run = _BatchRun(model, audios, options, sample_rate, progress, on_segment, on_text)
     for index, audio in enumerate(audios):
@@ -173,25 +173,27 @@ def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeO
     with different languages, contexts and budgets): silent ones skipped, the rest decoded
     together, each row exactly as it would be alone."""
     segments: list[Segment | None] = []
-    prompts, budgets, guards, live = [], [], [], []
+    prompts, budgets, guards, choices, slots, live = [], [], [], [], [], []
     encoded = asr_prompts(model, [job.audio for job in jobs], [o.context for o in options],
-                          [o.language for o in options], [job.timings for job in jobs])
+                          [forced_language(o.language) for o in options], [job.timings for job in jobs])
     for job, row_options, prompt in zip(jobs, options, encoded):
         if prompt is None:
-            segments.append(Segment(job.offset, job.end, "", row_options.language or "", "silence"))
+            segments.append(Segment(job.offset, job.end, "", forced_language(row_options.language) or "", "silence"))
             continue
         segments.append(None)
         prompts.append(prompt[1])
         budgets.append(model.budget(job.audio, row_options))
         guards.append(RepetitionGuard() if row_options.repetition_guard else None)
+        choices.append(model.header_choices(row_options.language))
+        slots.append(model.language_slot(row_options.language))
         live.append(len(segments) - 1)
     if prompts:
-        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guards)
+        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guards,
+                                      header_choices=choices, no_speech_ids=model.no_speech_ids, slots=slots)
         for slot, result in zip(live, decoded):
             job = jobs[slot]
             # The batch's time is shared: each row is charged an equal part.
             add_time(job.timings, "prefill", result.prefill_s / len(prompts))
             add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = model.segment(result, job.offset, job.end, options[slot].language,
-                                           options[slot].repetition_guard)
+            segments[slot] = model.segment(result, job.offset, job.end, options[slot])
     return segments

@@ -26,6 +26,7 @@ from .languages import forced_language_warning, language_table
 from .loading import slow_on_this_device
 from .options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
+from .confidence import DEFAULT_NO_SPEECH_THRESHOLD
 from .cutting import DEFAULT_SEGMENT_SECONDS
 from .limits import check_context
 from .results import join_texts
@@ -119,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"hub id or local model directory (default: {DEFAULT_MODEL})")
     recognition.add_argument("-l", "--language", default=None,
                         help="force the language instead of detecting it: a name or ISO code (en, zh, yue, ja, ...; "
-                             "see --list-languages)")
+                             "see --list-languages); a comma list (en,zh) lets the model choose each segment's "
+                             "language among those only")
+    recognition.add_argument("--no-speech-threshold", type=_no_speech_threshold, default=DEFAULT_NO_SPEECH_THRESHOLD,
+                             help="drop a segment whose no-speech probability is above this and whose text is unsure "
+                                  f"(default: {DEFAULT_NO_SPEECH_THRESHOLD:g}; 'none' keeps every segment)")
     recognition.add_argument("--context", default="", help="context text (names, terms) given to the model as system prompt")
     model.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="compute precision (default: float32 on CPU, bfloat16 on GPU)")
@@ -524,7 +529,19 @@ def options_from(args) -> TranscribeOptions:
         language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
         segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
         word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER,
-        skip_silence=args.skip_silence)
+        skip_silence=args.skip_silence, no_speech_threshold=args.no_speech_threshold)
+
+
+def _no_speech_threshold(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}")
+    return value
 
 
 def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:

@@ -3,7 +3,8 @@
 The model is prompted with the official English names (config.SUPPORTED_LANGUAGES); users
 type "en", "eng", "zh", "yue", "Mandarin", "Farsi". `normalize_language` turns any of them
 into the official name, and is the one place that does (CLI, Python API, folder runs,
-streaming and the aligner all call it).
+streaming and the aligner all call it). `normalize_languages` also takes a set ("en,zh",
+["en", "zh"]): the model then chooses each segment's language among those.
 """
 
 from __future__ import annotations
@@ -83,6 +84,39 @@ def normalize_language(language: str | None, supported=SUPPORTED_LANGUAGES) -> s
     return name
 
 
+def normalize_languages(language, supported=SUPPORTED_LANGUAGES) -> str | tuple[str, ...] | None:
+    """What a `language` option may be, checked: None (detect), one language (force it), or
+    a set the model chooses from per segment: a list or tuple of languages, or a comma
+    list ("en,zh"). A set's names come back in order, duplicates dropped, as a tuple; a set
+    of one is that language, forced."""
+    if isinstance(language, str) and "," in language:
+        language = language.split(",")
+    if not isinstance(language, (list, tuple)):
+        if language is not None and not isinstance(language, str):
+            raise LanguageError(f"language must be a name, a list of names or None, got {type(language).__name__}")
+        return normalize_language(language, supported)
+    names: list[str] = []
+    for item in language:
+        if not isinstance(item, str):
+            raise LanguageError(f"language must be a name, a list of names or None, got {item!r} in the list")
+        name = normalize_language(item, supported)
+        if name is not None and name not in names:
+            names.append(name)
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else tuple(names)
+
+
+def forced_language(language) -> str | None:
+    """The language to force from a normalized `language` option: None for detection and for a set."""
+    return language if isinstance(language, str) else None
+
+
+def language_set(language) -> tuple[str, ...]:
+    """The languages a normalized `language` option lets the model choose from; () unless a set."""
+    return language if isinstance(language, tuple) else ()
+
+
 def codes(name: str) -> list[str]:
     """The ISO 639-1 and 639-3 codes of an official name, the ones that exist."""
     iso1, iso3, _ = LANGUAGE_CODES.get(name, ("", "", ()))
@@ -101,7 +135,8 @@ def language_table(supported=SUPPORTED_LANGUAGES) -> str:
 def forced_language_warning(name: str, result, language: str | None) -> str | None:
     """A warning when a forced `language` got no text out of audio that is not silent: the
     model found nothing it could write in that language (the speech is probably in another)."""
-    if not language or result.text.strip() or all(s.finish_reason == "silence" for s in result.segments):
+    language = forced_language(language)
+    if not language or result.text.strip() or all(s.finish_reason in ("silence", "no_speech") for s in result.segments):
         return None
     return (f"warning: {name}: nothing recognised with the language forced to {language}; "
             "if the speech is in another language, run without --language")

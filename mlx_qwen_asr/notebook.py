@@ -200,10 +200,42 @@ def _transcript(segments, timed: bool, clock) -> str:
             continue
         if timed:
             items = [(0, item) for item in s.word_items()]   # (segment, word), as _until takes them
-            body = "".join(f'<span class="q-w" {_times(start, _until(items, k))}><i>{short_clock(start)}</i>'
-                           f'{html.escape(text)}</span>' for k, (_, (start, _, text)) in enumerate(items))
+            sure = [w.probability for w in s.words or []] if len(s.words or []) == len(items) else [None] * len(items)
+            body = "".join(f'<span class="q-w" {_times(start, _until(items, k))}{_sureness(p)}>'
+                           f'<i>{short_clock(start)}</i>{html.escape(text)}</span>'
+                           for k, ((_, (start, _, text)), p) in enumerate(zip(items, sure)))
         else:
-            body = f'<span class="q-st" {_times(s.start, s.end)}>{html.escape(s.text)}</span>'
+            body = f'<span class="q-st" {_times(s.start, s.end)}>{_text_by_sureness(s)}</span>'
         lines.append(f'<div class="q-line"><span class="q-range{"" if timed else " q-top"}">{clock(s.start)}<br>– {clock(s.end)}</span>'
                      f'<span class="q-words">{body}</span></div>')
     return f'<div class="q-text">{"".join(lines)}</div>'
+
+
+# Words the model was less sure of are drawn lighter: opacity from LIGHTEST (probability 0)
+# to 1 (probability 1); sure words (SURE or more) are left as they are.
+LIGHTEST = 0.35
+SURE = 0.95
+
+
+def _sureness(probability: float | None) -> str:
+    """The style and hover title of a word of this probability ('' for a sure or unknown one)."""
+    if probability is None or probability >= SURE:
+        return ""
+    opacity = LIGHTEST + (1.0 - LIGHTEST) * probability
+    return f' style="opacity:{opacity:.2f}" title="p={probability:.2f}"'
+
+
+def _text_by_sureness(segment) -> str:
+    """A segment's text, its less sure words (confidence.WordProbability) drawn lighter."""
+    words = segment.word_probabilities or []
+    out, at = [], 0
+    for word in words:
+        style = _sureness(word.probability)
+        if not style:
+            continue
+        begin, end = word.span
+        out.append(html.escape(segment.text[at:begin]))
+        out.append(f"<span{style}>{html.escape(segment.text[begin:end])}</span>")
+        at = end
+    out.append(html.escape(segment.text[at:]))
+    return "".join(out)

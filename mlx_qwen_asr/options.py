@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from .aligner import DEFAULT_ALIGNER, Aligner
 from .config import SUPPORTED_LANGUAGES
 from .errors import OptionError
-from .languages import normalize_language
+from .languages import normalize_languages
 from .limits import MAX_NEW_TOKENS, MAX_SEGMENT_SECONDS
+from .confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD
 from .cutting import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
@@ -28,7 +29,9 @@ QUANTIZE_BITS = (4, 8)
 class TranscribeOptions:
     """Per-request transcription options: they may differ between two calls on one loaded model.
 
-    language:          force this language ("english" -> "English"); None detects it per segment.
+    language:          force this language ("english" -> "English"); None detects it per segment;
+                       a set (["en", "zh"] or "en,zh") lets the model choose each segment's
+                       language among those only (a set of one forces it).
     context:           text (names, terms) given to the model as its system prompt.
     max_new_tokens:    token budget per segment, at least 1; None scales it with each segment's
                        duration (and lets loop recovery retry a segment that hits it).
@@ -46,13 +49,18 @@ class TranscribeOptions:
     aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
     skip_silence:      transcribe only the spans a voice-activity detector calls speech (vad.py;
                        needs the `vad` extra); every time stays on the input's clock.
+    no_speech_threshold: a segment whose no_speech_prob is above this and whose text is unsure
+                       (avg_logprob below `logprob_threshold`) is dropped, finish_reason
+                       "no_speech" (confidence.py); None keeps every segment.
+    logprob_threshold: the avg_logprob under which a segment's text counts as unsure; None:
+                       the no-speech probability alone decides.
 
     Streaming uses language, context, word_timestamps and aligner; the others are offline only.
     The model, its dtype and quantization are not here: they are fixed when a model is loaded
     (`LoadOptions`).
     """
 
-    language: str | None = None
+    language: str | tuple[str, ...] | None = None
     context: str = ""
     max_new_tokens: int | None = None
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS
@@ -61,10 +69,12 @@ class TranscribeOptions:
     word_timestamps: bool | None = None
     aligner: object = DEFAULT_ALIGNER
     skip_silence: bool = False
+    no_speech_threshold: float | None = DEFAULT_NO_SPEECH_THRESHOLD
+    logprob_threshold: float | None = DEFAULT_LOGPROB_THRESHOLD
 
     def __post_init__(self):
         set_ = object.__setattr__   # frozen: the checked values are stored once, here
-        set_(self, "language", normalize_language(self.language, SUPPORTED_LANGUAGES))
+        set_(self, "language", normalize_languages(self.language, SUPPORTED_LANGUAGES))
         if self.context is None:
             set_(self, "context", "")
         if not isinstance(self.context, str):
@@ -85,6 +95,14 @@ class TranscribeOptions:
         for name in ("repetition_guard", "recover_loops", "skip_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.no_speech_threshold is not None and not (_is_number(self.no_speech_threshold)
+                                                         and 0.0 <= self.no_speech_threshold <= 1.0):
+            raise OptionError(f"no_speech_threshold must be a probability from 0 to 1 or None, got "
+                              f"{self.no_speech_threshold!r}")
+        if self.logprob_threshold is not None and not (_is_number(self.logprob_threshold)
+                                                       and -math.inf < self.logprob_threshold <= 0.0):
+            raise OptionError(f"logprob_threshold must be a log-probability (a number <= 0) or None, got "
+                              f"{self.logprob_threshold!r}")
         if self.skip_silence:
             from .vad import check_available
 
@@ -114,11 +132,20 @@ class TranscribeOptions:
         and only when word timestamps are on (otherwise it changes nothing)."""
         out = asdict(replace(self, aligner=DEFAULT_ALIGNER))
         out["aligner"] = str(getattr(self.aligner, "path", self.aligner)) if self.word_timestamps else None
+        if isinstance(self.language, tuple):
+            out["language"] = list(self.language)   # as JSON gives it back
+        for name in NEWER_FIELDS:   # at their defaults, outputs recorded before these existed stay reusable
+            if out[name] == getattr(TranscribeOptions, name):
+                del out[name]
         return out
 
 
+# Fields the folder manifests of earlier versions did not record (see `record`).
+NEWER_FIELDS = ("no_speech_threshold", "logprob_threshold")
+
 # What streaming cannot honour (it decodes growing regions with its own budget and guard).
-NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence")
+NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence",
+                "no_speech_threshold", "logprob_threshold")
 
 
 def check_streamable(options: TranscribeOptions) -> TranscribeOptions:

@@ -14,6 +14,8 @@ from .results import join_texts
 
 ASR_TEXT_TAG = "<asr_text>"
 AUDIO_PAD = "<|audio_pad|>"
+LANGUAGE_WORD = "language"
+NO_SPEECH_NAME = " None"     # the model writes "language None<asr_text>" for no speech
 _LANGUAGE_PREFIX = "language "
 REPETITION_THRESHOLD = 20
 # Markup the model writes that is not speech: a language header (also mid-text, where the

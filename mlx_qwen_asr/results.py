@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 # Finish reasons, worst first: the whole file reports the worst of its segments.
-FINISH_SEVERITY = ("length", "repetition", "eos", "silence")
+FINISH_SEVERITY = ("length", "repetition", "eos", "no_speech", "silence")
 
 
 @dataclass
@@ -16,12 +16,20 @@ class Segment:
     end: float
     text: str
     language: str
-    finish_reason: str           # "eos", "length" (budget hit: truncated), "repetition", "silence"
+    finish_reason: str           # "eos", "length" (budget hit: truncated), "repetition", "silence",
+                                 # "no_speech" (text dropped: confidence.is_no_speech)
     tokens: list[int] = field(default_factory=list)
     retries: int = 0             # re-decodes spent on a loop or a missing EOS
     remedy: str = ""             # what the last retry did ("repetition_penalty", "split")
     raw: str = ""                # decoded output before parsing
     words: list | None = None    # WordTiming (aligner.py) with times from the input's start, if asked for
+    # Confidence (confidence.py): per token of `tokens` its log-probability; the text tokens'
+    # (and EOS's) mean; the probability of "no speech" at the language slot; per word of
+    # `text` its probability (WordProbability). None where not decoded (silence).
+    logprobs: list[float] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    word_probabilities: list | None = None
 
     @property
     def truncated(self) -> bool:
@@ -70,6 +78,11 @@ class Transcription:
     @property
     def truncated(self) -> bool:
         return any(s.truncated for s in self.segments)
+
+    @property
+    def word_probabilities(self) -> list:
+        """Every segment's words with their probability (confidence.WordProbability)."""
+        return [w for s in self.segments for w in (s.word_probabilities or [])]
 
     @property
     def retries(self) -> int:

@@ -24,7 +24,8 @@ from .errors import OptionError
 from .limits import check_context
 from .model_input import clip_mel, is_silent
 from .options import TranscribeOptions, check_streamable
-from .prompt import ASR_TEXT_TAG, normalize_language
+from .languages import forced_language, normalize_languages
+from .prompt import ASR_TEXT_TAG
 from .results import join_texts
 from .stream_regions import end_of_text, log_softmax, region_cut
 from .stream_text import StreamText, StreamWords
@@ -104,7 +105,9 @@ class StreamingSession:
         self.max_step_tokens = max_step_tokens
         # Word times of committed text: re-aligned within the region whenever it grows (the
         # region is bounded, so this cost is flat too); closed regions keep theirs.
-        self.language = normalize_language(options.language, model.config.support_languages)
+        languages = normalize_languages(options.language, model.config.support_languages)
+        self.language = forced_language(languages)
+        self.header_choices = model.header_choices(languages)   # a language set: chosen per region
         self.text = StreamText(model.tokenizer, self.language)
         aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.words = StreamWords(aligner, self.text) if aligner is not None else None
@@ -250,7 +253,8 @@ class StreamingSession:
         previous = self.output_tokens
         draft = previous[len(prefix):] if previous[:len(prefix)] == prefix else []
         result = greedy_decode(network, sequence[reuse:][None], budget, self.model.config.eos_token_ids,
-                               RepetitionGuard(), cache=self.cache, draft=draft)
+                               RepetitionGuard(), cache=self.cache, draft=draft,
+                               header_choices=None if prefix else self.header_choices)
         # The cache now holds this step's prompt; the next step keeps what of it precedes
         # its first changed audio token (the encoder reports how many are unchanged).
         self.cache_valid = len(before) + audio_embeddings.shape[0]

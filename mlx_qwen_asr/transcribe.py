@@ -26,7 +26,9 @@ from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .peer_layouts import stored_quantization
-from .prompt import prompt_text, transcript_text
+from .confidence import attach_confidence, is_no_speech, span_probability
+from .languages import forced_language, language_set
+from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, parse_output, prompt_text, transcript_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -53,6 +55,9 @@ class ASRModel:
         self.dtype = dtype
         self.quantize = quantize
         self.low_memory = low_memory   # also: segments decoded one at a time by default
+        # The output's "language" token, and what follows it for no speech ("language None").
+        self.language_token = tokenizer.encode(LANGUAGE_WORD)[0]
+        self.no_speech_ids = tuple(tokenizer.encode(NO_SPEECH_NAME)[:1])
 
     def __repr__(self) -> str:
         quantized = f", quantize={self.quantize}" if self.quantize else ""
@@ -79,6 +84,21 @@ class ASRModel:
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
         return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
 
+    def header_tokens(self, language: str) -> list[int]:
+        """The tokens of the output's header for `language`: "language", its name, "<asr_text>"."""
+        return self.tokenizer.encode(f"{LANGUAGE_WORD} {language}{ASR_TEXT_TAG}")
+
+    def header_choices(self, language) -> list[list[int]] | None:
+        """The headers a language set (options.language) lets the model choose from; None otherwise."""
+        names = language_set(language)
+        return [self.header_tokens(name) for name in names] if names else None
+
+    def language_slot(self, language) -> int | None:
+        """Where, in a prompt that forces `language`, the model's language slot is (the
+        position after "language", from the end); None when the language is not forced."""
+        forced = forced_language(language)
+        return -len(self.header_tokens(forced)) if forced else None
+
     def transcribe(self, audio, options: TranscribeOptions | None = None, *, sample_rate: int | None = None,
                    progress=None, batch_size: int | None = None, **changes) -> Transcription:
         """Transcribe one file path or array (with `sample_rate`), of any length.
@@ -101,11 +121,14 @@ class ASRModel:
                                     on_segment=on_segment if progress else None, **changes)
         return result
 
-    def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, **kwargs) -> list:
-        """`transcribe_batch(self, audios, options, ...)`: several inputs, segments decoded together."""
+    def transcribe_many(self, audios: list, options: TranscribeOptions | None = None, *, on_error: str = "raise",
+                        **kwargs) -> list:
+        """`transcribe_batch(self, audios, options, ...)`: several inputs, segments decoded together.
+        `on_error="return"` puts a bad input's exception in its place in the list instead of
+        raising it (the others are still transcribed)."""
         from .batch import transcribe_batch
 
-        return transcribe_batch(self, audios, options, **kwargs)
+        return transcribe_batch(self, audios, options, on_error=on_error, **kwargs)
 
     def decode_with_recovery(self, samples, offset: float, options: TranscribeOptions, timings: dict,
                              first: Segment | None = None) -> list[Segment]:
@@ -134,30 +157,36 @@ class ASRModel:
         options = TranscribeOptions.build(options, **changes)
         timings = {} if timings is None else timings
         end = offset + len(samples) / SAMPLE_RATE
-        prompt = asr_prompt(self, samples, options.context, options.language, timings)
+        prompt = asr_prompt(self, samples, options.context, forced_language(options.language), timings)
         if prompt is None:
-            return Segment(offset, end, "", options.language or "", "silence")
+            return Segment(offset, end, "", forced_language(options.language) or "", "silence")
         guard = RepetitionGuard() if options.repetition_guard else None
         result = greedy_decode(self.network, prompt[1][None], self.budget(samples, options),
-                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty)
+                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty,
+                               header_choices=self.header_choices(options.language),
+                               no_speech_ids=self.no_speech_ids, slot=self.language_slot(options.language))
         add_time(timings, "prefill", result.prefill_s)
         add_time(timings, "decode", result.decode_s)
-        return self.segment(result, offset, end, options.language, options.repetition_guard)
+        return self.segment(result, offset, end, options)
 
     def budget(self, samples: np.ndarray, options: TranscribeOptions) -> int:
         """Tokens a segment may generate: the option, else scaled to its duration."""
         return token_budget(len(samples) / SAMPLE_RATE) if options.max_new_tokens is None else int(options.max_new_tokens)
 
-    def segment(self, result: DecodeResult, start: float, end: float, language: str | None,
-                check_loops: bool = False) -> Segment:
-        """The Segment a decoding result makes: text parsed, language found; with
-        `check_loops`, one that ended in a loop at EOS finishes as "repetition"."""
+    def segment(self, result: DecodeResult, start: float, end: float, options: TranscribeOptions) -> Segment:
+        """The Segment a decoding result makes: text parsed, language found, confidence
+        (confidence.py) attached; with the options' repetition guard, one that ended in a loop
+        at EOS finishes as "repetition"; dropped as no speech if the options' gate says so."""
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        detected, text = transcript_text(raw, language)
+        detected, text = transcript_text(raw, forced_language(options.language))
         finish = result.finish_reason
-        if check_loops and finish == "eos" and ends_in_loop(result.tokens):
+        if options.repetition_guard and finish == "eos" and ends_in_loop(result.tokens):
             finish = "repetition"
-        return Segment(start, end, text, detected, finish, result.tokens, raw=raw)
+        segment = Segment(start, end, text, detected, finish, result.tokens, raw=raw)
+        attach_confidence(segment, result, self.tokenizer, self.language_token)
+        if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
+            segment.text, segment.finish_reason = "", "no_speech"
+        return segment
 
 
 def ends_in_loop(tokens: list[int]) -> bool:
@@ -184,7 +213,8 @@ def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: fl
         first = int(round((segment.start - offset) * SAMPLE_RATE))
         last = int(round((segment.end - offset) * SAMPLE_RATE))
         words = aligner.align_samples(audio[first:last], segment.text, segment.language or None)
-        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start) for w in words]
+        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start,
+                                 probability=span_probability(segment.word_probabilities, w.span)) for w in words]
     add_time(timings, "align", time.perf_counter() - start)
 
 
@@ -211,22 +241,30 @@ def load_model(model: str | Path = DEFAULT_MODEL, dtype=None, quantize: int | No
 
 
 def transcribe(audio, options: TranscribeOptions | None = None, *, model: str | Path | ASRModel = DEFAULT_MODEL,
-               dtype=None, quantize: int | None = None, sample_rate: int | None = None,
-               **changes) -> Transcription | list[Transcription]:
+               dtype=None, quantize: int | None = None, sample_rate: int | None = None, on_error: str = "raise",
+               **changes) -> Transcription | list:
     """Transcribe an audio file path or array (with `sample_rate`), or a list of them.
 
     `model` is a hub id, a local directory, or an `ASRModel` from `load_model()` (`dtype` and
     `quantize` apply when it is loaded here). A list in gives a list out, in the same order
     (`transcribe_batch`). `options` and the keyword `changes` to it: see TranscribeOptions.
+
+    A bad input of a list (a missing or unreadable file, a bad array): `on_error="raise"`
+    raises its exception, before the model loads where it can tell (a missing file);
+    `on_error="return"` puts the exception in that input's place in the list and
+    transcribes the others. A single input's error is always raised.
     """
+    if on_error not in ("raise", "return"):
+        raise ValueError(f'on_error must be "raise" or "return", got {on_error!r}')
     options = TranscribeOptions.build(options, **changes)   # checked before the model loads
     if not isinstance(model, ASRModel):
-        _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
+        if on_error == "raise" or not isinstance(audio, list):
+            _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
         model = load_model(model, dtype, quantize)
     if isinstance(audio, list):
         from .batch import transcribe_batch
 
-        return transcribe_batch(model, audio, options, sample_rate=sample_rate)
+        return transcribe_batch(model, audio, options, sample_rate=sample_rate, on_error=on_error)
     return model.transcribe(audio, options, sample_rate=sample_rate)
 
 

@@ -270,9 +270,10 @@ def result_dict(result: Transcription, *, input: str | None = None, model: str |
     segments = [
         {"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "language": s.language,
          "finish_reason": s.finish_reason, "truncated": s.truncated, "retries": s.retries, "remedy": s.remedy,
-         "tokens": list(s.tokens), "raw": s.raw,
-         **({"words": [{"word": text, "start": round(start, 3), "end": round(end, 3)}
-                       for start, end, text in s.word_items()]} if s.words is not None else {})}
+         "tokens": list(s.tokens), "raw": s.raw, **confidence_fields(s),
+         **({"words": [{"word": text, "start": round(start, 3), "end": round(end, 3),
+                        **({"probability": _rounded(w.probability)} if w.probability is not None else {})}
+                       for (start, end, text), w in zip(s.word_items(), s.words)]} if s.words is not None else {})}
         for i, s in enumerate(result.segments)
     ]
     languages = []
@@ -294,6 +295,19 @@ def result_dict(result: Transcription, *, input: str | None = None, model: str |
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "segments": segments,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def confidence_fields(segment) -> dict:
+    """A segment's confidence (confidence.py) as JSON: per token log-probabilities, Whisper's
+    avg_logprob and no_speech_prob, and each word's probability."""
+    return {"logprobs": [_rounded(lp) for lp in segment.logprobs], "avg_logprob": _rounded(segment.avg_logprob),
+            "no_speech_prob": _rounded(segment.no_speech_prob),
+            "word_probabilities": [{"word": w.word, "probability": _rounded(w.probability)}
+                                   for w in segment.word_probabilities or []]}
 
 
 def write_json(result: Transcription, file: TextIO, shape: CueShape | None = None, **metadata) -> None:

@@ -397,6 +397,28 @@ def test_api_bad_file_in_a_list_with_on_error_return(model, tmp_path):
     assert isinstance(results[0], AudioError) and results[1].text
 
 
+def test_api_list_with_on_error_return_keeps_the_others(model_dir, model, tmp_path):
+    missing = tmp_path / "gone.wav"
+    for engine in (model_dir, model):   # loaded here (no check before loading) or given
+        results = mlx_qwen_asr.transcribe([GOOD, missing, GOOD], model=engine, on_error="return")
+        assert isinstance(results[1], AudioError) and "gone.wav: no such file" in str(results[1])
+        assert results[0].text and results[2].text == results[0].text
+
+
+def test_api_on_error_is_checked_and_raise_stays_the_default(tmp_path):
+    with pytest.raises(ValueError, match="on_error"):
+        mlx_qwen_asr.transcribe([GOOD], model=tmp_path / "not-a-model", on_error="skip")
+    with pytest.raises(AudioError, match="gone.wav: no such file"):
+        mlx_qwen_asr.transcribe([GOOD, tmp_path / "gone.wav"], model=tmp_path / "not-a-model")
+
+
+def test_api_transcribe_many_takes_on_error(model, tmp_path):
+    with pytest.raises(AudioError):
+        model.transcribe_many([tmp_path / "gone.wav", GOOD])
+    results = model.transcribe_many([tmp_path / "gone.wav", GOOD], on_error="return")
+    assert isinstance(results[0], AudioError) and results[1].text
+
+
 def test_api_load_model_names_an_aligner(trained_aligner):
     with pytest.raises(ModelLoadError, match="--aligner"):
         mlx_qwen_asr.load_model(trained_aligner)

@@ -190,14 +190,17 @@ def pcm24k(name: str) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-def realtime_items(client, names: list[str], chunk_ms: int = 100) -> list[tuple[str, list[str]]]:
+def realtime_items(client, names: list[str], chunk_ms: int = 100, language: str = "en") -> list[tuple[str, list[str]]]:
     """One session: each clip appended in chunks and committed; (transcript, deltas) per clip."""
     out = []
     with client.realtime.connect(model="tiny") as conn:
         assert conn.recv().type == "session.created"
         conn.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-            "format": {"type": "audio/pcm", "rate": 24000}, "transcription": {"model": "tiny", "language": "en"}}}}})
-        assert conn.recv().type == "session.updated"
+            "format": {"type": "audio/pcm", "rate": 24000}, "transcription": {"model": "tiny", "language": language}}}}})
+        updated = conn.recv()
+        assert updated.type == "session.updated"
+        if language == "en,zh":
+            assert updated.session.audio.input.transcription.language == "English,Chinese"
         for name in names:
             pcm = pcm24k(name)
             step = 24000 * 2 * chunk_ms // 1000
@@ -227,6 +230,28 @@ def test_realtime_sessions_at_once(client, trained_offline):
         for name, (transcript, deltas) in zip(names, items):
             assert transcript == trained_offline[name].text, name
             assert "".join(deltas) == transcript
+
+
+def test_realtime_takes_a_language_set(client, trained_offline):
+    [(transcript, _)] = realtime_items(client, SHORT[6:7], language="en,zh")
+    assert transcript == trained_offline[SHORT[6]].text
+
+
+def test_language_sets_and_confidence(client, trained_offline):
+    name = SHORT[3]
+    offline = trained_offline[name]
+    verbose = transcribe(client, name, response_format="verbose_json", language="en,zh", include=["logprobs"])
+    assert verbose.language == "english" and verbose.text == offline.text
+    [segment] = verbose.segments
+    assert segment.avg_logprob == pytest.approx(offline.segments[0].avg_logprob, abs=1e-3)
+    assert segment.no_speech_prob == pytest.approx(offline.segments[0].no_speech_prob, abs=1e-3)
+    plain = transcribe(client, name, include=["logprobs"])
+    assert "".join(t.token for t in plain.logprobs).strip() == offline.text
+    assert [t.logprob for t in plain.logprobs] == pytest.approx(offline.segments[0].logprobs[3:], abs=1e-3)
+    for bad in ({"include": ["everything"]}, {"include": ["logprobs"], "response_format": "text"},
+                {"language": "en,xx"}):
+        with pytest.raises(openai.BadRequestError):
+            transcribe(client, name, **bad)
 
 
 def test_realtime_refuses_a_wrong_key(server):

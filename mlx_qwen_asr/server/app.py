@@ -161,6 +161,13 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
         if stream and fmt not in ("json", "text"):
             raise ApiError(400, "stream=true sends text events; use response_format json or text", param="stream")
         words = formats.wants_words(fmt, granularities)
+        include = set(form.getlist("include[]") + form.getlist("include"))
+        if include - {"logprobs"}:
+            raise ApiError(400, f"include {sorted(include - {'logprobs'})} not supported; only logprobs",
+                           param="include")
+        if include and (fmt not in ("json", "verbose_json") or stream):
+            raise ApiError(400, "include[]=logprobs needs response_format json or verbose_json, without stream",
+                           param="include")
         try:
             options = TranscribeOptions.build(settings.options, language=formats.language_name(form.get("language")),
                                               context=str(form.get("prompt") or ""), word_timestamps=words)
@@ -194,10 +201,11 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
             return StreamingResponse(_events(request, job, future, progress), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         result = await _wait(request, job, future)
+        extra = {"logprobs": formats.logprobs_body(result, worker.model.tokenizer)} if include else {}
         if fmt == "json":
-            return JSONResponse(formats.json_body(result))
+            return JSONResponse({**formats.json_body(result), **extra})
         if fmt == "verbose_json":
-            return JSONResponse(formats.verbose_json_body(result, words))
+            return JSONResponse({**formats.verbose_json_body(result, words), **extra})
         if fmt == "text":
             return PlainTextResponse(result.text + "\n")
         media = "text/vtt" if fmt == "vtt" else "application/x-subrip"

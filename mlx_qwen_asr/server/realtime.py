@@ -79,7 +79,7 @@ class Connection:
     def session_info(self) -> dict:
         return {"type": "transcription", "id": "sess_" + self.item_id[5:],
                 "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.rate},
-                                    "transcription": {"model": self.settings.model_id, "language": self.language,
+                                    "transcription": {"model": self.settings.model_id, "language": _as_text(self.language),
                                                       "prompt": self.prompt},
                                     "turn_detection": None}}}
 
@@ -285,3 +285,8 @@ async def realtime_endpoint(websocket: WebSocket, app) -> None:
             await websocket.close()
         except Exception:  # noqa: BLE001 - already closed
             pass
+
+
+def _as_text(language) -> str | None:
+    """A session's language as the API writes it: a name, or a language set comma-joined."""
+    return ",".join(language) if isinstance(language, tuple) else language

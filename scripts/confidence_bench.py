@@ -1,0 +1,228 @@
+"""Does confidence mean something, what does it cost, and what does the no-speech gate drop?
+
+    python scripts/confidence_bench.py                          # AUROC and the gate, trained fixture
+    python scripts/confidence_bench.py --cost-model DIR         # + cost per token at DIR's dims
+    python -m mlx_qwen_asr.testing.random_checkpoint DIR --size 0.6b   # (a random 0.6B checkpoint)
+
+AUROC: the trained fixture (tests/fixtures/tiny_asr.npz) transcribes its 28 held-out clips,
+clean and under white, pink and 50 Hz hum noise (mlx_qwen_asr/testing/noisy_audio.py) at
+`--snr` dB; each written word is matched to the reference by a word-level edit alignment
+(correct: matched to the same word); the AUROC says how often a correct word has a higher
+probability than a wrong one (1: always, 0.5: chance).
+
+Gate: every speech segment's no_speech_prob and avg_logprob, clean and noisy, and those of
+noise-only inputs (white, pink, hum at several levels, a 1 kHz sine and, when ../shared is
+there, its recorded white noise; "room tone": low-passed noise with a faint hum), and which
+of them the default gate (confidence.py) drops or leaves with text, and a strict setting
+of it (`no_speech_threshold=0, logprob_threshold=-2`: unsure text goes).
+
+Cost: `--cost-model DIR`: one decode step (network forward of one token and the argmax)
+timed with and without the scores (decoding.token_scores), alternating, and the scores
+alone on that step's logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
+
+from mlx_qwen_asr import ASRModel  # noqa: E402
+from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD, is_no_speech  # noqa: E402
+from mlx_qwen_asr.testing.compact_checkpoint import expand_compact  # noqa: E402
+from mlx_qwen_asr.testing.noisy_audio import NOISE_KINDS, noise  # noqa: E402
+from mlx_qwen_asr.testing.wer import normalize  # noqa: E402
+
+SHARED_NOISE = ROOT.parent / "shared" / "data" / "audio" / "pdx" / "noise.wav"
+# A stricter setting of the same gate: unsure text goes whatever the no-speech probability.
+STRICT = (0.0, -2.0)
+
+
+def aligned_correct(reference: list[str], hypothesis: list[str]) -> list[bool]:
+    """For each hypothesis word: does a minimum-edit alignment match it to the same reference word?"""
+    n, m = len(reference), len(hypothesis)
+    cost = np.zeros((n + 1, m + 1), int)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
+                             cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]))
+    correct = [False] * m
+    i, j = n, m
+    while i > 0 and j > 0:
+        if cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            correct[j - 1] = reference[i - 1] == hypothesis[j - 1]
+            i, j = i - 1, j - 1
+        elif cost[i, j] == cost[i, j - 1] + 1:
+            j -= 1
+        else:
+            i -= 1
+    return correct
+
+
+def auroc(positive: list[float], negative: list[float]) -> float:
+    """P(a positive's score > a negative's), ties counting half (Mann-Whitney)."""
+    if not positive or not negative:
+        return float("nan")
+    p, q = np.array(positive)[:, None], np.array(negative)[None, :]
+    return float(((p > q).sum() + 0.5 * (p == q).sum()) / (p.size * q.size))
+
+
+def scored_words(result, reference: str) -> list[tuple[float, bool]]:
+    """(probability, correct) of each written word (punctuation-only words skipped)."""
+    words = [(normalize(w.word), w.probability) for w in result.word_probabilities]
+    words = [(" ".join(n), p) for n, p in words if n]
+    correct = aligned_correct(normalize(reference), [w for w, _ in words])
+    return [(p, ok) for (_, p), ok in zip(words, correct)]
+
+
+def with_noise(clip: np.ndarray, kind: str, snr_db: float, rng) -> np.ndarray:
+    level = 10 * np.log10(np.mean(clip ** 2) + 1e-12) - snr_db
+    return np.clip(clip + noise(kind, len(clip), level, rng), -1, 1).astype(np.float32)
+
+
+def room_tone(samples: int, level_db: float, rng) -> np.ndarray:
+    """Room tone: brown (1/f^2) noise, a faint 50 Hz hum under it."""
+    spectrum = np.fft.rfft(rng.standard_normal(samples))
+    spectrum /= np.maximum(np.arange(len(spectrum)), 1)
+    x = np.fft.irfft(spectrum, samples)
+    x = x / (np.sqrt(np.mean(x ** 2)) or 1) + 0.1 * noise("hum", samples, 0.0, rng)
+    return (x / np.sqrt(np.mean(x ** 2)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def noise_inputs(rng) -> dict[str, np.ndarray]:
+    out = {}
+    for kind in NOISE_KINDS:
+        for db in (-20, -35, -50):
+            out[f"{kind} {db} dBFS"] = noise(kind, 8 * 16000, db, rng)
+    for db in (-30, -45):
+        out[f"room tone {db} dBFS"] = room_tone(8 * 16000, db, rng)
+    t = np.arange(3 * 16000) / 16000
+    out["1 kHz sine"] = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    if SHARED_NOISE.exists():
+        out["recorded white noise (10 s)"] = load_audio(SHARED_NOISE)[:10 * 16000]
+    return out
+
+
+def quality(model, snr_db: float) -> None:
+    rng = np.random.default_rng(0)
+    picked = rows()
+    clips = [load_audio(HELDOUT / r["file"]) for r in picked]
+    conditions = {"clean": clips}
+    for kind in NOISE_KINDS:
+        conditions[f"{kind} {snr_db:g} dB SNR"] = [with_noise(c, kind, snr_db, rng) for c in clips]
+    everything, segments = [], []
+    print(f"{'condition':22} {'words':>6} {'wrong':>6} {'AUROC':>6}  no_speech_prob max  avg_logprob min  "
+          f"segments dropped (default, strict {STRICT})")
+    for name, audios in conditions.items():
+        results = model.transcribe_many(audios, sample_rate=16000, no_speech_threshold=None)
+        scored = [pair for r, row in zip(results, picked) for pair in scored_words(r, row["text"])]
+        everything += scored
+        segs = [s for r in results for s in r.segments if s.text]
+        segments += segs
+        dropped = sum(is_no_speech(s, DEFAULT_NO_SPEECH_THRESHOLD, DEFAULT_LOGPROB_THRESHOLD) for s in segs)
+        strict = sum(is_no_speech(s, *STRICT) for s in segs)
+        right = [p for p, ok in scored if ok]
+        wrong = [p for p, ok in scored if not ok]
+        print(f"{name:22} {len(scored):6d} {len(wrong):6d} {auroc(right, wrong):6.3f}  "
+              f"{max(s.no_speech_prob for s in segs):18.2e}  {min(s.avg_logprob for s in segs):15.3f}  "
+              f"{dropped}/{len(segs)}, strict {strict}/{len(segs)}")
+    right = [p for p, ok in everything if ok]
+    wrong = [p for p, ok in everything if not ok]
+    print(f"{'all':22} {len(everything):6d} {len(wrong):6d} {auroc(right, wrong):6.3f}  "
+          f"(mean probability: correct {np.mean(right):.3f}, wrong {np.mean(wrong):.3f})")
+
+
+def gate(model) -> None:
+    print(f"\nnoise only: default gate no_speech_prob > {DEFAULT_NO_SPEECH_THRESHOLD} and avg_logprob < "
+          f"{DEFAULT_LOGPROB_THRESHOLD}")
+    print(f"{'input':28} {'language':10} {'no_speech_prob':>14} {'avg_logprob':>11}  "
+          f"text without gate -> default gate; strict {STRICT}")
+    for name, audio in noise_inputs(np.random.default_rng(1)).items():
+        for language in (None, ["en", "zh"]):
+            kept = model.transcribe(audio, sample_rate=16000, language=language, no_speech_threshold=None)
+            gated = model.transcribe(audio, sample_rate=16000, language=language)
+            for k, g in zip(kept.segments, gated.segments):
+                print(f"{name:28} {'auto' if language is None else 'en,zh':10} {k.no_speech_prob or 0:14.4f} "
+                      f"{k.avg_logprob if k.avg_logprob is not None else float('nan'):11.3f}  "
+                      f"{k.text[:30]!r} -> {g.text[:30]!r} ({g.finish_reason}); "
+                      f"strict: {'dropped' if is_no_speech(k, *STRICT) else repr(k.text[:30])}")
+
+
+def cost(model_dir: str, steps: int) -> None:
+    import mlx.core as mx
+
+    from mlx_qwen_asr.decoding import quiet_array, token_scores
+
+    model = ASRModel.load(model_dir)
+    network = model.network
+    quiet = quiet_array(model.config.eos_token_ids, model.no_speech_ids)
+    prompt = network.embed_tokens(mx.array(list(range(1000, 1200))))[None]
+    cache = network.make_cache(400 + 2 * steps)
+    logits = network(prompt, cache)[:, -1, :]
+    token = mx.argmax(logits, axis=-1)
+    mx.eval(token, cache.state())
+    base = cache.offset
+
+    def run(scored: bool) -> float:
+        cache.rollback(base)
+        nonlocal_token = token
+        start = time.perf_counter()
+        for _ in range(steps):
+            logits = network(network.embed_tokens(nonlocal_token)[:, None, :], cache)[:, -1, :]
+            picked = mx.argmax(logits, axis=-1)
+            out = (picked, token_scores(logits, picked, quiet)) if scored else (picked,)
+            mx.eval(*out)
+            nonlocal_token = picked
+        return (time.perf_counter() - start) / steps
+
+    run(True), run(False)   # warm up
+    plain, scored = [], []
+    for _ in range(5):
+        plain.append(run(False))
+        scored.append(run(True))
+    logits = mx.random.normal((1, network.config.text.vocab_size)).astype(logits.dtype)
+    picked = mx.argmax(logits, axis=-1)
+    mx.eval(logits, picked)
+    start = time.perf_counter()
+    for _ in range(200):
+        mx.eval(token_scores(logits, picked, quiet))
+    alone = (time.perf_counter() - start) / 200
+    step = float(np.median(plain))
+    print(f"\ncost at {model_dir} ({model.dtype}): step {step * 1000:.1f} ms median, with scores "
+          f"{np.median(scored) * 1000:.1f} ms ({(np.median(scored) / step - 1) * 100:+.1f} %); "
+          f"the scores alone {alone * 1000:.3f} ms ({alone / step * 100:.2f} % of a step)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snr", type=float, default=5.0, help="noise under the held-out clips, dB SNR")
+    parser.add_argument("--cost-model", default=None, help="checkpoint directory for the per-token cost")
+    parser.add_argument("--steps", type=int, default=24, help="decode steps per timing run")
+    parser.add_argument("--no-quality", action="store_true", help="cost only")
+    args = parser.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if not args.no_quality:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = ASRModel.load(expand_compact(TRAINED_MODEL, Path(tmp)), dtype="float32")
+            quality(model, args.snr)
+            gate(model)
+    if args.cost_model:
+        cost(args.cost_model, args.steps)
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
