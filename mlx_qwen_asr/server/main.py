@@ -105,6 +105,9 @@ def _serve(app, args, worker) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    # Listening before the URL is announced: a client that reads it may connect at once, and a
+    # bound socket that does not listen yet refuses it. (uvicorn's own listen() only resizes the backlog.)
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.model_name or args.model} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1)",
