@@ -51,6 +51,9 @@ HELDOUT_MODULE = ROOT / "tests" / "heldout.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_asr.npz"
 SCHEMA = 1
 MIN_START_S = 20.0   # a check is not started with less time than this left
+# Per-check environment: a float32 comparison in float32 arithmetic (MLX's CUDA matmuls
+# use TF32 unless told not to; the official side turns TF32 off itself).
+CHECK_ENV = {"tokens_fp32": {"MLX_ENABLE_TF32": "0"}}
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,10 @@ class Plan:
 
 FULL = Plan(token_size="0.6b", speed_sizes=("0.6b", "1.7b"), tokens=32, runs=3, warmup=1, heldout_clips=None,
             folder_clips=20, long_seconds=121.0, stream_minutes=0.5, server_requests=16, server_clips=4,
-            budgets={"environment": 90, "checkpoints": 150, "tokens_fp32": 100, "precision": 60,
+            budgets={"environment": 90, "checkpoints": 150, "tokens_fp32": 100, "precision": 90,
                      "speed_0.6b": 100, "speed_1.7b": 120, "folder": 60, "long": 70, "streaming": 60,
                      "server": 120, "diarization": 60})
-REHEARSAL = Plan(token_size="tiny", speed_sizes=("tiny",), tokens=32, runs=1, warmup=0, heldout_clips=(3, 1, 0),
+REHEARSAL = Plan(token_size="tiny", speed_sizes=("tiny",), tokens=16, runs=1, warmup=0, heldout_clips=(2, 1, 0),
                  folder_clips=4, long_seconds=40.0, stream_minutes=0.25, server_requests=4, server_clips=2,
                  budgets={"environment": 120, "checkpoints": 300, "tokens_fp32": 300, "precision": 300,
                           "speed_tiny": 300, "folder": 300, "long": 300, "streaming": 300, "server": 300,
@@ -176,6 +179,9 @@ def official_leg(ctx: Context, leg):
 
 # ----------------------------------------------------------------------------- checks
 
+ENV_PREFIXES = ("MLX_", "CUDA_", "LD_LIBRARY_PATH", "OMP_", "MKL_")
+
+
 def check_environment(ctx: Context) -> dict:
     import mlx.core as mx
     import numpy as np
@@ -188,9 +194,13 @@ def check_environment(ctx: Context) -> dict:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
         info["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+    info["environment_variables"] = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
     ctx.use_device()
     info["device"] = str(mx.default_device())
-    info["device_info"] = {k: v for k, v in mx.device_info().items() if isinstance(v, (str, int, float, bool))}
+    try:
+        info["device_info"] = {k: v for k, v in mx.device_info().items() if isinstance(v, (str, int, float, bool))}
+    except Exception as error:   # noqa: BLE001 - a name is nice to have, not a reason to stop
+        info["device_info"] = {"error": f"{type(error).__name__}: {error}"}
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((256, 512)).astype(np.float32)
@@ -277,7 +287,8 @@ def check_tokens_fp32(ctx: Context) -> dict:
         reference = ctx.official(model_dir, "float32", window_mask=True)
         return {"tokens": reference.generate(audio, max_new_tokens=tokens)}
 
-    result = {"size": ctx.plan.token_size, "clip_s": 11.0, "max_tokens": tokens, "cpu": cpu, ctx.device: device,
+    result = {"size": ctx.plan.token_size, "clip_s": 11.0, "max_tokens": tokens, "device": ctx.device,
+              "tf32": os.environ.get("MLX_ENABLE_TF32", "default"), "cpu_tokens": cpu, "device_tokens": device,
               "distinct": len(set(cpu)), "equal_to_cpu": device == cpu,
               "first_difference_from_cpu": first_difference(device, cpu), "official": official_leg(ctx, official)}
     problems = [] if device == cpu else [f"{ctx.device} tokens differ from the CPU's at {result['first_difference_from_cpu']}"]
@@ -537,8 +548,9 @@ def run_child(args, name: str, budget: float, out: Path, log) -> dict:
     log.flush()
     start = time.monotonic()
     # A process group of its own: a timeout ends the check with its servers and workers.
+    env = {**os.environ, **CHECK_ENV.get(name, {})}
     proc = subprocess.Popen(child_command(args, name, result_file, budget), cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         proc.wait(timeout=budget)
     except subprocess.TimeoutExpired:
@@ -552,7 +564,7 @@ def run_child(args, name: str, budget: float, out: Path, log) -> dict:
         outcome = {"status": "timeout", "passed": False, "error": f"over its {budget:.0f} s budget"}
     else:
         outcome = {"status": "error", "passed": False, "error": f"the check's process died (exit {proc.returncode})"}
-    return {**outcome, "seconds": seconds, "budget_s": round(budget)}
+    return {**outcome, "seconds": seconds, "budget_s": round(budget), "env": CHECK_ENV.get(name, {})}
 
 
 def summary_line(entry: dict) -> str:

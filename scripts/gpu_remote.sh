@@ -89,6 +89,12 @@ environment() {
         export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     fi
     export PYTHONUNBUFFERED=1
+    # MLX compiles some kernels at run time: keep them across the checks' processes.
+    export MLX_PTX_CACHE_DIR=$GPU_HOME/ptx-cache
+    # NVRTC needs CUDA's headers; MLX looks in CUDA_HOME, CUDA_PATH, then /usr/local/cuda.
+    if [ -z "${CUDA_HOME:-}${CUDA_PATH:-}" ] && [ ! -d /usr/local/cuda/include ] && command -v nvcc > /dev/null; then
+        CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")"); export CUDA_HOME
+    fi
 }
 
 smoke() {
