@@ -457,6 +457,8 @@ def script_json(command: list[str], json_path: Path, timeout: float, ok_codes=(0
     return done.returncode, json.loads(json_path.read_text())
 
 
+# The streaming and server checks run scripts in processes of their own, on MLX's default
+# device: the GPU wherever MLX has one (--device cpu on a GPU machine does not reach them).
 def check_streaming(ctx: Context) -> dict:
     model_dir = ctx.checkpoint(ctx.plan.speed_sizes[0])
     out = ctx.work_dir / "stream_bench.json"
