@@ -110,6 +110,26 @@ def split(path: Path, part_bytes: int) -> list[Path]:
     return parts
 
 
+def pack(staging: Path, out: Path, part_bytes: int) -> list[Path]:
+    """The files under `staging`, with a MANIFEST of their checksums, as one tar split into
+    `out`/bundle.tar.00, .01, ... of at most `part_bytes`, and `out`/SHA256SUMS of the tar
+    and each part (scripts/gpu_remote.sh checks both). `staging` is removed."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    manifest = "".join(f"{sha256(p)}  {p.relative_to(staging)}\n" for p in files)
+    (staging / "MANIFEST").write_text(manifest)
+    tar_path = out / "bundle.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for p in sorted(staging.iterdir()):
+            tar.add(p, arcname=p.name)
+    shutil.rmtree(staging)
+    parts = split(tar_path, part_bytes)
+    checksums = [f"{sha256(tar_path)}  bundle.tar"] + [f"{sha256(p)}  {p.name}" for p in parts]
+    (out / "SHA256SUMS").write_text("\n".join(checksums) + "\n")
+    (out / "MANIFEST").write_text(manifest)   # a copy to read here; the tar holds its own
+    tar_path.unlink()
+    return parts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / ".gpu-bundle"), help="folder (git-ignored) for the parts")
@@ -128,18 +148,8 @@ def main(argv=None) -> int:
     if not args.no_official:
         download_wheels(OFFICIAL, staging / "official")
     download_debs(staging / "debs")
-    files = sorted(p for p in staging.rglob("*") if p.is_file())
-    (staging / "MANIFEST").write_text("".join(f"{sha256(p)}  {p.relative_to(staging)}\n" for p in files))
-
-    tar_path = out / "bundle.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for p in sorted(staging.iterdir()):
-            tar.add(p, arcname=p.name)
-    shutil.rmtree(staging)
-    parts = split(tar_path, int(size * 2**20))
-    checksums = [f"{sha256(tar_path)}  bundle.tar"] + [f"{sha256(p)}  {p.name}" for p in parts]
-    (out / "SHA256SUMS").write_text("\n".join(checksums) + "\n")
-    tar_path.unlink()
+    parts = pack(staging, out, int(size * 2**20))
+    files = (out / "MANIFEST").read_text().splitlines()
 
     total = sum(p.stat().st_size for p in parts)
     print(f"{len(files)} files, {total / 2**20:.1f} MiB in {len(parts)} parts under {out}:", file=sys.stderr)
