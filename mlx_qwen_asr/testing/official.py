@@ -118,9 +118,9 @@ class OfficialASR:
     """A `qwen_asr.Qwen3ASRModel` held by the worker."""
 
     def __init__(self, model_dir, dtype: str = "float32", window_mask: bool = True,
-                 max_new_tokens: int | None = None):
+                 max_new_tokens: int | None = None, device: str = "cpu"):
         loaded = worker().request("load_asr", model_dir=str(model_dir), dtype=dtype, window_mask=window_mask,
-                                  max_new_tokens=max_new_tokens)
+                                  max_new_tokens=max_new_tokens, device=device)
         self.handle, self.param_dtypes = loaded["handle"], loaded["param_dtypes"]
 
     def _ask(self, op: str, **kwargs):
@@ -168,10 +168,11 @@ class OfficialASR:
 
 
 def load_official(model_dir, dtype: str = "float32", window_mask: bool = True,
-                  max_new_tokens: int | None = None) -> OfficialASR:
-    """`qwen_asr.Qwen3ASRModel` on CPU in one dtype for every parameter, encoder windows restored
-    unless `window_mask=False` (the official CPU backend drops them; docs/model.md §4)."""
-    return OfficialASR(model_dir, dtype, window_mask, max_new_tokens)
+                  max_new_tokens: int | None = None, device: str = "cpu") -> OfficialASR:
+    """`qwen_asr.Qwen3ASRModel` on `device` ("cpu", or "cuda" for scripts/gpu_check.py) in one
+    dtype for every parameter, encoder windows restored unless `window_mask=False` (the
+    official transformers backend drops them; docs/model.md §4)."""
+    return OfficialASR(model_dir, dtype, window_mask, max_new_tokens, device)
 
 
 class OfficialAligner:

@@ -112,13 +112,17 @@ class Official:
     # -- ASR model
 
     def load_asr(self, model_dir: str, dtype: str = "float32", window_mask: bool = True,
-                 max_new_tokens: int | None = None):
-        """`qwen_asr.Qwen3ASRModel` on CPU in one dtype for every parameter."""
+                 max_new_tokens: int | None = None, device: str = "cpu"):
+        """`qwen_asr.Qwen3ASRModel` on `device` ("cpu" or "cuda") in one dtype for every parameter."""
         from qwen_asr import Qwen3ASRModel
 
         torch_dtype = getattr(self.torch, dtype)
+        if device != "cpu" and torch_dtype == self.torch.float32:
+            # A float32 reference means float32 arithmetic: cuDNN's convolutions default to TF32.
+            self.torch.backends.cudnn.allow_tf32 = False
+            self.torch.backends.cuda.matmul.allow_tf32 = False
         kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
-        asr = Qwen3ASRModel.from_pretrained(model_dir, dtype=torch_dtype, device_map="cpu", **kwargs)
+        asr = Qwen3ASRModel.from_pretrained(model_dir, dtype=torch_dtype, device_map=device, **kwargs)
         dtypes = {p.dtype for p in asr.model.parameters()}
         if dtypes != {torch_dtype}:
             raise RuntimeError(f"official model loaded with mixed dtypes {dtypes} (sub-config dtype pitfall)")
@@ -136,15 +140,16 @@ class Official:
 
     def features(self, handle: int, audio):
         """Log-mel [n_mels, T] as the official processor computes it."""
-        return self._inputs(self.objects[handle], audio)["input_features"][0].float().numpy()
+        return self._inputs(self.objects[handle], audio)["input_features"][0].float().cpu().numpy()
 
     def encoder_output(self, handle: int, mel):
         """Audio embeddings [N, output_dim] for a [n_mels, T] mel."""
         tower = self.objects[handle].model.thinker.audio_tower
         with self.torch.no_grad():
-            x = self.torch.from_numpy(np.ascontiguousarray(mel)).to(tower.conv_out.weight.dtype)
-            out = tower(x, feature_lens=self.torch.tensor([mel.shape[1]]))
-        return out.last_hidden_state.float().numpy()
+            weight = tower.conv_out.weight
+            x = self.torch.from_numpy(np.ascontiguousarray(mel)).to(weight.device, weight.dtype)
+            out = tower(x, feature_lens=self.torch.tensor([mel.shape[1]], device=weight.device))
+        return out.last_hidden_state.float().cpu().numpy()
 
     def prompt_ids(self, handle: int, audio, context: str = "", language=None, prompt=None):
         return self._inputs(self.objects[handle], audio, context, language, prompt)["input_ids"][0].tolist()
@@ -156,12 +161,12 @@ class Official:
         inputs = self._inputs(asr, audio, context, language)
         ids = inputs["input_ids"]
         if continuation:
-            ids = torch.cat([ids, torch.tensor([continuation], dtype=ids.dtype)], dim=1)
+            ids = torch.cat([ids, torch.tensor([continuation], dtype=ids.dtype, device=ids.device)], dim=1)
         with torch.no_grad():
             out = asr.model.thinker(input_ids=ids, attention_mask=torch.ones_like(ids),
                                     input_features=inputs["input_features"],
                                     feature_attention_mask=inputs["feature_attention_mask"])
-        return out.logits[0].float().numpy()
+        return out.logits[0].float().cpu().numpy()
 
     def generate(self, handle: int, audio, max_new_tokens: int, context: str = "", language=None,
                  prompt=None, stop_at_eos: bool = True, eos_token_id=None):
@@ -192,20 +197,25 @@ class Official:
 
     def parameters(self, handle: int, names: list):
         state = self.objects[handle].model.state_dict()
-        return {name: state[name].numpy() for name in names}
+        return {name: state[name].cpu().numpy() for name in names}
 
     def forced_timing(self, handle: int, audio, tokens: int):
         """Stage times of one forced-length run (the benchmark's workload)."""
         torch, asr = self.torch, self.objects[handle]
+        sync = torch.cuda.synchronize if asr.model.device.type == "cuda" else (lambda: None)
+        sync()
         start = time.perf_counter()
         inputs = self._inputs(asr, audio)
+        sync()
         t_proc = time.perf_counter()
-        self.encoder_output(handle, inputs["input_features"][0].float().numpy())
+        self.encoder_output(handle, inputs["input_features"][0].float().cpu().numpy())
         t_enc = time.perf_counter()
         with torch.no_grad():
             asr.model.generate(**inputs, max_new_tokens=1, min_new_tokens=1, do_sample=False)
+            sync()
             t_prefill = time.perf_counter()
             out = asr.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            sync()
         t_gen = time.perf_counter()
         generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
         if generated != tokens:
