@@ -49,6 +49,7 @@ class WordTiming:
     # [begin, end) characters of the unit in the aligned text (None if it cannot be found),
     # so a subtitle can show the text as written, punctuation included.
     span: tuple[int, int] | None = None
+    speaker: str | None = None   # who said it, when diarized (speakers/attach.py)
 
     @property
     def duration(self) -> float:

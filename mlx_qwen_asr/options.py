@@ -41,6 +41,10 @@ class TranscribeOptions:
     aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
     skip_silence:      transcribe only the spans a voice-activity detector calls speech (vad.py;
                        needs the `vad` extra); every time stays on the input's clock.
+    diarize:           who spoke when: True, or a speakers.options.DiarizeOptions (number of
+                       speakers, known voices); every segment and word gets a speaker
+                       (speakers/attach.py). It times the words (word_timestamps), as segments
+                       are split where the speaker changes. Needs the `diarize` extra (SciPy).
 
     Streaming uses language, context, word_timestamps and aligner; the others are offline only.
     The model, its dtype and quantization are not here: they are fixed when a model is loaded
@@ -56,6 +60,7 @@ class TranscribeOptions:
     word_timestamps: bool = False
     aligner: object = DEFAULT_ALIGNER
     skip_silence: bool = False
+    diarize: object = None
 
     def __post_init__(self):
         set_ = object.__setattr__   # frozen: the checked values are stored once, here
@@ -76,6 +81,13 @@ class TranscribeOptions:
             from .vad import check_available
 
             check_available()   # a missing detector is a setup error, found before any audio
+        if self.diarize is not None and self.diarize is not False:
+            from .speakers.attach import diarize_options
+
+            set_(self, "diarize", diarize_options(self.diarize))   # SciPy's presence checked too
+            set_(self, "word_timestamps", True)
+        else:
+            set_(self, "diarize", None)
         if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)) and not isinstance(self.aligner, Aligner):
             raise OptionError(f"aligner must be a hub id, a directory or a loaded Aligner, got {self.aligner!r}")
 
@@ -99,13 +111,16 @@ class TranscribeOptions:
     def record(self) -> dict:
         """The options as plain JSON values (a folder run's manifest): the aligner by its path,
         and only when word timestamps are on (otherwise it changes nothing)."""
-        out = asdict(replace(self, aligner=DEFAULT_ALIGNER))
+        out = asdict(replace(self, aligner=DEFAULT_ALIGNER, diarize=None))
         out["aligner"] = str(getattr(self.aligner, "path", self.aligner)) if self.word_timestamps else None
+        del out["diarize"]
+        if self.diarize is not None:   # recorded only when on: earlier manifests stay valid
+            out["diarize"] = self.diarize.record()
         return out
 
 
 # What streaming cannot honour (it decodes growing regions with its own budget and guard).
-NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence")
+NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence", "diarize")
 
 
 def check_streamable(options: TranscribeOptions) -> TranscribeOptions:

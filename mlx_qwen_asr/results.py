@@ -22,6 +22,7 @@ class Segment:
     remedy: str = ""             # what the last retry did ("repetition_penalty", "split")
     raw: str = ""                # decoded output before parsing
     words: list | None = None    # WordTiming (aligner.py) with times from the input's start, if asked for
+    speaker: str | None = None   # who spoke it, when diarized (speakers/attach.py)
 
     @property
     def truncated(self) -> bool:
@@ -56,6 +57,14 @@ class Transcription:
     raw: str = ""                # decoded output before parsing (segments joined)
     segments: list[Segment] = field(default_factory=list)
     source: object = field(default=None, repr=False)   # the input (path or array), for the Jupyter player
+    speaker_turns: list | None = None   # SpeakerTurn (speakers/pipeline.py) when diarized, else None
+
+    @property
+    def speakers(self) -> list[str] | None:
+        """The speakers heard, in order of first appearance (None unless diarized)."""
+        if self.speaker_turns is None:
+            return None
+        return list(dict.fromkeys(t.speaker for t in self.speaker_turns))
 
     def __str__(self) -> str:
         return self.text

@@ -81,7 +81,7 @@ class SpeakerModels:
 
         return cls(segmentation.load_segmentation(), segmentation.powerset_to_multilabel,
                    embedding.load_embedding(), fbank.compute_fbank,
-                   segmentation.FRAME_STEP_SECONDS, segmentation.FRAME_OFFSET_SECONDS)
+                   segmentation.FRAME_STEP, segmentation.FRAME_DURATION / 2)
 
 
 _models: SpeakerModels | None = None
