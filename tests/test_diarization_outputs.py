@@ -114,3 +114,59 @@ def test_cli_bad_speaker_flags_are_one_line(tmp_path, args, message):
     done = subprocess.run([sys.executable, "-m", "mlx_qwen_asr", *args], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def wav_data_url(samples, rate=16000):
+    import base64
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV")
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_server_diarized_json_request_fields():
+    from starlette.datastructures import FormData
+
+    from mlx_qwen_asr.server.diarized import DiarizeRequestError, diarize_options
+
+    clip = (0.1 * np.sin(np.arange(48000) / 48000 * 2 * np.pi * 300)).astype(np.float32)
+    options = diarize_options(FormData([("known_speaker_names[]", "Ann"),
+                                        ("known_speaker_references[]", wav_data_url(clip, 48000))]))
+    assert list(options.speakers) == ["Ann"] and len(options.speakers["Ann"]) == 16000
+    for fields, message, param in [
+        ([("known_speaker_names[]", "Ann")], "must pair up", "known_speaker_references"),
+        ([("known_speaker_names[]", "Ann"), ("known_speaker_references[]", "https://x/a.wav")], "data URL",
+         "known_speaker_references"),
+        ([("known_speaker_names[]", "Ann"), ("known_speaker_references[]", "data:audio/wav;base64,%%")],
+         "not valid base64", "known_speaker_references"),
+        ([("known_speaker_names[]", "Ann"), ("known_speaker_references[]", "data:audio/wav;base64,AAAA")],
+         "not audio", "known_speaker_references"),
+    ]:
+        with pytest.raises(DiarizeRequestError, match=message) as caught:
+            diarize_options(FormData(fields))
+        assert caught.value.param == param
+
+
+def test_server_diarized_json_body():
+    from mlx_qwen_asr.server.diarized import diarized_json_body
+
+    body = diarized_json_body(add_speakers(transcription(), TURNS))
+    assert body["task"] == "transcribe" and body["text"] == "Hello there, how are you? Fine thanks. Good."
+    assert [(s["speaker"], s["start"], s["end"], s["text"]) for s in body["segments"]] == [
+        ("SPEAKER_1", 0.0, 2.4, "Hello there, how are you?"), ("SPEAKER_2", 2.4, 4.3, "Fine thanks."),
+        ("SPEAKER_1", 4.3, 4.9, "Good.")]
+    assert body["segments"][0]["type"] == "transcript.text.segment" and body["segments"][2]["id"] == "seg_2"
+
+
+def test_without_scipy_diarize_is_a_setup_error_naming_the_install(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"")
+    code = ("import sys; sys.modules['scipy'] = None\n"
+            "from mlx_qwen_asr.cli import main\n"
+            "sys.exit(main(['a.wav', '--diarize']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == "error: speaker diarization needs the optional scipy package: " \
+                          "pip install 'mlx-qwen-asr[diarize]'\n"

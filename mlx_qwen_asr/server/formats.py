@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..results import Transcription
 from ..writers import to_string
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 
 # ISO-639-1 codes (the API's `language`) of the languages Qwen3-ASR names; Cantonese and
 # Filipino have none, so their ISO-639-3 codes are taken too. Full names work as well.
