@@ -170,3 +170,15 @@ def test_without_scipy_diarize_is_a_setup_error_naming_the_install(tmp_path):
     assert done.returncode == 2
     assert done.stderr == "error: speaker diarization needs the optional scipy package: " \
                           "pip install 'mlx-qwen-asr[diarize]'\n"
+
+
+def test_notebook_view_colours_each_speaker():
+    from mlx_qwen_asr.notebook import SPEAKER_COLOURS
+
+    result = add_speakers(transcription(), TURNS)
+    page = result._repr_html_()
+    first, second = SPEAKER_COLOURS[:2]
+    assert page.count(f"background:{first}") == 2 and page.count(f"background:{second}") == 1
+    assert f'<b style="color:{second}">SPEAKER_2</b>' in page
+    assert page.count(f"border-bottom:2px solid {first}") == 6   # SPEAKER_1's six words
+    assert "SPEAKER" not in transcription()._repr_html_()
