@@ -22,14 +22,16 @@ from .folder import transcribe_folder  # noqa: E402
 from .aligner import align  # noqa: E402
 from .transcripts import align_transcription  # noqa: E402
 from .streaming import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
+from .speakers.options import DiarizeOptions  # noqa: E402
+from .speakers.pipeline import SpeakerTurn, diarize  # noqa: E402
 
 fast_blas.self_check()
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASRModel", "AudioError", "LanguageError", "LoadOptions", "ModelLoadError", "OptionError", "OutputError",
-    "QwenASRError", "SUPPORTED_LANGUAGES", "Segment", "SetupError", "StreamUpdate", "StreamingSession",
-    "TranscribeOptions", "Transcription", "align", "align_transcription", "load_model", "transcribe",
+    "ASRModel", "AudioError", "DiarizeOptions", "LanguageError", "LoadOptions", "ModelLoadError", "OptionError", "OutputError",
+    "QwenASRError", "SUPPORTED_LANGUAGES", "Segment", "SetupError", "SpeakerTurn", "StreamUpdate", "StreamingSession",
+    "TranscribeOptions", "Transcription", "align", "align_transcription", "diarize", "load_model", "transcribe",
     "transcribe_batch", "transcribe_folder", "transcribe_stream",
 ]

@@ -51,6 +51,7 @@ class WordTiming:
     span: tuple[int, int] | None = None
     # How sure the recognizer was of the word's text (confidence.py); None if not known.
     probability: float | None = None
+    speaker: str | None = None   # who said it, when diarized (speakers/attach.py)
 
     @property
     def duration(self) -> float:

@@ -163,6 +163,10 @@ class _BatchRun:
                 state.speech.remap(segments)
             result = Transcription.from_segments(segments, state.duration, with_speed(state.timings, segments))
             result.source = self.audios[index] if self.sample_rate is None else (self.audios[index], self.sample_rate)
+            if self.options.diarize is not None:
+                from .speakers.attach import diarize_result
+
+                diarize_result(result, self.audios[index], self.sample_rate, self.options.diarize)
             self.results[index] = result
             if self.progress is not None:
                 self.progress(index, result)

@@ -31,7 +31,8 @@ from .cutting import DEFAULT_SEGMENT_SECONDS
 from .limits import check_context
 from .results import join_texts
 from .transcribe import Transcription, load_model
-from .writers import FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats, timed_lines
+from .writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, format_clock, parse_formats,
+                      timed_lines)
 
 STDIN = "-"
 
@@ -173,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "(see --list-devices)")
     live_group.add_argument("--list-devices", action="store_true",
                         help="print the input devices (index, name; * marks the default) and exit")
+    speakers = parser.add_argument_group("speakers (pip install 'mlx-qwen-asr[diarize]')")
+    speakers.add_argument("--diarize", action="store_true",
+                          help="who spoke when: every line, segment, cue and word gets a speaker (SPEAKER_1, ...); "
+                               "-f rttm writes the speaker turns")
+    speakers.add_argument("--num-speakers", type=_speaker_count, default=None, metavar="N",
+                          help="with --diarize: exactly N speakers (default: found)")
+    speakers.add_argument("--min-speakers", type=_speaker_count, default=None, metavar="N",
+                          help="with --diarize: at least N speakers")
+    speakers.add_argument("--max-speakers", type=_speaker_count, default=None, metavar="N",
+                          help="with --diarize: at most N speakers")
+    speakers.add_argument("--speaker", action="append", default=None, metavar="NAME=CLIP",
+                          help="with --diarize: a known speaker and a short clip of their voice (a few seconds, "
+                               "alone); the matching speaker is called NAME. Repeatable")
     return parser
 
 
@@ -230,6 +244,13 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     return ""
 
 
+def _speaker_count(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 speaker, got {text}")
+    return value
+
+
 def _number(text: str, kind):
     try:
         return kind(text)
@@ -280,8 +301,9 @@ def _formats(args) -> tuple[str, ...]:
 
 
 def _word_times(args) -> bool:
-    """Whether words are timed: asked for, or srt/vtt output (which default to word times)."""
-    if args.timestamps or args.align is not None:
+    """Whether words are timed: asked for, or srt/vtt output (which default to word times),
+    or diarized (segments are split at the words where the speaker changes)."""
+    if args.timestamps or args.align is not None or args.diarize:
         return True
     return bool({"srt", "vtt"} & set(_formats(args))) and not args.no_timestamps
 
@@ -293,7 +315,7 @@ def _unhonoured(args) -> str | None:
     shaping = [name for name, value in (("--max-line-width", args.max_line_width),
                                         ("--max-line-count", args.max_line_count),
                                         ("--max-cue-seconds", args.max_cue_seconds)) if value is not None]
-    problem = _dictation_unhonoured(args)
+    problem = _dictation_unhonoured(args) or _speakers_unhonoured(args)
     if problem:
         return problem
     if args.output_dir is None and (args.format or args.overwrite):
@@ -344,6 +366,39 @@ def _unhonoured(args) -> str | None:
     if args.aligner is not None and not _word_times(args):
         return "--aligner has no effect without word times (--timestamps, --align, srt/vtt output)"
     return None
+
+
+def _speakers_unhonoured(args) -> str | None:
+    """What the speaker flags cannot honour."""
+    given = [flag for flag, value in (("--num-speakers", args.num_speakers), ("--min-speakers", args.min_speakers),
+                                      ("--max-speakers", args.max_speakers), ("--speaker", args.speaker))
+             if value is not None]
+    if given and not args.diarize:
+        return f"{given[0]} says how to tell speakers apart: use it with --diarize"
+    if "rttm" in _formats(args) and not args.diarize:
+        return "-f rttm writes speaker turns: use it with --diarize"
+    if not args.diarize:
+        return None
+    if args.align is not None:
+        return "--diarize does not apply to --align (a given transcript); transcribe the audio with --diarize"
+    if args.stream or args.stream_fast or args.mic:
+        return "--diarize needs the whole recording: it works on files, folders and standard input, not live modes"
+    for spec in args.speaker or []:
+        name, sep, clip = spec.partition("=")
+        if not sep or not name.strip() or not clip:
+            return f"--speaker takes NAME=CLIP (a name and an audio clip of that voice), got {spec!r}"
+    return None
+
+
+def diarize_from(args):
+    """The DiarizeOptions of --diarize and its flags (None without --diarize)."""
+    if not args.diarize:
+        return None
+    from .speakers.options import DiarizeOptions
+
+    speakers = dict(spec.partition("=")[::2] for spec in args.speaker) if args.speaker else None
+    return DiarizeOptions(num_speakers=args.num_speakers, min_speakers=args.min_speakers,
+                          max_speakers=args.max_speakers, speakers=speakers)
 
 
 def _dictation_unhonoured(args) -> str | None:
@@ -529,7 +584,8 @@ def options_from(args) -> TranscribeOptions:
         language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
         segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
         word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER,
-        skip_silence=args.skip_silence, no_speech_threshold=args.no_speech_threshold)
+        skip_silence=args.skip_silence, no_speech_threshold=args.no_speech_threshold,
+        diarize=diarize_from(args))
 
 
 def _no_speech_threshold(text: str) -> float | None:
@@ -589,6 +645,17 @@ class TextPrinter:
 
 
 def _print_result(name: str, result: Transcription, several: bool, timed: bool, shape: CueShape) -> None:
+    if result.speaker_turns is not None:
+        from .writers import speaker_runs
+
+        if several:
+            print(f"{name}:")
+        for speaker, segments in speaker_runs(result):
+            text = " ".join(join_texts([s.text for s in segments]).split())
+            clock = f"[{format_clock(segments[0].start)} --> {format_clock(segments[-1].end)}] "
+            if text:
+                print(f"{clock}{speaker or '-'}: {text}", flush=True)
+        return
     if timed:
         if several:
             print(f"{name}:")

@@ -157,6 +157,15 @@ def _until(words, k: int) -> float:
     return end
 
 
+# Diarized views: each speaker's colour (segment bands, words, transcript lines), by first appearance.
+SPEAKER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+
+def speaker_colours(segments) -> dict:
+    order = list(dict.fromkeys(s.speaker for s in segments if getattr(s, "speaker", None)))
+    return {name: SPEAKER_COLOURS[i % len(SPEAKER_COLOURS)] for i, name in enumerate(order)}
+
+
 def _strip(segments, words, duration: float) -> str:
     """Segments on one row, words alternating between two rows (so each label has the room
     up to the next word but one), a tick axis, grid lines and the playhead."""
@@ -165,12 +174,16 @@ def _strip(segments, words, duration: float) -> str:
     ticks = [i * step for i in range(int(duration / step + 1e-9) + 1)]
     rows += [f'<div class="q-grid" style="left:{_pct(t, duration)}"></div>' for t in ticks[1:]]
     seg_row = []
+    colours = speaker_colours(segments)
     for i, s in enumerate(segments):
         if s.end <= s.start:
             continue
         label = f"{i + 1} · {short_clock(s.start)}–{short_clock(s.end)}"
+        colour = ""
+        if colours.get(s.speaker):   # a diarized band: its speaker's colour and name
+            label, colour = f"{s.speaker} · {label}", f";background:{colours[s.speaker]};color:#fff"
         seg_row.append(f'<div class="q-seg{" q-odd" if i % 2 else ""}" {_times(s.start, s.end)} '
-                       f'style="left:{_pct(s.start, duration)};width:{_pct(s.end - s.start, duration)}" '
+                       f'style="left:{_pct(s.start, duration)};width:{_pct(s.end - s.start, duration)}{colour}" '
                        f'title="{html.escape(label)}">{html.escape(label)}</div>')
     rows.append(f'<div class="q-row">{"".join(seg_row)}</div>')
     if words:
@@ -195,17 +208,22 @@ def _transcript(segments, timed: bool, clock) -> str:
     """One line per segment: its time range, then its words (each with its start time above
     it) or, without word times, its text."""
     lines = []
+    colours = speaker_colours(segments)
     for s in segments:
         if not s.text and not s.words:
             continue
+        colour = colours.get(s.speaker)
+        mark = f' style="border-bottom:2px solid {colour}"' if colour else ""
         if timed:
             items = [(0, item) for item in s.word_items()]   # (segment, word), as _until takes them
             sure = [w.probability for w in s.words or []] if len(s.words or []) == len(items) else [None] * len(items)
-            body = "".join(f'<span class="q-w" {_times(start, _until(items, k))}{_sureness(p)}>'
+            body = "".join(f'<span class="q-w" {_times(start, _until(items, k))}{_word_style(colour, p)}>'
                            f'<i>{short_clock(start)}</i>{html.escape(text)}</span>'
                            for k, ((_, (start, _, text)), p) in enumerate(zip(items, sure)))
         else:
-            body = f'<span class="q-st" {_times(s.start, s.end)}>{_text_by_sureness(s)}</span>'
+            body = f'<span class="q-st"{mark} {_times(s.start, s.end)}>{_text_by_sureness(s)}</span>'
+        if colour:   # the speaker's name opens the line, in their colour
+            body = f'<b style="color:{colour}">{html.escape(s.speaker)}</b> ' + body
         lines.append(f'<div class="q-line"><span class="q-range{"" if timed else " q-top"}">{clock(s.start)}<br>– {clock(s.end)}</span>'
                      f'<span class="q-words">{body}</span></div>')
     return f'<div class="q-text">{"".join(lines)}</div>'
@@ -219,10 +237,18 @@ SURE = 0.95
 
 def _sureness(probability: float | None) -> str:
     """The style and hover title of a word of this probability ('' for a sure or unknown one)."""
-    if probability is None or probability >= SURE:
-        return ""
-    opacity = LIGHTEST + (1.0 - LIGHTEST) * probability
-    return f' style="opacity:{opacity:.2f}" title="p={probability:.2f}"'
+    return _word_style(None, probability)
+
+
+def _word_style(colour: str | None, probability: float | None) -> str:
+    """A timed word's style: its speaker's underline (diarized), lighter when less sure."""
+    styles, title = [], ""
+    if colour:
+        styles.append(f"border-bottom:2px solid {colour}")
+    if probability is not None and probability < SURE:
+        styles.append(f"opacity:{LIGHTEST + (1.0 - LIGHTEST) * probability:.2f}")
+        title = f' title="p={probability:.2f}"'
+    return (f' style="{";".join(styles)}"' if styles else "") + title
 
 
 def _text_by_sureness(segment) -> str:

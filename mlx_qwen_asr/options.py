@@ -54,6 +54,10 @@ class TranscribeOptions:
                        "no_speech" (confidence.py); None keeps every segment.
     logprob_threshold: the avg_logprob under which a segment's text counts as unsure; None:
                        the no-speech probability alone decides.
+    diarize:           who spoke when: True, or a speakers.options.DiarizeOptions (number of
+                       speakers, known voices); every segment and word gets a speaker
+                       (speakers/attach.py). It times the words (word_timestamps), as segments
+                       are split where the speaker changes. Needs the `diarize` extra (SciPy).
 
     Streaming uses language, context, word_timestamps and aligner; the others are offline only.
     The model, its dtype and quantization are not here: they are fixed when a model is loaded
@@ -71,6 +75,7 @@ class TranscribeOptions:
     skip_silence: bool = False
     no_speech_threshold: float | None = DEFAULT_NO_SPEECH_THRESHOLD
     logprob_threshold: float | None = DEFAULT_LOGPROB_THRESHOLD
+    diarize: object = None
 
     def __post_init__(self):
         set_ = object.__setattr__   # frozen: the checked values are stored once, here
@@ -107,6 +112,13 @@ class TranscribeOptions:
             from .vad import check_available
 
             check_available()   # a missing detector is a setup error, found before any audio
+        if self.diarize is not None and self.diarize is not False:
+            from .speakers.attach import diarize_options
+
+            set_(self, "diarize", diarize_options(self.diarize))   # SciPy's presence checked too
+            set_(self, "word_timestamps", True)
+        else:
+            set_(self, "diarize", None)
         if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)) and not isinstance(self.aligner, Aligner):
             raise OptionError(f"aligner must be a hub id, a directory or a loaded Aligner, got {self.aligner!r}")
 
@@ -130,8 +142,11 @@ class TranscribeOptions:
     def record(self) -> dict:
         """The options as plain JSON values (a folder run's manifest): the aligner by its path,
         and only when word timestamps are on (otherwise it changes nothing)."""
-        out = asdict(replace(self, aligner=DEFAULT_ALIGNER))
+        out = asdict(replace(self, aligner=DEFAULT_ALIGNER, diarize=None))
         out["aligner"] = str(getattr(self.aligner, "path", self.aligner)) if self.word_timestamps else None
+        del out["diarize"]
+        if self.diarize is not None:   # recorded only when on: earlier manifests stay valid
+            out["diarize"] = self.diarize.record()
         if isinstance(self.language, tuple):
             out["language"] = list(self.language)   # as JSON gives it back
         for name in NEWER_FIELDS:   # at their defaults, outputs recorded before these existed stay reusable
@@ -145,7 +160,7 @@ NEWER_FIELDS = ("no_speech_threshold", "logprob_threshold")
 
 # What streaming cannot honour (it decodes growing regions with its own budget and guard).
 NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence",
-                "no_speech_threshold", "logprob_threshold")
+                "no_speech_threshold", "logprob_threshold", "diarize")
 
 
 def check_streamable(options: TranscribeOptions) -> TranscribeOptions:

@@ -30,6 +30,7 @@ class Segment:
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     word_probabilities: list | None = None
+    speaker: str | None = None   # who spoke it, when diarized (speakers/attach.py)
 
     @property
     def truncated(self) -> bool:
@@ -64,6 +65,14 @@ class Transcription:
     raw: str = ""                # decoded output before parsing (segments joined)
     segments: list[Segment] = field(default_factory=list)
     source: object = field(default=None, repr=False)   # the input (path or array), for the Jupyter player
+    speaker_turns: list | None = None   # SpeakerTurn (speakers/pipeline.py) when diarized, else None
+
+    @property
+    def speakers(self) -> list[str] | None:
+        """The speakers heard, in order of first appearance (None unless diarized)."""
+        if self.speaker_turns is None:
+            return None
+        return list(dict.fromkeys(t.speaker for t in self.speaker_turns))
 
     def __str__(self) -> str:
         return self.text

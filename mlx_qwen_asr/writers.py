@@ -1,4 +1,4 @@
-"""Writing a Transcription to files: txt, json, srt, vtt, tsv.
+"""Writing a Transcription to files: txt, json, srt, vtt, tsv, and rttm (speaker turns).
 
 Subtitle cue times come only from real boundaries: the segments' start and end (later,
 word timestamps). `build_cues` takes (start, end, text) items and never invents a time
@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .results import Transcription, _is_cjk
+from .results import Transcription, _is_cjk, join_texts
 
-FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv", "rttm")
+# What "all" writes: every transcript format (rttm, speaker turns only, needs diarization).
+ALL_FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 # Common subtitle guidance (Netflix, BBC): about 42 characters a line, two lines a cue.
 MAX_LINE_WIDTH = 42
 MAX_LINES = 2
@@ -44,7 +46,7 @@ def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
         for part in str(name).split(","):
             part = part.strip().lower().lstrip(".")
             if part == "all":
-                wanted.update(FORMATS)
+                wanted.update(ALL_FORMATS)
             elif part in FORMATS:
                 wanted.add(part)
             elif part:
@@ -173,6 +175,27 @@ def shaped_cues(result: Transcription, shape: CueShape | None = None) -> list[Cu
     return build_cues(cue_items(result, shape), shape.max_line_width, shape.max_line_count)
 
 
+def speaker_cues(result: Transcription, shape: CueShape | None = None) -> list[tuple[str | None, Cue]]:
+    """(speaker, cue) of a diarized result: cues never span two speakers' turns."""
+    shape = shape or CueShape()
+    cues = []
+    for speaker, segments in speaker_runs(result):
+        part = Transcription.from_segments(segments, result.duration, {})
+        cues += [(speaker, cue) for cue in shaped_cues(part, shape)]
+    return cues
+
+
+def speaker_runs(result: Transcription) -> list[tuple[str | None, list]]:
+    """Consecutive segments of one speaker, grouped (segments are split per speaker)."""
+    runs: list[tuple[str | None, list]] = []
+    for segment in result.segments:
+        if runs and runs[-1][0] == segment.speaker:
+            runs[-1][1].append(segment)
+        else:
+            runs.append((segment.speaker, [segment]))
+    return runs
+
+
 def format_clock(seconds: float) -> str:
     """MM:SS.cc, or H:MM:SS.cc from an hour on (the terminal's timed lines)."""
     cs = max(0, int(round(seconds * 100)))
@@ -230,7 +253,14 @@ def format_timestamp(seconds: float, separator: str = ".") -> str:
 # --- writers: each writes one format to an open text file ---------------------------------
 
 def write_txt(result: Transcription, file: TextIO, **_) -> None:
-    """One line per segment (segments are ~30 s: lines read as paragraphs)."""
+    """One line per segment (segments are ~30 s: lines read as paragraphs); diarized, one
+    line per speaker turn, `SPEAKER_1: text`."""
+    if result.speaker_turns is not None:
+        for speaker, segments in speaker_runs(result):
+            text = " ".join(join_texts([s.text for s in segments]).split())
+            if text:
+                file.write(f"{speaker}: {text}\n" if speaker else text + "\n")
+        return
     for segment in result.segments:
         text = " ".join(segment.text.split())
         if text:
@@ -238,6 +268,12 @@ def write_txt(result: Transcription, file: TextIO, **_) -> None:
 
 
 def write_srt(result: Transcription, file: TextIO, shape: CueShape | None = None, **_) -> None:
+    if result.speaker_turns is not None:   # diarized: "[SPEAKER_1] " opens each cue
+        for index, (speaker, cue) in enumerate(speaker_cues(result, shape), start=1):
+            lines = [f"[{speaker}] " + cue.lines[0]] + cue.lines[1:] if speaker else cue.lines
+            file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
+            file.write("\n".join(lines) + "\n\n")
+        return
     for index, cue in enumerate(shaped_cues(result, shape), start=1):
         file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
         file.write("\n".join(cue.lines) + "\n\n")
@@ -245,9 +281,12 @@ def write_srt(result: Transcription, file: TextIO, shape: CueShape | None = None
 
 def write_vtt(result: Transcription, file: TextIO, shape: CueShape | None = None, **_) -> None:
     file.write("WEBVTT\n\n")
-    for cue in shaped_cues(result, shape):
+    cues = speaker_cues(result, shape) if result.speaker_turns is not None else [(None, c) for c in shaped_cues(result, shape)]
+    for speaker, cue in cues:
         # "-->" may not appear in a WebVTT cue payload; "&" and "<" must be escaped.
         lines = [line.replace("&", "&amp;").replace("<", "&lt;").replace("-->", "--&gt;") for line in cue.lines]
+        if speaker:   # a voice tag: the cue's speaker
+            lines[0] = f"<v {speaker.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}>" + lines[0]
         file.write(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n")
         file.write("\n".join(lines) + "\n\n")
 
@@ -255,6 +294,15 @@ def write_vtt(result: Transcription, file: TextIO, shape: CueShape | None = None
 def write_tsv(result: Transcription, file: TextIO, **_) -> None:
     """Like whisper's: integer milliseconds, one row per segment (per word when words are
     timed), tabs in text made spaces."""
+    if result.speaker_turns is not None:   # diarized: a speaker column
+        file.write("start\tend\tspeaker\ttext\n")
+        items = ([(*item, w.speaker) for s in result.segments for item, w in zip(s.word_items(), s.words)]
+                 if result.words is not None else [(s.start, s.end, s.text, s.speaker) for s in result.segments])
+        for start, end, text, speaker in items:
+            text = " ".join(text.split())
+            if text:
+                file.write(f"{int(round(start * 1000))}\t{int(round(end * 1000))}\t{speaker or ''}\t{text}\n")
+        return
     file.write("start\tend\ttext\n")
     items = ([item for s in result.segments for item in s.word_items()] if result.words is not None
              else [(s.start, s.end, s.text) for s in result.segments])
@@ -294,6 +342,7 @@ def result_dict(result: Transcription, *, input: str | None = None, model: str |
         "retries": result.retries,
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "segments": segments,
+        **(_speaker_fields(result, segments) if result.speaker_turns is not None else {}),
     }
 
 
@@ -310,12 +359,37 @@ def confidence_fields(segment) -> dict:
                                    for w in segment.word_probabilities or []]}
 
 
+def _speaker_fields(result: Transcription, segments: list[dict]) -> dict:
+    """Diarized: the speaker of each segment and word (added to `segments` in place), the
+    speakers heard and their turns."""
+    for row, segment in zip(segments, result.segments):
+        row["speaker"] = segment.speaker
+        for word_row, word in zip(row.get("words", []), segment.words or []):
+            word_row["speaker"] = word.speaker
+    return {"speakers": result.speakers,
+            "speaker_turns": [{"speaker": t.speaker, "start": round(t.start, 3), "end": round(t.end, 3)}
+                              for t in result.speaker_turns]}
+
+
 def write_json(result: Transcription, file: TextIO, shape: CueShape | None = None, **metadata) -> None:
     json.dump(result_dict(result, **metadata), file, ensure_ascii=False, indent=2)
     file.write("\n")
 
 
-WRITERS = {"txt": write_txt, "json": write_json, "srt": write_srt, "vtt": write_vtt, "tsv": write_tsv}
+def write_rttm(result: Transcription, file: TextIO, input: str | None = None, **_) -> None:
+    """NIST RTTM: one SPEAKER line per turn (what diarization scorers read); the file id is
+    the input's name without folder and extension."""
+    if result.speaker_turns is None:
+        raise ValueError("rttm holds speaker turns: transcribe with diarization (--diarize)")
+    name = Path(input).stem if input and input != "-" else "stdin" if input == "-" else "audio"
+    name = "_".join(name.split()) or "audio"
+    for turn in result.speaker_turns:
+        file.write(f"SPEAKER {name} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> "
+                   f"{'_'.join(turn.speaker.split())} <NA> <NA>\n")
+
+
+WRITERS = {"txt": write_txt, "json": write_json, "srt": write_srt, "vtt": write_vtt, "tsv": write_tsv,
+           "rttm": write_rttm}
 
 
 def to_string(result: Transcription, fmt: str, **metadata) -> str:

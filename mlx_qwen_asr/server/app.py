@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -168,9 +169,20 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
         if include and (fmt not in ("json", "verbose_json") or stream):
             raise ApiError(400, "include[]=logprobs needs response_format json or verbose_json, without stream",
                            param="include")
+        diarize = None
+        if fmt == "diarized_json":   # speakers split segments at words: word times on
+            from .diarized import DiarizeRequestError, diarize_options
+
+            try:
+                diarize = await run_in_threadpool(diarize_options, form)
+            except DiarizeRequestError as exc:
+                raise ApiError(400, str(exc), param=exc.param) from None
+            except QwenASRError as exc:   # no SciPy: the server's setup
+                raise ApiError(501, str(exc), type_="server_error", param="response_format") from None
         try:
             options = TranscribeOptions.build(settings.options, language=formats.language_name(form.get("language")),
-                                              context=str(form.get("prompt") or ""), word_timestamps=words)
+                                              context=str(form.get("prompt") or ""),
+                                              word_timestamps=words or diarize is not None)
         except QwenASRError as exc:
             raise ApiError(400, str(exc), param="language") from None
         try:
@@ -187,6 +199,7 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
         except QwenASRError as exc:
             raise ApiError(400, str(exc), param="file", code="invalid_audio") from None
 
+        whole = np.concatenate([p.audio for p in audio.pieces]) if diarize is not None and audio.pieces else None
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue = asyncio.Queue()
         job = Job(audio.pieces, audio.duration, options,
@@ -202,6 +215,8 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
                                      headers={"Cache-Control": "no-cache"})
         result = await _wait(request, job, future)
         extra = {"logprobs": formats.logprobs_body(result, worker.model.tokenizer)} if include else {}
+        if diarize is not None:
+            return JSONResponse(await _diarized(request, result, whole, diarize))
         if fmt == "json":
             return JSONResponse({**formats.json_body(result), **extra})
         if fmt == "verbose_json":
@@ -210,6 +225,30 @@ def create_app(worker: Worker, settings: Settings) -> FastAPI:
             return PlainTextResponse(result.text + "\n")
         media = "text/vtt" if fmt == "vtt" else "application/x-subrip"
         return Response(formats.subtitles(result, fmt), media_type=media + "; charset=utf-8")
+
+    async def _diarized(request: Request, result, samples, diarize) -> dict:
+        """diarized_json: the speakers found on the worker's thread (it owns the device)."""
+        from ..speakers.attach import add_speakers
+        from ..speakers.pipeline import diarize as find_turns
+        from .diarized import diarized_json_body
+
+        if samples is None:
+            return diarized_json_body(add_speakers(result, []))
+
+        def run(_model):
+            return find_turns(samples, sample_rate=16000, options=diarize)
+
+        future = asyncio.wrap_future(worker.call(run))
+        try:
+            turns = await asyncio.wait_for(future, settings.request_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"the request took longer than {settings.request_timeout:g} s "
+                                "(--request-timeout)", type_="server_error", code="timeout") from None
+        except QwenASRError as exc:   # a reference clip without enough speech
+            raise ApiError(400, str(exc), param="known_speaker_references") from None
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(500, f"diarization failed: {type(exc).__name__}: {exc}", type_="server_error") from None
+        return diarized_json_body(add_speakers(result, turns))
 
     async def _wait(request: Request, job: Job, future):
         """The job's result; a client that goes away or a request past its time drops the work."""

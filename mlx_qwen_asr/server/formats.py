@@ -7,7 +7,7 @@ from ..confidence import text_token_logprobs
 from ..results import Segment, Transcription
 from ..writers import to_string
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 # Formats with times, which take timestamp_granularities.
 TIMED_FORMATS = ("verbose_json", "srt", "vtt")
 

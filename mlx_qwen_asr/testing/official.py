@@ -31,11 +31,11 @@ class OfficialError(RuntimeError):
 class Worker:
     """One official worker process and its request/reply pipe."""
 
-    def __init__(self, python: Path):
+    def __init__(self, python: Path, script: Path = WORKER_SCRIPT):
         self.log = tempfile.TemporaryFile()   # the worker's stderr, quoted if it dies
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         # -I: neither PYTHONPATH, user site-packages nor the script's folder (this package).
-        self.process = subprocess.Popen([str(python), "-I", str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([str(python), "-I", str(script)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.log, env=env)
         self.versions = self._reply()
 

@@ -1,0 +1,104 @@
+"""Local speakers' embeddings -> global speakers, with SciPy (the optional `diarize` extra).
+
+Agglomerative clustering (SciPy's `linkage`, average linkage on cosine distance) cut at a
+distance threshold when the number of speakers is free, or at the number asked for; a
+bounded count (`min_speakers`/`max_speakers`) takes the threshold's count and clips it into
+the bounds. Clusters with too little speech to be a speaker of their own are folded into
+the nearest real one. Then every local speaker of a window is given a global speaker by
+its similarity to the clusters' centroids, two local speakers of one window never the same
+one (SciPy's `linear_sum_assignment`): the segmentation already told them apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SetupError
+
+# Cosine distance at which two groups of embeddings stop being one speaker. Chosen on the
+# conversations of scripts/diarization_bench.py (docs/performance.md).
+DISTANCE_THRESHOLD = 0.6
+# A cluster with less clean speech than this is no speaker of its own (auto count only).
+MIN_SPEAKER_SECONDS = 2.0
+# At most this many embeddings are clustered (the longest); the rest are only assigned.
+# SciPy's linkage keeps n*(n-1)/2 distances: 2000 is 16 MB.
+MAX_CLUSTERED = 2000
+
+INSTALL_HINT = "pip install 'mlx-qwen-asr[diarize]'"
+
+
+def _scipy():
+    try:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        raise SetupError(f"speaker diarization needs the optional scipy package: {INSTALL_HINT}") from None
+    return linkage, fcluster, linear_sum_assignment
+
+
+def check_available() -> None:
+    """Raises SetupError (one line, with the install command) if SciPy is missing."""
+    _scipy()
+
+
+def normalize(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, np.float64)
+    norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
+    return embeddings / np.maximum(norms, 1e-12)
+
+
+def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers: int | None = None,
+                      min_speakers: int | None = None, max_speakers: int | None = None,
+                      threshold: float = DISTANCE_THRESHOLD) -> np.ndarray:
+    """Unit centroids [speakers, dim] of the embeddings' clusters (`seconds`: the clean speech
+    behind each embedding, its weight). No embeddings: no speakers."""
+    linkage, fcluster, _ = _scipy()
+    units = normalize(embeddings)
+    seconds = np.asarray(seconds, np.float64)
+    if len(units) == 0:
+        return np.zeros((0, units.shape[-1] if units.ndim == 2 else 0))
+    if len(units) > MAX_CLUSTERED:
+        keep = np.sort(np.argsort(-seconds, kind="stable")[:MAX_CLUSTERED])
+        units, seconds = units[keep], seconds[keep]
+    if len(units) == 1:
+        labels = np.ones(1, int)
+    else:
+        tree = linkage(units, method="average", metric="cosine")
+        if num_speakers is not None:
+            labels = fcluster(tree, t=min(num_speakers, len(units)), criterion="maxclust")
+        else:
+            labels = fcluster(tree, t=threshold, criterion="distance")
+            labels = _fold_small(units, seconds, labels)
+            count = len(np.unique(labels))
+            low = min_speakers or 1
+            high = max_speakers or count
+            if not low <= count <= high:
+                labels = fcluster(tree, t=min(max(count, low), high, len(units)), criterion="maxclust")
+    return normalize(np.stack([(units[labels == k] * seconds[labels == k, None]).sum(0)
+                               for k in np.unique(labels)]))
+
+
+def _fold_small(units: np.ndarray, seconds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Clusters with under MIN_SPEAKER_SECONDS of speech joined to the nearest larger one."""
+    ids = np.unique(labels)
+    totals = np.array([seconds[labels == k].sum() for k in ids])
+    large = ids[totals >= MIN_SPEAKER_SECONDS]
+    if len(large) == 0 or len(large) == len(ids):
+        return labels
+    centroids = normalize(np.stack([units[labels == k].mean(0) for k in large]))
+    labels = labels.copy()
+    for k in ids[totals < MIN_SPEAKER_SECONDS]:
+        members = labels == k
+        labels[members] = large[np.argmax(units[members] @ centroids.T, axis=1)]
+    return labels
+
+
+def assign_window(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Global speaker of each local speaker of one window: the most similar centroids, no
+    two local speakers on the same one while there are centroids to go round."""
+    _, _, linear_sum_assignment = _scipy()
+    similarity = normalize(embeddings) @ centroids.T
+    speakers = np.argmax(similarity, axis=1)
+    rows, cols = linear_sum_assignment(-similarity)
+    speakers[rows] = cols
+    return speakers
