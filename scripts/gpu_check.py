@@ -291,7 +291,9 @@ def check_tokens_fp32(ctx: Context) -> dict:
               "tf32": os.environ.get("MLX_ENABLE_TF32", "default"), "cpu_tokens": cpu, "device_tokens": device,
               "distinct": len(set(cpu)), "equal_to_cpu": device == cpu,
               "first_difference_from_cpu": first_difference(device, cpu), "official": official_leg(ctx, official)}
-    problems = [] if device == cpu else [f"{ctx.device} tokens differ from the CPU's at {result['first_difference_from_cpu']}"]
+    problems = []
+    if device != cpu:
+        problems.append(f"{ctx.device} tokens differ from the CPU's at {result['first_difference_from_cpu']}")
     if "tokens" in result["official"]:
         theirs = result["official"]["tokens"]
         result["equal_to_official"] = device == theirs
