@@ -225,9 +225,10 @@ def check_environment(ctx: Context) -> dict:
     reference = np.einsum("bhqk,bhkd->bhqd", weights / weights.sum(-1, keepdims=True), v)
     errors["fused_attention"] = float(np.linalg.norm(np.asarray(fused) - reference) / np.linalg.norm(reference))
     info["relative_errors"] = errors
-    # float32 may run as TF32 on a GPU (~3e-4); bf16 operands land near 3e-3.
-    bounds = {"float32_matmul": 2e-3, "bfloat16_matmul": 2e-2, "q4_matmul_vs_dequantized": 2e-3,
-              "fused_attention": 2e-3}
+    # Loose on purpose: this gate stops the whole run, so it catches a broken backend (errors
+    # near 1, NaN), not precision; float32 may run as TF32 on a GPU (~3e-4), bf16 near 3e-3.
+    bounds = {"float32_matmul": 1e-2, "bfloat16_matmul": 5e-2, "q4_matmul_vs_dequantized": 1e-2,
+              "fused_attention": 1e-2}
     bad = [f"{k} {errors[k]:.1e} > {bounds[k]:.0e}" for k in bounds if not errors[k] <= bounds[k]]
     info["summary"] = f"{info['device']} {info['device_info'].get('device_name', '')}; mlx {mx.__version__}"
     if bad:
@@ -291,7 +292,9 @@ def check_tokens_fp32(ctx: Context) -> dict:
               "tf32": os.environ.get("MLX_ENABLE_TF32", "default"), "cpu_tokens": cpu, "device_tokens": device,
               "distinct": len(set(cpu)), "equal_to_cpu": device == cpu,
               "first_difference_from_cpu": first_difference(device, cpu), "official": official_leg(ctx, official)}
-    problems = [] if device == cpu else [f"{ctx.device} tokens differ from the CPU's at {result['first_difference_from_cpu']}"]
+    problems = []
+    if device != cpu:
+        problems.append(f"{ctx.device} tokens differ from the CPU's at {result['first_difference_from_cpu']}")
     if "tokens" in result["official"]:
         theirs = result["official"]["tokens"]
         result["equal_to_official"] = device == theirs
