@@ -86,7 +86,8 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
                 raise AudioError(f"sample_rate={sample_rate} contradicts the tuple's rate {tuple_sr}")
             sample_rate = tuple_sr
         if sample_rate is None:
-            raise AudioError("an audio array needs its sample rate: load_audio(array, sample_rate=...)")
+            raise AudioError("an audio array needs its sample rate: pass sample_rate=... with it, or an "
+                             "(array, sample_rate) tuple")
         sr = check_sample_rate(sample_rate)
         audio = to_mono(_as_array(source))
 

@@ -125,7 +125,7 @@ def compare_codecs(asr, clip: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("clip", help="an audio file")
     p.add_argument("out", help="the HTML page to write")
     p.add_argument("--png", help="also write a headless-Chromium screenshot of the view here")
