@@ -125,6 +125,17 @@ def test_segmentation_matches_original_on_shorter_input(originals, segmentation_
     assert relative_error(ours, theirs) < 1e-4
 
 
+def test_segmentation_of_digital_silence_agrees_with_original(originals):
+    """All-zero windows (a file's padded tail) leave only rounding noise inside the instance
+    norms: the unlikely classes' log-probabilities differ, the decision and the
+    probabilities do not."""
+    silence = np.zeros((1, segmentation.WINDOW_SAMPLES), np.float32)
+    ours = np.array(segmentation.load_segmentation()(mx.array(silence)))
+    theirs = originals.segmentation(silence)
+    assert (ours.argmax(-1) == 0).all() and (theirs.argmax(-1) == 0).all()
+    assert np.abs(np.exp(ours) - np.exp(theirs)).max() < 1e-2
+
+
 def test_shipped_segmentation_weights_are_the_converted_checkpoint(originals):
     shipped = load_file(str(segmentation.WEIGHTS))
     converted = segmentation.weights_from_torch(originals.segmentation_state())
@@ -225,3 +236,63 @@ def test_weights_ship_with_licences_and_load_without_torch():
             "assert 'torch' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# ----------------------------------------------------------------------------- the originals' environment
+
+def test_env_dir_depends_on_both_pin_files(tmp_path, monkeypatch):
+    monkeypatch.delenv(diarization_env.ENV_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = diarization_env.env_dir()
+    assert first.parent == tmp_path / "mlx_qwen_asr" and first.name.startswith("diarization-env-")
+    for attribute in ("REQUIREMENTS", "REQUIREMENTS_NO_DEPS"):
+        other = tmp_path / f"{attribute}.txt"
+        other.write_text("torch==2.13.0\n")
+        with monkeypatch.context() as patch:
+            patch.setattr(diarization_env, attribute, other)
+            assert diarization_env.env_dir() != first
+
+
+def test_torch_is_pinned_and_stays_out_of_the_package():
+    pins = [line for line in diarization_env.REQUIREMENTS.read_text().splitlines() if line.startswith("torch")]
+    assert pins == ["torch==2.13.0"]
+    try:
+        import tomllib
+    except ImportError:   # Python 3.10
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert "torch" not in {Requirement(r).name for r in requirements}
+
+
+def test_a_failed_creation_is_one_line(tmp_path, monkeypatch):
+    empty, bogus = tmp_path / "empty.txt", tmp_path / "bogus.txt"
+    empty.write_text("# nothing: only the venv itself\n")
+    bogus.write_text("./no-such-local-package\n")
+    monkeypatch.setattr(diarization_env, "REQUIREMENTS", empty)
+    monkeypatch.setattr(diarization_env, "REQUIREMENTS_NO_DEPS", bogus)
+    monkeypatch.setenv(diarization_env.ENV_VARIABLE, str(tmp_path / "env"))
+    with pytest.raises(diarization_env.DiarizationEnvError) as caught:
+        diarization_env.ensure_env()
+    message = str(caught.value)
+    assert "\n" not in message and "--no-deps" in message and "no-such-local-package" in message
+    assert not diarization_env.is_complete(tmp_path / "env")
+
+
+def test_the_worker_imports_no_mlx():
+    import ast
+
+    tree = ast.parse(diarization_reference.WORKER_SCRIPT.read_text(encoding="utf-8"))
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {n for n in names if n.split(".")[0] in ("mlx", "mlx_qwen_asr")}, names
+
+
+def test_worker_errors_come_back_and_it_keeps_serving(originals):
+    from mlx_qwen_asr.testing.official import OfficialError
+
+    with pytest.raises(OfficialError, match="Traceback"):
+        originals.segmentation(np.zeros((1, 100), np.float32))   # shorter than one sinc filter
+    assert originals.segmentation_geometry(160_000)["num_frames"] == 589
