@@ -17,9 +17,12 @@ from ..errors import SetupError
 
 # Cosine distance at which two groups of embeddings stop being one speaker. Chosen on the
 # conversations of scripts/diarization_bench.py (docs/performance.md).
-DISTANCE_THRESHOLD = 0.6
+DISTANCE_THRESHOLD = 0.5
 # A cluster with less clean speech than this is no speaker of its own (auto count only).
 MIN_SPEAKER_SECONDS = 2.0
+# Only embeddings of at least this much clean (non-overlapped) speech are clustered: an
+# overlapped one sits between two voices and would join their clusters. The rest are assigned.
+MIN_CLEAN_SECONDS = 0.5
 # At most this many embeddings are clustered (the longest); the rest are only assigned.
 # SciPy's linkage keeps n*(n-1)/2 distances: 2000 is 16 MB.
 MAX_CLUSTERED = 2000
@@ -49,14 +52,18 @@ def normalize(embeddings: np.ndarray) -> np.ndarray:
 
 def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers: int | None = None,
                       min_speakers: int | None = None, max_speakers: int | None = None,
-                      threshold: float = DISTANCE_THRESHOLD) -> np.ndarray:
+                      threshold: float | None = None) -> np.ndarray:
     """Unit centroids [speakers, dim] of the embeddings' clusters (`seconds`: the clean speech
     behind each embedding, its weight). No embeddings: no speakers."""
     linkage, fcluster, _ = _scipy()
+    threshold = DISTANCE_THRESHOLD if threshold is None else threshold
     units = normalize(embeddings)
     seconds = np.asarray(seconds, np.float64)
     if len(units) == 0:
         return np.zeros((0, units.shape[-1] if units.ndim == 2 else 0))
+    clean = seconds >= MIN_CLEAN_SECONDS
+    if clean.any():
+        units, seconds = units[clean], seconds[clean]
     if len(units) > MAX_CLUSTERED:
         keep = np.sort(np.argsort(-seconds, kind="stable")[:MAX_CLUSTERED])
         units, seconds = units[keep], seconds[keep]

@@ -31,7 +31,10 @@ from . import clustering
 from .options import DiarizeOptions
 
 WINDOW_SECONDS = 10.0
-STEP_SECONDS = 2.5
+# Each moment is seen by WINDOW / STEP windows. The networks' cost on the CPU (about 0.17 s
+# a window and 0.11 s a second of embedded speech, float32, one core) sets it: see
+# docs/performance.md for the trade of accuracy and speed.
+STEP_SECONDS = 5.0
 # Windows run through the networks together.
 WINDOW_BATCH = 8
 # A local speaker with less speech than this in a window gets no embedding (its frames are
@@ -39,8 +42,10 @@ WINDOW_BATCH = 8
 # its overlapped frames are used too.
 MIN_ACTIVE_SECONDS = 0.2
 EMBED_MIN_CLEAN_SECONDS = 0.5
-# Embeddings are computed in length buckets of this many filterbank frames (10 ms each).
+# Embeddings are computed in length buckets of this many filterbank frames (10 ms each),
+# from at most EMBED_MAX_SECONDS of a local speaker's frames (the middle ones).
 EMBED_BUCKET_FRAMES = 25
+EMBED_MAX_SECONDS = 3.0
 FBANK_SHIFT, FBANK_LENGTH = 0.010, 0.025
 # Turns: gaps of one speaker shorter than this are closed, turns shorter than this dropped.
 MIN_GAP_SECONDS = 0.1
@@ -132,7 +137,7 @@ class Diarizer:
                 if len(rows) < 2:
                     continue
                 result.embedded.append(speaker)
-                pending.append((result, len(self.seconds), rows - rows.mean(0)))
+                pending.append((result, len(self.seconds), rows))
                 self.seconds.append(clean_seconds)
                 self.embeddings.append(None)
             self.windows.append(result)
@@ -162,9 +167,11 @@ class Diarizer:
 
         buckets: dict[int, list[tuple[int, np.ndarray]]] = {}
         for index, run in zip(indices, rows):
-            length = len(run) // EMBED_BUCKET_FRAMES * EMBED_BUCKET_FRAMES or len(run)
+            length = min(len(run) // EMBED_BUCKET_FRAMES * EMBED_BUCKET_FRAMES or len(run),
+                         int(EMBED_MAX_SECONDS / FBANK_SHIFT))
             cut = (len(run) - length) // 2
-            buckets.setdefault(length, []).append((index, run[cut:cut + length]))
+            run = run[cut:cut + length]
+            buckets.setdefault(length, []).append((index, run - run.mean(0)))   # CAM++ takes mean-free features
         for items in buckets.values():
             batch = mx.array(np.stack([run for _, run in items]))
             vectors = np.asarray(self.models.embedding(batch), np.float32)
