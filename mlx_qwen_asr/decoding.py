@@ -192,21 +192,17 @@ def greedy_decode(
     processors = [make_repetition_penalty(repetition_penalty)] if repetition_penalty != 1.0 else []
     pick = greedy_picker(processors)
     start = time.perf_counter()
-    header = None
+    header, budget = None, max_new_tokens
     if header_choices:
         header = choose_header(network, prompt_embeddings, cache, header_choices, quiet)
-        if len(header.tokens) >= max_new_tokens:
-            scores = [tuple(s) for s in header.scores.tolist()] + [(0.0, 0.0)] * (len(header.tokens) - 2)
-            return DecodeResult(header.tokens[:max_new_tokens], "length", time.perf_counter() - start, 0.0,
-                                scores[:max_new_tokens])
         prompt_embeddings = network.embed_tokens(mx.array(header.tokens[1:]))[None]
         if draft is not None:
             draft = draft[len(header.tokens):] if draft[:len(header.tokens)] == header.tokens else []
-        max_new_tokens -= len(header.tokens)
-    draft = draft[:max_new_tokens - 1] if draft else None
+        budget -= len(header.tokens)   # may leave nothing: decode_loop then stops at once
+    draft = draft[:max(0, budget - 1)] if draft else None
     if draft and not processors:   # a processor's pick depends on each token before it: no drafts
         result = _greedy_with_draft(network, prompt_embeddings, draft, cache,
-                                    max_new_tokens, eos, guard, pick, quiet, header, start)
+                                    budget, eos, guard, pick, quiet, header, start)
     else:
         hidden = network.decoder(prompt_embeddings, cache)
         logits = network.logits(hidden[:, -1:, :])[:, -1, :]
@@ -214,10 +210,18 @@ def greedy_decode(
         next_scores = token_scores(logits, next_token, quiet)
         known = _known_scores(network, hidden[0], header, slot, quiet)
         mx.eval(next_token, next_scores, known)
-        result = _greedy_steps(network, cache, (next_token, next_scores), [], max_new_tokens, eos, guard, pick,
+        result = _greedy_steps(network, cache, (next_token, next_scores), [], budget, eos, guard, pick,
                                quiet, time.perf_counter() - start)
         _prepend(result, header, known, slot)
+    _keep_within(result, max_new_tokens)
     return result
+
+
+def _keep_within(result: DecodeResult, budget: int) -> None:
+    """A chosen header longer than the whole budget is cut to it (finish "length")."""
+    if len(result.tokens) > budget:
+        result.tokens, result.scores = result.tokens[:budget], result.scores[:budget]
+        result.finish_reason, result.eos_score = "length", None
 
 
 def _known_scores(network, hidden: mx.array, header: Header | None, slot: int | None, quiet: mx.array) -> mx.array:
@@ -354,8 +358,7 @@ def prefill_rows(network: Qwen3ASR, prompts: list[mx.array], capacity: int) -> t
     """Each prompt ([P_i, hidden]) prefilled on its own, exactly as `greedy_decode` prefills
     it: (the rows' first greedy tokens [B], their caches stacked into one of `capacity`
     positions). A padded batch would spend its padding's share of a compute-bound pass."""
-    quiet = quiet_array((), (0,))
-    rows = [prefill_row(network, prompt, quiet) for prompt in prompts]
+    rows = [prefill_row(network, prompt, quiet_array((), ())) for prompt in prompts]
     cache = KVCache.stacked([row[0] for row in rows], capacity)
     next_tokens = mx.concatenate([row[1] for row in rows])
     mx.eval(next_tokens, cache.state())
@@ -418,8 +421,6 @@ def greedy_decode_batch(
     for row, (_, _, _, header, known), slot, budget in zip(decoded, prefilled, slots, max_new_tokens):
         result = DecodeResult(row.tokens, row.reason, prefill_s, decode_s, row.scores, row.eos_score)
         _prepend(result, header, known, slot)
-        if len(result.tokens) > budget:   # a chosen header longer than the whole budget
-            result.tokens, result.scores = result.tokens[:budget], result.scores[:budget]
-            result.finish_reason, result.eos_score = "length", None
+        _keep_within(result, budget)
         results.append(result)
     return results

@@ -16,9 +16,9 @@ there, its recorded white noise; "room tone": low-passed noise with a faint hum)
 of them the default gate (confidence.py) drops or leaves with text, and a strict setting
 of it (`no_speech_threshold=0, logprob_threshold=-2`: unsure text goes).
 
-Cost: `--cost-model DIR`: one decode step (network forward of one token and the argmax)
-timed with and without the scores (decoding.token_scores), alternating, and the scores
-alone on that step's logits.
+Cost: `--cost-model DIR`: decode steps (network forward of one token and the argmax) timed
+in pairs, one with the scores (decoding.token_scores) and one without, in alternating
+order, and the scores alone on logits of the vocabulary's size.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ def gate(model) -> None:
                       f"strict: {'dropped' if is_no_speech(k, *STRICT) else repr(k.text[:30])}")
 
 
-def cost(model_dir: str, steps: int) -> None:
+def cost(model_dir: str, pairs: int) -> None:
+    """Decode steps in pairs, one with the scores and one without, in alternating order
+    (a shared machine's load moves both alike): medians, and the scores alone."""
     import mlx.core as mx
 
     from mlx_qwen_asr.decoding import quiet_array, token_scores
@@ -169,47 +171,41 @@ def cost(model_dir: str, steps: int) -> None:
     network = model.network
     quiet = quiet_array(model.config.eos_token_ids, model.no_speech_ids)
     prompt = network.embed_tokens(mx.array(list(range(1000, 1200))))[None]
-    cache = network.make_cache(400 + 2 * steps)
-    logits = network(prompt, cache)[:, -1, :]
-    token = mx.argmax(logits, axis=-1)
+    cache = network.make_cache(200 + 4 * pairs + 8)
+    token = mx.argmax(network(prompt, cache)[:, -1, :], axis=-1)
     mx.eval(token, cache.state())
-    base = cache.offset
 
-    def run(scored: bool) -> float:
-        cache.rollback(base)
-        nonlocal_token = token
+    def step(scored: bool) -> float:
+        nonlocal token
         start = time.perf_counter()
-        for _ in range(steps):
-            logits = network(network.embed_tokens(nonlocal_token)[:, None, :], cache)[:, -1, :]
-            picked = mx.argmax(logits, axis=-1)
-            out = (picked, token_scores(logits, picked, quiet)) if scored else (picked,)
-            mx.eval(*out)
-            nonlocal_token = picked
-        return (time.perf_counter() - start) / steps
+        logits = network(network.embed_tokens(token)[:, None, :], cache)[:, -1, :]
+        token = mx.argmax(logits, axis=-1)
+        mx.eval(token, token_scores(logits, token, quiet)) if scored else mx.eval(token)
+        return time.perf_counter() - start
 
-    run(True), run(False)   # warm up
+    step(True), step(False)   # warm up
     plain, scored = [], []
-    for _ in range(5):
-        plain.append(run(False))
-        scored.append(run(True))
-    logits = mx.random.normal((1, network.config.text.vocab_size)).astype(logits.dtype)
+    for i in range(pairs):
+        for flag in ((False, True) if i % 2 else (True, False)):
+            (scored if flag else plain).append(step(flag))
+    logits = mx.random.normal((1, network.config.text.vocab_size)).astype(model.dtype)
     picked = mx.argmax(logits, axis=-1)
     mx.eval(logits, picked)
     start = time.perf_counter()
     for _ in range(200):
         mx.eval(token_scores(logits, picked, quiet))
     alone = (time.perf_counter() - start) / 200
-    step = float(np.median(plain))
-    print(f"\ncost at {model_dir} ({model.dtype}): step {step * 1000:.1f} ms median, with scores "
-          f"{np.median(scored) * 1000:.1f} ms ({(np.median(scored) / step - 1) * 100:+.1f} %); "
-          f"the scores alone {alone * 1000:.3f} ms ({alone / step * 100:.2f} % of a step)")
+    base, extra = float(np.median(plain)), float(np.median(np.array(scored) - np.array(plain)))
+    print(f"\ncost at {model_dir} ({model.dtype}), {pairs} pairs of steps: step {base * 1000:.1f} ms median; "
+          f"with scores {np.median(scored) * 1000:.1f} ms; median pair difference {extra * 1000:+.2f} ms "
+          f"({extra / base * 100:+.2f} %); the scores alone {alone * 1000:.3f} ms ({alone / base * 100:.2f} % of a step)")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snr", type=float, default=5.0, help="noise under the held-out clips, dB SNR")
     parser.add_argument("--cost-model", default=None, help="checkpoint directory for the per-token cost")
-    parser.add_argument("--steps", type=int, default=24, help="decode steps per timing run")
+    parser.add_argument("--pairs", type=int, default=40, help="pairs of decode steps timed")
     parser.add_argument("--no-quality", action="store_true", help="cost only")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
@@ -219,7 +215,7 @@ def main(argv=None) -> int:
             quality(model, args.snr)
             gate(model)
     if args.cost_model:
-        cost(args.cost_model, args.steps)
+        cost(args.cost_model, args.pairs)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     return 0
 

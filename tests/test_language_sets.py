@@ -156,3 +156,15 @@ def test_dictation_honours_a_set(trained_model):
     assert any(h.result.language for h in heard)
     alone = [trained_model.transcribe(h.utterance.audio, sample_rate=16000, language=["zh", "de"]) for h in heard]
     assert [h.result.tokens for h in heard] == [r.tokens for r in alone]
+
+
+def test_a_tiny_budget_alone_and_batched(trained_model):
+    from mlx_qwen_asr.decoding import greedy_decode
+
+    ids, embeddings = asr_prompt(trained_model, load_audio(CLIPS[0]))
+    choices = trained_model.header_choices(("Chinese", "English"))
+    for budget in (1, 2, 3, 4):
+        result = greedy_decode(trained_model.network, embeddings[None], budget, trained_model.config.eos_token_ids,
+                               header_choices=choices)
+        assert len(result.tokens) == len(result.scores) == budget and result.finish_reason == "length"
+        assert result.tokens[:3] == trained_model.header_tokens("English")[:budget]
