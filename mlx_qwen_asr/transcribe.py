@@ -26,7 +26,7 @@ from .network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .peer_layouts import stored_quantization
-from .prompt import prompt_text, transcript_text
+from .prompt import ASR_TEXT_TAG, prompt_text, transcript_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -157,7 +157,10 @@ class ASRModel:
         finish = result.finish_reason
         if check_loops and finish == "eos" and ends_in_loop(result.tokens):
             finish = "repetition"
-        return Segment(start, end, text, detected, finish, result.tokens, raw=raw)
+        tag = self.tokenizer.token_to_id(ASR_TEXT_TAG)
+        header = result.tokens.index(tag) + 1 if language is None and tag in result.tokens else 0
+        return Segment(start, end, text, detected, finish, result.tokens[header:], raw=raw,
+                       generated=len(result.tokens))
 
 
 def ends_in_loop(tokens: list[int]) -> bool:
@@ -191,7 +194,7 @@ def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: fl
 def with_speed(timings: dict, segments: list[Segment]) -> dict:
     """Adds decode_tokens_per_s: tokens generated per second of decoding."""
     decode = timings.get("decode", 0.0)
-    tokens = sum(len(s.tokens) for s in segments)
+    tokens = sum(s.generated for s in segments)
     timings["decode_tokens_per_s"] = tokens / decode if decode > 0 else 0.0
     return timings
 

@@ -49,7 +49,12 @@ def test_markup_in_the_decoded_text_is_not_in_the_segment_text(ours):
     tokens = ours.tokenizer.encode(raw)
     segment = ours.segment(DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, None)
     assert (segment.language, segment.text) == ("English", "one two third third four")
-    assert segment.raw == raw and segment.tokens == tokens   # raw output and tokens as decoded
+    assert segment.raw == raw   # the raw output as decoded
+    # The tokens are the text's: from after the first header on (markup mid-text kept).
+    assert segment.tokens == tokens[tokens.index(ours.tokenizer.token_to_id("<asr_text>")) + 1:]
+    assert segment.generated == len(tokens)
+    forced = ours.segment(DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, "English")
+    assert forced.tokens == tokens   # a forced language's header is in the prompt, not the output
     assert StreamText(ours.tokenizer, None).body(tokens) == "one two third third four"
 
 
