@@ -288,6 +288,7 @@ def _kill(sock: socket.socket) -> None:
     sock.close()
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")   # the suite stays free of them
 def test_clients_killed_mid_upload_and_mid_stream(server, client, trained_offline):
     for _ in range(5):
         _kill(_raw_post(server, 1_500_000, 400_000))
@@ -316,10 +317,10 @@ def test_clients_killed_mid_upload_and_mid_stream(server, client, trained_offlin
     # A live session whose client vanishes mid-item.
     host, port = server.url.removeprefix("http://").split(":")
     from websockets.sync.client import connect
-    ws = connect(f"ws://{host}:{port}/v1/realtime", additional_headers={"Authorization": f"Bearer {KEY}"})
-    ws.recv()
-    ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24k(SHORT[0])).decode()}))
-    _kill(ws.socket)
+    with connect(f"ws://{host}:{port}/v1/realtime", additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        ws.recv()
+        ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24k(SHORT[0])).decode()}))
+        _kill(ws.socket)
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
