@@ -168,6 +168,24 @@ def ends_in_loop(tokens: list[int]) -> bool:
     return EOS_LOOP_GUARD.is_looping(tokens) or EOS_LOOP_GUARD.is_looping(tokens[:-1])
 
 
+def loop_end(tokens: list[int]) -> int | None:
+    """Where the first copy of a loop the tokens end in (`ends_in_loop`) ends: the tokens up to
+    there say it once. None if they end in no loop."""
+    guard = EOS_LOOP_GUARD
+    for body in (tokens, tokens[:-1]):
+        if not guard.is_looping(body):
+            continue
+        for period in range(1, guard.max_period + 1):
+            span = period * guard.repeats_needed(period)
+            start = len(body) - span
+            if start < 0 or any(body[i] != body[i - period] for i in range(start + period, len(body))):
+                continue
+            while start >= period and body[start - period:start] == body[start:start + period]:
+                start -= period
+            return start + period
+    return None
+
+
 def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
     """The input's block stream, and with `skip_silence` only its speech plus the map
     (vad.SpeechMap) back to the input's clock (None without)."""
