@@ -24,11 +24,9 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .errors import QwenASRError
 from .errors import first_line
-from .folder import _say, transcribe_group
+from .folder import FileProgress, _say, transcribe_group
 from .options import TranscribeOptions
 from .results import Transcription
 from .transcribe import ASRModel, load_model
@@ -191,8 +189,7 @@ class RayWorkers:
         # result ref -> (actor, group, times it lost its worker); group None: a restarted
         # worker's ready() call, so that no group is sent to a worker before it is back.
         pending = {}
-        with tqdm(total=len(todo), unit="file", desc=f"files ({len(self.actors)} Ray workers)",
-                  disable=run.quiet, dynamic_ncols=True) as bar:
+        with FileProgress(len(todo), f"files ({len(self.actors)} Ray workers)", run.quiet) as bar:
             while True:
                 while idle and (retry or fresh):
                     item = retry.popleft() if retry else next(((g, 0) for g in groups), None)

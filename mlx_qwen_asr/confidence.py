@@ -18,7 +18,6 @@ import math
 import re
 from dataclasses import dataclass
 
-from .prompt import ASR_TEXT_TAG
 from .word_split import is_cjk_ideograph
 
 # Chosen on the trained fixture's held-out speech (clean and noisy) and on noise, hum and
@@ -34,15 +33,14 @@ class WordProbability:
     span: tuple[int, int]        # [begin, end) characters of the word in the segment's text
 
 
-def attach_confidence(segment, result, tokenizer, language_token: int) -> None:
-    """Set the segment's `logprobs`, `avg_logprob`, `no_speech_prob` and
-    `word_probabilities` from its DecodeResult."""
+def attach_confidence(segment, result, header: int, tokenizer, language_token: int) -> None:
+    """Set the segment's `logprobs` (one per token of `segment.tokens`, the text's: the
+    result's first `header` tokens are the language header), `avg_logprob`,
+    `no_speech_prob` and `word_probabilities` from its DecodeResult."""
     if len(result.scores) != len(result.tokens):
         return   # a result without scores (nothing decoded)
-    segment.logprobs = [score[0] for score in result.scores]
-    tag = tokenizer.token_to_id(ASR_TEXT_TAG)
-    body = result.tokens.index(tag) + 1 if tag in result.tokens else 0
-    text_logprobs = segment.logprobs[body:] + ([result.eos_score[0]] if result.eos_score else [])
+    segment.logprobs = [score[0] for score in result.scores[header:]]
+    text_logprobs = segment.logprobs + ([result.eos_score[0]] if result.eos_score else [])
     if text_logprobs:
         segment.avg_logprob = sum(text_logprobs) / len(text_logprobs)
     if result.prompt_slot is not None:                      # language forced in the prompt
@@ -51,8 +49,7 @@ def attach_confidence(segment, result, tokenizer, language_token: int) -> None:
         segment.no_speech_prob = math.exp(result.scores[1][1])
     elif not result.tokens and result.eos_score is not None:   # the end at once
         segment.no_speech_prob = math.exp(result.eos_score[1])
-    segment.word_probabilities = word_probabilities(tokenizer, result.tokens[body:], segment.logprobs[body:],
-                                                    segment.text)
+    segment.word_probabilities = word_probabilities(tokenizer, segment.tokens, segment.logprobs, segment.text)
 
 
 def text_token_logprobs(tokenizer, segment) -> list[tuple[str, float]]:
@@ -60,12 +57,9 @@ def text_token_logprobs(tokenizer, segment) -> list[tuple[str, float]]:
     header), a token's text being what it adds to the decoded text; [] for a dropped segment."""
     if not segment.text or len(segment.logprobs) != len(segment.tokens):
         return []
-    tag = tokenizer.token_to_id(ASR_TEXT_TAG)
-    body = segment.tokens.index(tag) + 1 if tag in segment.tokens else 0
-    tokens = segment.tokens[body:]
-    ends = token_ends(tokenizer, tokens)
-    text = tokenizer.decode(tokens)
-    return [(text[a:b], lp) for a, b, lp in zip([0] + ends[:-1], ends, segment.logprobs[body:])]
+    ends = token_ends(tokenizer, segment.tokens)
+    text = tokenizer.decode(segment.tokens)
+    return [(text[a:b], lp) for a, b, lp in zip([0] + ends[:-1], ends, segment.logprobs)]
 
 
 def token_ends(tokenizer, tokens: list[int]) -> list[int]:

@@ -239,6 +239,35 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+def _on_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
+
+
+class FileProgress:
+    """Files done: a tqdm bar on a terminal; where stderr is not one (a log file, a pipe)
+    a plain line per update instead of the bar's carriage-return redraws."""
+
+    def __init__(self, total: int, desc: str, quiet: bool):
+        self.total, self.desc, self.quiet, self.done, self.note = total, desc, quiet, 0, ""
+        self.bar = tqdm(total=total, unit="file", desc=desc, disable=quiet or not _on_terminal(), dynamic_ncols=True)
+
+    def __enter__(self) -> "FileProgress":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.bar.close()
+
+    def set_postfix_str(self, note: str) -> None:
+        self.note = note
+        self.bar.set_postfix_str(note)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+        if self.bar.disable and not self.quiet and n:
+            _say(f"{self.desc}: {self.done}/{self.total}" + (f" ({self.note})" if self.note else ""))
+
+
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
                       dtype=None, formats=("txt",), overwrite: bool = False, quiet: bool = False,
                       verbose: bool = False, shape=None, ray=None, ray_workers: int | None = None,
@@ -382,7 +411,7 @@ def _transcribe_one(asr, source: Path, options: TranscribeOptions, quiet: bool):
 
     def progress(done, total):
         nonlocal bar
-        if bar is None and total > options.segment_seconds and not quiet:
+        if bar is None and total > options.segment_seconds and not quiet and _on_terminal():
             bar = tqdm(total=round(total, 1), unit="s", desc=source.name, leave=False, dynamic_ncols=True)
         if bar is not None:
             bar.update(round(done, 1) - bar.n)
@@ -409,7 +438,7 @@ class _Run:
         self.stopped = None   # why the run stopped early (a full disk), if it did
 
     def transcribe_all(self, asr, todo) -> None:
-        with tqdm(total=len(todo), unit="file", desc="files", disable=self.quiet, dynamic_ncols=True) as bar:
+        with FileProgress(len(todo), "files", self.quiet) as bar:
             for group in self.groups(todo):
                 bar.set_postfix_str(group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}")
                 results = transcribe_group(asr, [job.source for job, _ in group], self.options, self.quiet)

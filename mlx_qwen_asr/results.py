@@ -18,11 +18,12 @@ class Segment:
     language: str
     finish_reason: str           # "eos", "length" (budget hit: truncated), "repetition", "silence",
                                  # "no_speech" (text dropped: confidence.is_no_speech)
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)   # ids of the text (the language header left out)
     retries: int = 0             # re-decodes spent on a loop or a missing EOS
     remedy: str = ""             # what the last retry did ("repetition_penalty", "split")
     raw: str = ""                # decoded output before parsing
     words: list | None = None    # WordTiming (aligner.py) with times from the input's start, if asked for
+    generated: int = 0           # tokens decoded, language header included (what decoding speed counts)
     # Confidence (confidence.py): per token of `tokens` its log-probability; the text tokens'
     # (and EOS's) mean; the probability of "no speech" at the language slot; per word of
     # `text` its probability (WordProbability). None where not decoded (silence).
@@ -59,7 +60,7 @@ class Transcription:
     text: str
     language: str                # detected (or forced) language; "A,B" when segments differ
     duration: float              # seconds of input audio
-    tokens: list[int]            # generated ids of all segments, EOS excluded
+    tokens: list[int]            # text ids of all segments (language headers and EOS excluded)
     finish_reason: str           # the worst of the segments' (see FINISH_SEVERITY)
     timings: dict = field(default_factory=dict)   # seconds per stage, decode_tokens_per_s
     raw: str = ""                # decoded output before parsing (segments joined)

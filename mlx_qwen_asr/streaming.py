@@ -29,7 +29,7 @@ from .prompt import ASR_TEXT_TAG
 from .results import join_texts
 from .stream_regions import end_of_text, log_softmax, region_cut
 from .stream_text import StreamText, StreamWords
-from .transcribe import ASRModel
+from .transcribe import ASRModel, loop_end
 
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2
@@ -212,6 +212,11 @@ class StreamingSession:
         fixed = self.steps_in_region > self.unfixed_steps or bool(self.region_tokens) or final
         prefix = list(self.region_tokens) if fixed else []
         generated = self._decode(audio, prefix)
+        # A loop at the end (typically over silence, also one the model ends with EOS) is said
+        # once: its repeats are never shown or committed.
+        cut = loop_end(prefix + generated)
+        if cut is not None:
+            generated = generated[:max(0, cut - len(prefix))]
         previous, self.output_tokens = self.output_tokens, prefix + generated
         if self.steps_in_region >= self.unfixed_steps and not final:
             candidate = self.output_tokens[:max(0, len(self.output_tokens) - self.unfixed_tokens)]

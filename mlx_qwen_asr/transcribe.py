@@ -28,7 +28,7 @@ from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .peer_layouts import stored_quantization
 from .confidence import attach_confidence, is_no_speech, span_probability
 from .languages import forced_language, language_set
-from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, parse_output, prompt_text, transcript_text
+from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, prompt_text, transcript_text
 from .results import Segment, Transcription
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
@@ -178,12 +178,17 @@ class ASRModel:
         (confidence.py) attached; with the options' repetition guard, one that ended in a loop
         at EOS finishes as "repetition"; dropped as no speech if the options' gate says so."""
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        detected, text = transcript_text(raw, forced_language(options.language))
+        forced = forced_language(options.language)
+        detected, text = transcript_text(raw, forced)
         finish = result.finish_reason
         if options.repetition_guard and finish == "eos" and ends_in_loop(result.tokens):
             finish = "repetition"
-        segment = Segment(start, end, text, detected, finish, result.tokens, raw=raw)
-        attach_confidence(segment, result, self.tokenizer, self.language_token)
+        # A detected language's header ("language X<asr_text>") is generated; a forced one is in the prompt.
+        tag = self.tokenizer.token_to_id(ASR_TEXT_TAG)
+        header = result.tokens.index(tag) + 1 if forced is None and tag in result.tokens else 0
+        segment = Segment(start, end, text, detected, finish, result.tokens[header:], raw=raw,
+                          generated=len(result.tokens))
+        attach_confidence(segment, result, header, self.tokenizer, self.language_token)
         if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
             segment.text, segment.finish_reason = "", "no_speech"
         return segment
@@ -192,6 +197,24 @@ class ASRModel:
 def ends_in_loop(tokens: list[int]) -> bool:
     """The tokens end in a loop (EOS_LOOP_GUARD), maybe followed by one more (a full stop)."""
     return EOS_LOOP_GUARD.is_looping(tokens) or EOS_LOOP_GUARD.is_looping(tokens[:-1])
+
+
+def loop_end(tokens: list[int]) -> int | None:
+    """Where the first copy of a loop the tokens end in (`ends_in_loop`) ends: the tokens up to
+    there say it once. None if they end in no loop."""
+    guard = EOS_LOOP_GUARD
+    for body in (tokens, tokens[:-1]):
+        if not guard.is_looping(body):
+            continue
+        for period in range(1, guard.max_period + 1):
+            span = period * guard.repeats_needed(period)
+            start = len(body) - span
+            if start < 0 or any(body[i] != body[i - period] for i in range(start + period, len(body))):
+                continue
+            while start >= period and body[start - period:start] == body[start:start + period]:
+                start -= period
+            return start + period
+    return None
 
 
 def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
@@ -221,7 +244,7 @@ def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: fl
 def with_speed(timings: dict, segments: list[Segment]) -> dict:
     """Adds decode_tokens_per_s: tokens generated per second of decoding."""
     decode = timings.get("decode", 0.0)
-    tokens = sum(len(s.tokens) for s in segments)
+    tokens = sum(s.generated for s in segments)
     timings["decode_tokens_per_s"] = tokens / decode if decode > 0 else 0.0
     return timings
 

@@ -60,6 +60,11 @@ def test_a_loop_the_model_ends_with_eos_is_caught_and_remedied(trained_model, tr
     assert remedied.text == trained_offline["short_04.flac"].text
     # Speech alone never trips the check.
     assert {r.finish_reason for r in trained_offline.values()} == {"eos"}
+    # Streamed, the loop is said once: neither shown nor committed six times.
+    session = StreamingSession(trained_model)
+    for i in range(0, len(audio), 8000):
+        session.feed(audio[i:i + 8000])
+    assert session.finish().committed == trained_offline["short_04.flac"].text
 
 
 def stream(model, row, chunk: int, **options) -> str:

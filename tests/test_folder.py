@@ -197,6 +197,8 @@ def test_loaded_model_single_file_with_progress_bars(tiny_checkpoint, tmp_path, 
     assert len(json.loads((tmp_path / "out" / "long.json").read_text())["segments"]) >= 2
     err = capsys.readouterr().err
     assert "files" in err and "long.wav" in err and "done 1, skipped 0, failed 0" in err
+    # stderr is no terminal here (as a log file is not): plain lines, no bar redrawn with \r.
+    assert "\r" not in err and "files: 1/1 (long)" in err
 
 
 def test_journal_line_torn_by_a_kill_is_skipped_and_later_lines_kept(tmp_path):
