@@ -71,6 +71,8 @@ def normalize_language(language: str | None, supported=SUPPORTED_LANGUAGES) -> s
     LanguageError naming the options."""
     if language is None:
         return None
+    if isinstance(language, (list, tuple)):
+        raise LanguageError(f"one language is needed here, not a set: {', '.join(map(str, language))}")
     key = _key(language)
     if not key:
         return None

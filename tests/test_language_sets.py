@@ -168,3 +168,13 @@ def test_a_tiny_budget_alone_and_batched(trained_model):
                                header_choices=choices)
         assert len(result.tokens) == len(result.scores) == budget and result.finish_reason == "length"
         assert result.tokens[:3] == trained_model.header_tokens("English")[:budget]
+
+
+def test_one_language_where_a_set_makes_no_sense(trained_aligner):
+    from mlx_qwen_asr import align_transcription
+    from mlx_qwen_asr.languages import normalize_language
+
+    with pytest.raises(LanguageError, match="not a set"):
+        normalize_language(("English", "Chinese"))
+    with pytest.raises(LanguageError, match="not a set"):
+        align_transcription(CLIPS[0], "ship opens if", ["en", "zh"], aligner=trained_aligner)
