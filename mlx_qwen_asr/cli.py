@@ -55,7 +55,7 @@ def program_name() -> str:
 
 EPILOG = """\
 examples:
-  text on stdout, a line per segment (as each is finished):
+  text on stdout, a line per file, written as each segment is decoded:
     {prog} talk.wav
   timed lines, [00:01.20 --> 00:03.50] text:
     {prog} talk.wav --timestamps
