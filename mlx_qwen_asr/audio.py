@@ -40,8 +40,7 @@ MAX_FILE_CHANNELS = 64
 MAX_FRAMES_PER_BYTE = 16384
 
 __all__ = ["SAMPLE_RATE", "check_header", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio",
-           "read_stdin",
-           "resample", "to_mono"]
+           "read_stdin", "resample", "to_mono"]
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
