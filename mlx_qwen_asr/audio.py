@@ -39,8 +39,8 @@ MAX_FILE_CHANNELS = 64
 # Frames a byte of file may hold: digital silence in FLAC's largest blocks stays under ~3300.
 MAX_FRAMES_PER_BYTE = 16384
 
-__all__ = ["SAMPLE_RATE", "check_header", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio", "read_stdin",
-           "resample", "to_mono"]
+__all__ = ["SAMPLE_RATE", "check_header", "check_sample_rate", "chunk_samples", "integer_pcm", "load_audio",
+           "read_stdin", "resample", "to_mono"]
 
 
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
