@@ -67,6 +67,31 @@ def test_a_loop_the_model_ends_with_eos_is_caught_and_remedied(trained_model, tr
     assert session.finish().committed == trained_offline["short_04.flac"].text
 
 
+def test_streamed_48khz_is_resampled_as_the_whole_file(trained_model):
+    """A 48 kHz stream is resampled as its whole file is (to float32 rounding), so its text is
+    that of the whole file's 16 kHz audio streamed. (Where a 48 kHz stream ends with other text
+    than offline, streaming differs from offline on that audio, not the resampling: the
+    16 -> 48 -> 16 kHz round trip drops the top of the band, and on medium_01 streaming then
+    commits a word early that offline reads otherwise.)"""
+    from mlx_qwen_asr.audio_blocks import ChunkInput
+    from mlx_qwen_asr.resample import resample
+
+    audio48 = resample(load_audio(HELDOUT / "medium_01.flac"), 16000, 48000)
+    whole = resample(audio48, 48000, 16000)
+    chunks = ChunkInput()
+    streamed = np.concatenate([chunks.push(audio48[i:i + 4800], 48000) for i in range(0, len(audio48), 4800)]
+                              + [chunks.flush()])
+    assert len(streamed) == len(whole) and np.abs(streamed - whole).max() < 1e-6
+
+    def text(samples, rate, chunk):
+        session = StreamingSession(trained_model)
+        for i in range(0, len(samples), chunk):
+            session.feed(samples[i:i + chunk], rate)
+        return session.finish().committed
+
+    assert text(audio48, 48000, 24000) == text(whole, 16000, 8000)
+
+
 def stream(model, row, chunk: int, **options) -> str:
     """The final committed text of a held-out clip fed to a StreamingSession in `chunk`-sample pieces."""
     audio = load_audio(HELDOUT / row["file"])
