@@ -66,7 +66,8 @@ def test_subtitle_cues_come_from_word_times(timed):
 def test_json_and_tsv_carry_the_words(timed):
     data = json.loads(to_string(timed, "json"))
     words = [w for s in data["segments"] for w in s["words"]]
-    assert len(words) == len(timed.words) and {"word", "start", "end"} == set(words[0])
+    assert len(words) == len(timed.words) and {"word", "start", "end"} <= set(words[0]) <= {"word", "start", "end",
+                                                                                            "probability"}
     tsv = to_string(timed, "tsv").splitlines()
     assert len(tsv) == 1 + len([w for w in timed.words if w.word])
 
