@@ -381,8 +381,10 @@ def _speakers_unhonoured(args) -> str | None:
         return None
     if args.align is not None:
         return "--diarize does not apply to --align (a given transcript); transcribe the audio with --diarize"
-    if args.stream or args.stream_fast or args.mic:
-        return "--diarize needs the whole recording: it works on files, folders and standard input, not live modes"
+    if args.stream or args.stream_fast or (args.mic and not args.vad):
+        return "--diarize works on files, folders, standard input and dictation (--mic --vad), not streaming"
+    if args.mic and (args.num_speakers or args.min_speakers or args.max_speakers):
+        return "--num-speakers/--min-speakers/--max-speakers need the whole recording; dictation finds speakers as they come"
     for spec in args.speaker or []:
         name, sep, clip = spec.partition("=")
         if not sep or not name.strip() or not clip:
@@ -442,9 +444,19 @@ def _dictation_mode(args, options: TranscribeOptions, device: int | None) -> int
     from .dictation import dictate_microphone
 
     model = _load(args)
-    options = TranscribeOptions.build(options, word_timestamps=False)   # --timestamps: the utterances' times
+    speakers = None
+    if options.diarize is not None:   # each utterance labelled as it is printed (speakers/incremental.py)
+        from .speakers.incremental import SpeakerTracker
+        from .speakers.pipeline import shipped_models
+        from .speakers.references import embed_references
+
+        models = shipped_models()
+        speakers = SpeakerTracker(models, embed_references(options.diarize.speakers, models)
+                                  if options.diarize.speakers else None)
+    options = TranscribeOptions.build(options, word_timestamps=False, diarize=None)   # --timestamps: the utterances' times
     try:
-        dictate_microphone(model, options, device, timestamps=args.timestamps, verbose=args.verbose)
+        dictate_microphone(model, options, device, timestamps=args.timestamps, verbose=args.verbose,
+                           speakers=speakers)
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

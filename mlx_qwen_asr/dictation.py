@@ -361,9 +361,12 @@ def heard_report(heard: Heard) -> str:
             f"{heard.waiting:.1f} s of audio waiting")
 
 
-def printer(timestamps: bool, verbose: bool, out=None, err=None) -> Callable[[Heard], None]:
+def printer(timestamps: bool, verbose: bool, out=None, err=None, speakers=None) -> Callable[[Heard], None]:
+    """`speakers` (a speakers.incremental.SpeakerTracker) labels each line with its speaker."""
     def show(heard: Heard) -> None:
         line = heard_line(heard, timestamps)
+        if line is not None and speakers is not None:
+            line = f"{speakers.label(heard.utterance.audio) or '-'}: {line}"
         if line is not None:
             print(line, file=out or sys.stdout, flush=True)
         if verbose:
@@ -381,7 +384,7 @@ def session_report(source: str, heard: list[Heard], wall: float) -> str:
 
 
 def dictate_microphone(model, options: TranscribeOptions, device: int | None = None, *, timestamps: bool = False,
-                       verbose: bool = False) -> list[Heard]:
+                       verbose: bool = False, speakers=None) -> list[Heard]:
     """`--mic --vad`: dictation from the microphone (PortAudio `device`, default: the
     default input) until Ctrl-C, each utterance printed as a line when it is transcribed."""
     from .live import microphone_blocks
@@ -389,7 +392,7 @@ def dictate_microphone(model, options: TranscribeOptions, device: int | None = N
     blocks = microphone_blocks(device)   # opened here: a device that fails is reported before "listening"
     print("listening... (Ctrl-C to stop)", file=sys.stderr)
     started = time.perf_counter()
-    heard = dictate(model, options, blocks, clock=RealClock(), on_heard=printer(timestamps, verbose))
+    heard = dictate(model, options, blocks, clock=RealClock(), on_heard=printer(timestamps, verbose, speakers=speakers))
     if verbose:
         print(session_report("microphone", heard, time.perf_counter() - started), file=sys.stderr)
     return heard

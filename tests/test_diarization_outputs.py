@@ -105,7 +105,8 @@ def test_diarize_option_times_words_and_is_recorded_only_when_on():
     (["a.wav", "--diarize", "--min-speakers", "3", "--max-speakers", "2"], "min_speakers (3) is above max_speakers (2)"),
     (["a.wav", "--num-speakers", "2"], "--num-speakers says how to tell speakers apart: use it with --diarize"),
     (["a.wav", "-o", "out", "-f", "rttm"], "-f rttm writes speaker turns: use it with --diarize"),
-    (["a.wav", "--diarize", "--stream"], "--diarize needs the whole recording"),
+    (["a.wav", "--diarize", "--stream"], "--diarize works on files, folders, standard input and dictation"),
+    (["--mic", "--vad", "--diarize", "--num-speakers", "2"], "dictation finds speakers as they come"),
     (["a.wav", "--diarize", "--speaker", "Ann"], "--speaker takes NAME=CLIP"),
     (["a.wav", "--diarize", "--speaker", "Ann=/no/clip.wav"], "reference clip for Ann: /no/clip.wav: no such file"),
 ])

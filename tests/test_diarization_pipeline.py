@@ -130,3 +130,26 @@ def test_memory_per_window_is_small_and_audio_is_not_kept():
     kept = sum(w.activity.nbytes for w in run_.windows) + sum(e.nbytes for e in run_.embeddings)
     assert kept < 60 * 1024
     assert {t.speaker for t in run_.turns(60.0)} == {"SPEAKER_1", "SPEAKER_2"}
+
+
+def test_dictation_labels_utterances_as_they_come():
+    import io
+
+    from mlx_qwen_asr.dictation import Heard, Utterance, printer
+    from mlx_qwen_asr.results import Transcription
+    from mlx_qwen_asr.speakers.incremental import SpeakerTracker
+    from mlx_qwen_asr.speakers.references import embed_references
+
+    tracker = SpeakerTracker(MODELS)
+    labels = [tracker.label(voice(name, 3.0, seed)) for seed, name in enumerate("ABACB")]
+    assert labels == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_3", "SPEAKER_2"]
+    assert tracker.label(np.zeros(2 * RATE, np.float32)) is None
+    named = SpeakerTracker(MODELS, embed_references({"Cy": voice("C", 3.0, 7)}, MODELS))
+    assert [named.label(voice(n, 3.0, 8)) for n in "CA"] == ["Cy", "SPEAKER_1"]
+
+    out = io.StringIO()
+    show = printer(False, False, out=out, speakers=SpeakerTracker(MODELS))
+    for index, name in enumerate("AB"):
+        result = Transcription("hello there", "English", 3.0, [], "eos")
+        show(Heard(Utterance(index, 0.0, 3.0, voice(name, 3.0, index)), result, 0, 0, 0, 0))
+    assert out.getvalue() == "SPEAKER_1: hello there\nSPEAKER_2: hello there\n"

@@ -100,3 +100,40 @@ def test_cli_diarize_writes_every_format(two_voices, trained_checkpoint, trained
 
     assert rerun()["skipped"] == 1                            # resumed: the manifest records the settings
     assert rerun("--num-speakers", "2")["done"] == 1          # other speaker settings: done again
+
+
+def test_server_diarized_json(two_voices, trained_checkpoint, trained_aligner, tmp_path):
+    import base64
+
+    import httpx
+    from server_support import ServerProcess
+
+    path, truth = two_voices
+    server = ServerProcess(["--model", str(trained_checkpoint), "--dtype", "float32", "--aligner",
+                            str(trained_aligner)], tmp_path)
+    try:
+        def post(**fields):
+            with open(path, "rb") as f:
+                return httpx.post(server.url + "/v1/audio/transcriptions", timeout=600,
+                                  files={"file": ("two_voices.wav", f)},
+                                  data={"model": "tiny", "response_format": "diarized_json", **fields})
+
+        body = post().json()
+        assert body["task"] == "transcribe" and body["text"]
+        assert [s["speaker"] for s in body["segments"]][:2] == ["SPEAKER_1", "SPEAKER_2"]
+        assert all(set(s) == {"type", "id", "speaker", "start", "end", "text"} for s in body["segments"])
+        b = load_audio(HELDOUT / "medium_05.flac")
+        buffer = tmp_path / "b.wav"
+        sf.write(buffer, b, RATE)
+        url = "data:audio/wav;base64," + base64.b64encode(buffer.read_bytes()).decode()
+        named = post(**{"known_speaker_names[]": "Bo", "known_speaker_references[]": url}).json()
+        assert "Bo" in {s["speaker"] for s in named["segments"]}
+        silent = tmp_path / "silent.wav"
+        sf.write(silent, np.zeros(RATE, np.float32), RATE)
+        url = "data:audio/wav;base64," + base64.b64encode(silent.read_bytes()).decode()
+        bad = post(**{"known_speaker_names[]": "Al", "known_speaker_references[]": url})
+        assert bad.status_code == 400
+        assert "reference clip for Al has 0.0 s of speech" in bad.json()["error"]["message"]
+        assert server.alive()
+    finally:
+        server.stop()

@@ -205,7 +205,8 @@ class Diarizer:
                 for local, speaker in zip(window.embedded, clustering.assign_window(vectors, centroids)):
                     score[first:first + frames, speaker] += active[:, local]
         covered = np.maximum(cover, 1)
-        average, speakers_per_frame = score / covered[:, None], np.round(count / covered).astype(int)
+        # Half the windows hearing a speaker is enough (np.round would send 0.5 to 0).
+        average, speakers_per_frame = score / covered[:, None], np.floor(count / covered + 0.5).astype(int)
         order = np.argsort(-average, axis=1, kind="stable")
         on = np.zeros_like(score, bool)
         for rank in range(len(centroids)):

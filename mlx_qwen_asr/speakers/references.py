@@ -20,30 +20,44 @@ MIN_SIMILARITY = 1.0 - clustering.DISTANCE_THRESHOLD
 
 def embed_references(speakers: dict, models) -> dict[str, np.ndarray]:
     """{name: unit embedding} of each clip's speech; a clip without enough speech is an OptionError."""
-    from .pipeline import WINDOW_SECONDS
-
     references = {}
-    window = int(WINDOW_SECONDS * SAMPLE_RATE)
     for name, clip in speakers.items():
         try:
             audio = load_audio(clip, None if isinstance(clip, (str, os.PathLike, tuple)) else SAMPLE_RATE)
         except AudioError as exc:
             raise OptionError(f"reference clip for {name}: {exc}") from None
-        audio = audio[:int(MAX_REFERENCE_SECONDS * SAMPLE_RATE)]
-        rows = []
-        for start in range(0, max(len(audio), 1), window):
-            piece = audio[start:start + window]
-            rows.append(_speech_features(np.pad(piece, (0, window - len(piece))), len(piece), models))
-        rows = np.concatenate(rows)
+        rows = speech_features(audio[:int(MAX_REFERENCE_SECONDS * SAMPLE_RATE)], models)
         seconds = len(rows) * 0.01
         if seconds < MIN_REFERENCE_SPEECH_SECONDS:
             raise OptionError(f"reference clip for {name} has {seconds:.1f} s of speech; "
                               f"it needs at least {MIN_REFERENCE_SPEECH_SECONDS:g} s of that voice alone")
-        import mlx.core as mx
-
-        vector = np.asarray(models.embedding(mx.array((rows - rows.mean(0))[None])), np.float32)[0]
-        references[name] = clustering.normalize(vector)
+        references[name] = _embed(rows, models)
     return references
+
+
+def speech_embedding(audio: np.ndarray, models, min_seconds: float = 0.5) -> np.ndarray | None:
+    """The unit voice print of the speech in `audio` (None with under `min_seconds` of it)."""
+    rows = speech_features(audio[:int(MAX_REFERENCE_SECONDS * SAMPLE_RATE)], models)
+    return _embed(rows, models) if len(rows) * 0.01 >= min_seconds else None
+
+
+def speech_features(audio: np.ndarray, models) -> np.ndarray:
+    """Filterbank frames of `audio` (any length) where the segmentation hears one voice alone."""
+    from .pipeline import WINDOW_SECONDS
+
+    window = int(WINDOW_SECONDS * SAMPLE_RATE)
+    rows = []
+    for start in range(0, max(len(audio), 1), window):
+        piece = audio[start:start + window]
+        rows.append(_speech_features(np.pad(piece, (0, window - len(piece))), len(piece), models))
+    return np.concatenate(rows)
+
+
+def _embed(rows: np.ndarray, models) -> np.ndarray:
+    import mlx.core as mx
+
+    vector = np.asarray(models.embedding(mx.array((rows - rows.mean(0))[None])), np.float32)[0]
+    return clustering.normalize(vector)
 
 
 def _speech_features(window: np.ndarray, real_samples: int, models) -> np.ndarray:
