@@ -22,7 +22,7 @@ at `--deadline`):
 - long: one 121 s file, its segments batched against one by one (bench's long workloads).
 - streaming: scripts/stream_bench.py over 30 s of speech: a 2 s step's compute time.
 - server: scripts/server_bench.py, 1 against 8 concurrent clients.
-- diarization: its cost, once the package has a diarization module (else skipped, said so).
+- diarization: its cost (the shipped speaker networks over minutes of speech), as a real-time factor.
 
 Writes `report.json` (every figure), `report.txt` (the table printed last) and
 `checks.log` (each check's own output) to `--out` ($OUT when set). The report is rewritten
@@ -493,25 +493,27 @@ def check_server(ctx: Context) -> dict:
     return result
 
 
-DIARIZATION_MODULES = ("mlx_qwen_asr.diarization", "mlx_qwen_asr.diarize")
-DIARIZATION_BENCH = ROOT / "scripts" / "diarization_bench.py"
-
-
 def check_diarization(ctx: Context) -> dict:
-    import importlib.util
+    """Speaker diarization's cost on this device: the shipped networks over speech of a few
+    minutes (the same speech the speed checks use), as a real-time factor, against a
+    float32 0.6B-dims transcription's of the same audio when the plan has one."""
+    import mlx.core as mx
 
-    present = [m for m in DIARIZATION_MODULES if importlib.util.find_spec(m) is not None]
-    if not present:
-        return {"skipped": f"no diarization module in the package ({' or '.join(DIARIZATION_MODULES)})",
-                "summary": "skipped: no diarization module yet"}
-    if not DIARIZATION_BENCH.is_file():
-        return {"skipped": f"{present[0]} exists but {DIARIZATION_BENCH.name} does not: nothing to time",
-                "summary": f"skipped: {present[0]} has no benchmark script"}
-    out = ctx.work_dir / "diarization_bench.json"
-    out.unlink(missing_ok=True)
-    _, report = script_json([str(DIARIZATION_BENCH.relative_to(ROOT)), "--json", str(out)], out,
-                            timeout=ctx.args.budget_s)
-    return {"report": report, "summary": "see report"}
+    import mlx_qwen_asr
+
+    ctx.use_device()
+    seconds = 30.0 if ctx.args.rehearsal else 300.0
+    audio = ctx.speech(seconds)
+    mlx_qwen_asr.diarize(audio[:16000 * 12], sample_rate=16000)   # warm-up: loads and compiles
+    mx.reset_peak_memory()
+    start = time.perf_counter()
+    turns = mlx_qwen_asr.diarize(audio, sample_rate=16000)
+    wall = time.perf_counter() - start
+    speakers = sorted({t.speaker for t in turns})
+    note(f"diarization: {seconds:g} s of audio in {wall:.2f} s ({len(speakers)} speaker(s), {len(turns)} turns)")
+    return {"audio_s": seconds, "wall_s": wall, "rtf": wall / seconds, "turns": len(turns),
+            "speakers": len(speakers), "mlx_peak_bytes": mx.get_peak_memory(),
+            "summary": f"{seconds:g} s in {wall:.2f} s (RTF {wall / seconds:.3f})"}
 
 
 def run_check(name: str, ctx: Context) -> dict:
