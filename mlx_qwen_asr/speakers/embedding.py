@@ -44,14 +44,40 @@ class Affine(nn.Module):
         return x * self.scale + self.shift
 
 
+class Conv3x3(nn.Module):
+    """A 3x3 convolution on [batch, freq, time, channels], padding 1, no bias; `stride` on
+    frequency.
+
+    Unstrided, it runs as one matrix product of the three time-shifted copies side by side
+    (K = 3 x channels) against all nine taps, then adds the three frequency-shifted partial
+    sums: about twice as fast on the CPU as MLX's conv2d for these 32-channel maps."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+        self.weight = mx.zeros((out_channels, 3, 3, in_channels))   # nn.Conv2d's layout
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if self.stride != 1:
+            return mx.conv2d(x, self.weight, stride=(self.stride, 1), padding=1)
+        freq, time, channels = x.shape[1:]
+        out = self.weight.shape[0]
+        padded = mx.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+        shifted = mx.concatenate([padded[:, :, k: k + time] for k in range(3)], axis=-1)
+        # [(time tap, in), (freq tap, out)]
+        taps = self.weight.transpose(2, 3, 1, 0).reshape(3 * channels, 3 * out)
+        partial = shifted @ taps                                  # [B, freq + 2, time, 3 * out]
+        return sum(partial[:, k: k + freq, :, k * out: (k + 1) * out] for k in range(3))
+
+
 class ResBlock(nn.Module):
     """The head's residual block on [batch, freq, time, channels]; `stride` on frequency."""
 
     def __init__(self, channels: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, stride=(stride, 1), padding=1, bias=False)
+        self.conv1 = Conv3x3(channels, channels, stride)
         self.bn1 = Affine(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = Conv3x3(channels, channels)
         self.bn2 = Affine(channels)
         if stride != 1:
             self.shortcut_conv = nn.Conv2d(channels, channels, 1, stride=(stride, 1), bias=False)
@@ -73,7 +99,7 @@ class Head(nn.Module):
         self.bn1 = Affine(HEAD_CHANNELS)
         self.blocks = [ResBlock(HEAD_CHANNELS, 2), ResBlock(HEAD_CHANNELS, 1),
                        ResBlock(HEAD_CHANNELS, 2), ResBlock(HEAD_CHANNELS, 1)]
-        self.conv2 = nn.Conv2d(HEAD_CHANNELS, HEAD_CHANNELS, 3, stride=(2, 1), padding=1, bias=False)
+        self.conv2 = Conv3x3(HEAD_CHANNELS, HEAD_CHANNELS, stride=2)
         self.bn2 = Affine(HEAD_CHANNELS)
 
     def __call__(self, fbank: mx.array) -> mx.array:
@@ -98,6 +124,24 @@ def _chunk_means(x: mx.array) -> mx.array:
     return mx.repeat(means, CHUNK_FRAMES, axis=1)[:, :time]
 
 
+class DilatedConv(nn.Module):
+    """A 3-tap convolution over time, dilated, same-length output, no bias.
+
+    As one matrix product over the three shifted copies: MLX's CPU convolution has no fast
+    path for dilation (about 30x slower here)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.weight = mx.zeros((out_channels, 3, in_channels))   # nn.Conv1d's layout
+
+    def __call__(self, x: mx.array) -> mx.array:
+        d, time = self.dilation, x.shape[1]
+        padded = mx.pad(x, [(0, 0), (d, d), (0, 0)])
+        taps = mx.concatenate([padded[:, k * d: k * d + time] for k in range(3)], axis=-1)
+        return taps @ self.weight.reshape(self.weight.shape[0], -1).T
+
+
 class CAMLayer(nn.Module):
     """BN-ReLU, 1x1 to the bottleneck, BN-ReLU, then a dilated 3-tap convolution masked by
     a context gate computed from the segment mean plus the chunk mean."""
@@ -107,7 +151,7 @@ class CAMLayer(nn.Module):
         self.bn1 = Affine(in_channels)
         self.linear1 = nn.Conv1d(in_channels, BOTTLENECK, 1, bias=False)
         self.bn2 = Affine(BOTTLENECK)
-        self.local = nn.Conv1d(BOTTLENECK, GROWTH, 3, padding=dilation, dilation=dilation, bias=False)
+        self.local = DilatedConv(BOTTLENECK, GROWTH, dilation)
         self.context1 = nn.Conv1d(BOTTLENECK, BOTTLENECK // 2, 1)
         self.context2 = nn.Conv1d(BOTTLENECK // 2, GROWTH, 1)
 
