@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from .args import OneLineParser, long_options, number, positive_float, positive_int, program_name
 from .errors import QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from .languages import forced_language_warning, language_table
@@ -35,22 +36,6 @@ from .writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueSh
                       timed_lines)
 
 STDIN = "-"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line naming the problem (argparse's default prints the whole usage first),
-        with the flag meant when an unknown one is close to it."""
-        hint = _did_you_mean(self, message)
-        self.exit(2, f"error: {message}{hint} (see --help)\n")
-
-
-def program_name() -> str:
-    """The command as the user typed it, for usage lines: `mlx-qwen-asr` or `python -m mlx_qwen_asr`."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if name == "__main__.py":
-        return "python -m mlx_qwen_asr"
-    return name if name.startswith("mlx-qwen-asr") else "mlx-qwen-asr"
 
 
 EPILOG = """\
@@ -81,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prog = program_name()
     parser = OneLineParser(
-        prog=prog,
+        prog=prog, nearest=_NEAREST,
         usage="%(prog)s [options] AUDIO_OR_FOLDER ...\n       %(prog)s --mic [options]\n"
               "       %(prog)s serve [options]   (see: %(prog)s serve --help)",
         description="Transcribe audio files with Qwen3-ASR on MLX.",
@@ -200,10 +185,6 @@ _WHISPER_CPP_FORMATS = {"txt": "txt", "srt": "srt", "vtt": "vtt", "j": "json", "
                         "lrc": None, "wts": None}
 
 
-def long_options(parser: argparse.ArgumentParser) -> list[str]:
-    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
-
-
 def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """whisper's spellings of our flags (`--output_dir`: _ for -) as ours; a short option glued
     to its value (`-osrt`, whisper.cpp's output flags) is an error, never read as `-o srt`."""
@@ -226,63 +207,24 @@ def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str
     return result
 
 
-def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
-    """ ", did you mean --x?" for the first unknown flag in argparse's message ("" if none is near)."""
-    import difflib
-
-    if not message.startswith("unrecognized arguments:"):
-        return ""
-    for given in message.split(":", 1)[1].split():
-        if not given.startswith("-"):
-            continue
-        flag = given.split("=")[0].replace("_", "-")
-        if flag in _NEAREST:
-            return f"; did you mean {_NEAREST[flag]}?"
-        close = difflib.get_close_matches(flag, long_options(parser), n=1, cutoff=0.6)
-        if close:
-            return f"; did you mean {close[0]}?"
-    return ""
-
-
 def _speaker_count(text: str) -> int:
-    value = _number(text, int)
+    value = number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 speaker, got {text}")
     return value
 
 
-def _number(text: str, kind):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
-
-
 def _positive_seconds(text: str) -> float:
-    value = _number(text, float)
+    value = number(text, float)
     if not value >= 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
     return value
 
 
 def _positive_rate(text: str) -> int:
-    value = _number(text, int)
+    value = number(text, int)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive sample rate in Hz (such as 16000), got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 

@@ -67,8 +67,3 @@ def iter_pieces(blocks: Iterable[np.ndarray], target_s: float = DEFAULT_SEGMENT_
         parts, held = [pending], len(pending)
     if held:
         yield AudioPiece(start, np.concatenate(parts))
-
-
-def split_audio(audio: np.ndarray, target_s: float = DEFAULT_SEGMENT_SECONDS,
-                search_s: float = DEFAULT_SEARCH_SECONDS, sample_rate: int = SAMPLE_RATE) -> list[AudioPiece]:
-    return list(iter_pieces([audio], target_s, search_s, sample_rate))

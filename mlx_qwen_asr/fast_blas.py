@@ -1,8 +1,8 @@
 """Serve MLX's CPU matrix products from Intel MKL on Linux x86-64 (a default dependency there).
 
 `enable()` binds MKL's `cblas_*` names before `mlx.core` is imported (so the package's
-`__init__` calls it first); `self_check()` checks the products afterwards; `status()` says
-what happened. `MLX_QWEN_ASR_FAST_BLAS=0` opts out, or names another CBLAS library.
+`__init__` calls it first); `self_check()` checks the products afterwards (`__init__` runs
+it when a library was bound); `status()` says what happened. `MLX_QWEN_ASR_FAST_BLAS=0` opts out, or names another CBLAS library.
 How and why: docs/architecture.md, "CPU speed".
 """
 

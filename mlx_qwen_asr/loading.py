@@ -13,7 +13,6 @@ from .errors import ModelLoadError
 from .network import Qwen3ASR, from_stored_name
 from .peer_layouts import detect as detect_peer_layout, read_weights as read_peer_weights
 from .quantization import QuantizationSpec, quantize_network
-from .tokenizer import QwenTokenizer
 
 # Files a Qwen3-ASR repo has that inference needs; nothing else is downloaded.
 HUB_FILES = [

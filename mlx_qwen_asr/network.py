@@ -75,17 +75,13 @@ class Qwen3ASR(nn.Module):
         return self.lm_head(hidden)
 
     def __call__(self, embeddings: mx.array, cache: KVCache | None = None, last_only: bool = True,
-                 mask: mx.array | None = None, positions: mx.array | None = None,
-                 last_index: mx.array | None = None) -> mx.array:
+                 mask: mx.array | None = None, positions: mx.array | None = None) -> mx.array:
         """Decoder forward over [B, L, hidden] embeddings -> logits ([B, 1, V] if last_only).
 
-        For a right-padded batch, `last_index` ([B]) picks each row's last real position
-        for the head, and `mask`/`positions` are passed to attention (see decoder.Attention).
+        `mask`/`positions` are passed to attention (see decoder.Attention).
         """
         hidden = self.decoder(embeddings, cache, mask, positions)
-        if last_index is not None:
-            hidden = mx.take_along_axis(hidden, last_index[:, None, None], axis=1)
-        elif last_only:
+        if last_only:
             hidden = hidden[:, -1:, :]
         return self.logits(hidden)
 

@@ -1,12 +1,12 @@
 """Writing a Transcription to files: txt, json, srt, vtt, tsv, and rttm (speaker turns).
 
-Subtitle cue times come only from real boundaries: the segments' start and end (later,
-word timestamps). `build_cues` takes (start, end, text) items and never invents a time
-inside an item: each segment is one cue, its text wrapped into lines of at most 42
-columns; a segment whose text needs more than 2 such lines (a ~30 s segment of fast speech
-can need 10) stays one cue with that many lines rather than being split at made-up times.
-Word items will instead be joined: `join_seconds` lets consecutive items share a cue while
-the joined text still fits in `max_lines` lines and the cue lasts at most that long.
+Subtitle cue times come only from real boundaries: the segments' start and end, or with
+word timestamps the words' (`word_phrases` groups words into phrases that end at a pause,
+after sentence punctuation, or before outgrowing the lines or seconds a cue may hold).
+`build_cues` takes (start, end, text) items and never invents a time inside an item: each
+one is a cue, its text wrapped into lines of at most 42 columns; a segment whose text
+needs more than 2 such lines (a ~30 s segment of fast speech can need 10) stays one cue
+with that many lines rather than being split at made-up times.
 
 Every file is written atomically (`atomic_write`): a temporary file in the same directory,
 flushed to disk, then renamed over the target, so a reader never sees half an output and a
@@ -450,14 +450,6 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
                 Path(parent, name).unlink(missing_ok=True)
                 removed += 1
     return removed
-
-
-def write_result(result: Transcription, path: str | os.PathLike, fmt: str, **metadata) -> Path:
-    """Write one format to `path` atomically (metadata: input, model, options for json;
-    shape, a CueShape, for srt/vtt)."""
-    with atomic_write(path) as file:
-        WRITERS[fmt](result, file, **metadata)
-    return Path(path)
 
 
 def write_outputs(result: Transcription, base: str | os.PathLike, formats: Iterable[str], **metadata) -> list[Path]:

@@ -5,6 +5,8 @@ import sys
 
 import soundfile as sf
 
+from mlx_qwen_asr.transcribe import load_model
+
 from audio_samples import speech
 
 
@@ -72,10 +74,20 @@ def test_stream_options_conflict_with_output_dir(tmp_path):
     assert done.returncode == 2 and "do not write files" in done.stderr
 
 
-def test_quantize_option(tiny_checkpoint, tmp_path):
+def test_quantize_option(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     audio = tmp_path / "one.wav"
     sf.write(audio, speech(1.5), 16000)
     done = run_cli(audio, "--model", tiny_checkpoint, "--quantize", "8", "--max-new-tokens", "4")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
     assert run_cli(audio, "--model", tiny_checkpoint, "--quantize", "3").returncode == 2  # argparse choices
+
+    # The model the command line transcribes with is really quantized (8 bits), not just asked to be.
+    from mlx_qwen_asr import cli
+
+    loaded = []
+    monkeypatch.setattr(cli, "load_model", lambda *args: loaded.append(load_model(*args)) or loaded[-1])
+    assert cli.main([str(audio), "--model", str(tiny_checkpoint), "--quantize", "8", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip()
+    [model] = loaded
+    assert model.network.decoder.layers[0].mlp.down_proj.bits == 8

@@ -37,7 +37,7 @@ def test_opt_out_by_environment():
 def test_nothing_bound_when_mlx_imported_first():
     status = run_status("import mlx.core")
     assert status["active"] is False
-    assert status["self_check"] == "passed"
+    assert "self_check" not in status   # nothing bound, nothing to check at import
     if sys.platform == "linux":
         assert "imported before" in status["reason"]
 

@@ -7,7 +7,7 @@ import soundfile as sf
 from mlx_qwen_asr.audio import load_audio
 from mlx_qwen_asr.audio_blocks import open_audio_blocks
 from mlx_qwen_asr.results import join_texts, merge_languages
-from mlx_qwen_asr.cutting import iter_pieces, split_audio
+from mlx_qwen_asr.cutting import iter_pieces
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -27,7 +27,7 @@ def noisy_with_gaps(seconds, gaps, seed=0):
 
 def test_segments_are_contiguous_and_lose_nothing():
     audio = noisy_with_gaps(200.0, [])
-    segments = split_audio(audio, target_s=30, search_s=5)
+    segments = list(iter_pieces([audio], target_s=30, search_s=5))
     assert np.array_equal(np.concatenate([s.audio for s in segments]), audio)
     assert segments[0].start == 0
     assert all(a.end == b.start for a, b in zip(segments, segments[1:]))
@@ -37,7 +37,7 @@ def test_segments_are_contiguous_and_lose_nothing():
 
 def test_cuts_land_in_the_quiet_gaps():
     gaps = [28.0, 61.5, 88.2]
-    segments = split_audio(noisy_with_gaps(120.0, gaps), target_s=30, search_s=5)
+    segments = list(iter_pieces([noisy_with_gaps(120.0, gaps)], target_s=30, search_s=5))
     cuts = [s.start / SR for s in segments[1:]]
     assert len(cuts) == 3
     for cut, gap in zip(cuts, gaps):
@@ -47,7 +47,7 @@ def test_cuts_land_in_the_quiet_gaps():
 @pytest.mark.parametrize("block", [1, 977, 16000, 10 ** 6])
 def test_streamed_blocks_give_the_same_cuts(block):
     audio = noisy_with_gaps(100.0, [31.0, 58.0])
-    whole = split_audio(audio)
+    whole = list(iter_pieces([audio]))
     streamed = list(iter_pieces((audio[i:i + block] for i in range(0, len(audio), block))))
     assert [(s.start, s.end) for s in streamed] == [(s.start, s.end) for s in whole]
 

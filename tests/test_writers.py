@@ -7,7 +7,7 @@ import pytest
 from mlx_qwen_asr import writers
 from mlx_qwen_asr.results import Segment, Transcription
 from mlx_qwen_asr.writers import (atomic_write, build_cues, format_timestamp, parse_formats, to_string, wrap,
-                                  write_outputs, write_result)
+                                  write_outputs)
 
 LONG = ("And so my fellow Americans, ask not what your country can do for you, ask what you can do "
         "for your country. We choose to go to the moon.")
@@ -126,7 +126,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
 
     monkeypatch.setitem(writers.WRITERS, "srt", failing_writer)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_result(sample(), target, "srt")
+        with atomic_write(target) as file:
+            writers.WRITERS["srt"](sample(), file)
     assert target.read_text() == "old complete output\n"
     assert [p.name for p in tmp_path.iterdir()] == ["a.srt"]   # no temp file left behind
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from ..aligner import DEFAULT_ALIGNER
+from ..args import OneLineParser, positive_float, positive_int, program_name
 from ..batch import DEFAULT_BATCH_SIZE
-from ..cli import OneLineParser, positive_float, positive_int, program_name   # the command line's own checks
 from ..errors import QwenASRError
 from ..options import DEFAULT_MODEL, TranscribeOptions
 

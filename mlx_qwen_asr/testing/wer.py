@@ -1,4 +1,4 @@
-"""Word (and character) error rate: Levenshtein distance on normalised text.
+"""Word error rate: Levenshtein distance on normalised text.
 
 Normalisation: Unicode NFKC, lower case, punctuation -> space, apostrophes kept inside
 words ("don't" stays one word). Corpus rates sum the edits over all pairs and divide by
@@ -40,18 +40,6 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 def wer(references: str | Iterable[str], hypotheses: str | Iterable[str]) -> float:
     """Word error rate of one pair, or corpus WER of parallel lists."""
     return _rate(references, hypotheses, word_errors)
-
-
-def char_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(character edits, reference characters), spaces ignored: for unsegmented scripts."""
-    ref = "".join(normalize(reference))
-    hyp = "".join(normalize(hypothesis))
-    return edit_distance(ref, hyp), len(ref)
-
-
-def cer(references: str | Iterable[str], hypotheses: str | Iterable[str]) -> float:
-    """Character error rate of one pair, or corpus CER of parallel lists."""
-    return _rate(references, hypotheses, char_errors)
 
 
 def _rate(references, hypotheses, count) -> float:
