@@ -435,28 +435,9 @@ def _run(argv: list[str]) -> int:
         return serve(argv[1:])
     parser = build_parser()
     args = parser.parse_args(normalize_argv(parser, argv))
-    if args.list_languages:
-        print(language_table())
-        return 0
-    if args.list_devices:
-        return _list_devices()
-    if not args.audio and not args.mic:
-        parser.error(_dictation_unhonoured(args) or "give audio files or folders (or --mic)")
-    if args.mic and args.audio:
-        parser.error("--mic takes no audio files")
-    try:
-        problem = _unhonoured(args)
-    except ValueError as exc:   # an unknown -f format
-        problem = str(exc)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    if args.no_timestamps:
-        print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
-              file=sys.stderr)
-    slow = slow_on_this_device(args.dtype, args.quantize, args.low_memory)
-    if slow and args.align is None:
-        print(f"warning: {slow}", file=sys.stderr)
+    done = _listing_or_flag_problem(parser, args)
+    if done is not None:
+        return done
     args.model = args.model or DEFAULT_MODEL
     # Setup first, cheapest checks first: options, inputs, output folder, microphone, then
     # model and aligner (which may download); no audio is read before all of them pass.
@@ -499,6 +480,39 @@ def _run(argv: list[str]) -> int:
     except Exception as exc:  # not foreseen: still one line, never a traceback
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
+    return _print_files(model, paths, args, options, shape)
+
+
+def _listing_or_flag_problem(parser, args) -> int | None:
+    """The exit status of a listing (--list-languages, --list-devices) or of flags the
+    mode cannot honour (after one line); None to go on, after any warnings."""
+    if args.list_languages:
+        print(language_table())
+        return 0
+    if args.list_devices:
+        return _list_devices()
+    if not args.audio and not args.mic:
+        parser.error(_dictation_unhonoured(args) or "give audio files or folders (or --mic)")
+    if args.mic and args.audio:
+        parser.error("--mic takes no audio files")
+    try:
+        problem = _unhonoured(args)
+    except ValueError as exc:   # an unknown -f format
+        problem = str(exc)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.no_timestamps:
+        print("warning: --no-timestamps: each subtitle cue is a whole segment (up to ~30 s and many lines)",
+              file=sys.stderr)
+    slow = slow_on_this_device(args.dtype, args.quantize, args.low_memory)
+    if slow and args.align is None:
+        print(f"warning: {slow}", file=sys.stderr)
+    return None
+
+
+def _print_files(model, paths: list[str], args, options: TranscribeOptions, shape: CueShape) -> int:
+    """Transcribe the files one after another, printing each; 1 if any failed."""
     failures = 0
     for path in paths:
         # Plain text is printed segment by segment as it is decoded; timed lines (phrases

@@ -178,10 +178,9 @@ def greedy_decode(
     are kept, so the result is still greedy decoding's, and each kept token saves a step
     that would read all the weights once more.
 
-    `header_choices` (token lists "language", name, "<asr_text>"): the output starts with
-    the one the model prefers (`choose_header`), then decoding goes on as usual; the header
-    counts towards `max_new_tokens`. `no_speech_ids` (with the EOS ids) are what the
-    scores call no speech; `slot` (a prompt position, e.g. -3) asks for the scores there too.
+    `header_choices` (token lists "language", name, "<asr_text>"): the output starts with the
+    one the model prefers (`choose_header`; it counts towards `max_new_tokens`). Scores call
+    `no_speech_ids` + EOS no speech; `slot` (a prompt position, e.g. -3) asks for scores there.
     """
     if max_new_tokens <= 0:
         return DecodeResult([], "length", 0.0, 0.0)
