@@ -90,7 +90,6 @@ LONG_UNITS = {
     "server/app.py::create_app": "the FastAPI routes are closures over one app's worker and settings",
     "server/app.py::create_app._transcribe": "one OpenAI request from form fields to response, in the order "
                                              "the API documents them",
-    "cli.py::main": "the command line's modes dispatched in one place, each a few lines",
     "cli.py::build_parser": "one add_argument per flag, in --help order",
     "folder.py::_run_folder": "one folder run's loop: resume, write all-or-nothing, record; split, the "
                               "journal and lock state would be passed around",
