@@ -1,5 +1,6 @@
-"""A language set of one decodes exactly as forcing that language, and a set of several
-lets the model choose within it, on a random-weight checkpoint at 0.6B dims.
+"""A language set of one decodes as forcing it; a set of several lets the model choose within it (0.6B dims).
+
+On a random-weight checkpoint at 0.6B dims:
 
     python -m mlx_qwen_asr.testing.random_checkpoint /tmp/random-0.6b --size 0.6b
     python scripts/language_set_check.py --model /tmp/random-0.6b

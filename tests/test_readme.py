@@ -21,6 +21,8 @@ import pytest
 import soundfile as sf
 from heldout import HELDOUT
 
+from mlx_qwen_asr import AudioError
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -31,6 +33,7 @@ SKIPPED = {
     'pip install -e ".[vad]"': "installs an extra the dev environment has",
     'pip install -e ".[server]"': "installs an extra the dev environment has",
     'pip install -e ".[ray]"': "installs an extra the dev environment has",
+    'pip install -e ".[diarize]"': "installs an extra the dev environment has (SciPy)",
     "apt-get install -y chromium chromium-driver": "a system install, as root",
     "python -m pytest": "the whole suite (minutes): this test is part of it",
     "python -m fixture_training.model": "trains the fixture model for hours (espeak-ng, torch)",
@@ -40,6 +43,8 @@ SKIPPED = {
     "python -m mlx_qwen_asr.bench --compare-official": "a 4-minute benchmark with the official engine",
     "python scripts/check_peer_checkpoints.py": "builds other projects' virtual environments (minutes, network)",
     "python scripts/server_bench.py --fixture": "a benchmark (minutes)",
+    "python scripts/server_soak.py --minutes 10 --clients 4": "a 10-minute soak; tests/test_server_faults.py "
+                                                             "covers each fault it mixes",
     "python -m mlx_qwen_asr --mic": "needs a microphone",
     "python -m mlx_qwen_asr --mic --vad [--timestamps]": "needs a microphone",
     "python -m mlx_qwen_asr --list-devices": "lists this machine's sound devices (PortAudio)",
@@ -93,10 +98,16 @@ def place(tmp_path_factory, trained_checkpoint, trained_aligner) -> dict:
     clips), folders of them, a transcript; and the values of {model}, {aligner}, {tmp}."""
     tmp = tmp_path_factory.mktemp("readme")
     clip, rate = sf.read(HELDOUT / "short_03.flac")
-    for name in ("talk.wav", "speech.wav", "long.wav", "a.wav", "meeting.flac", "talk.flac"):
+    for name in ("talk.wav", "speech.wav", "long.wav", "a.wav", "meeting.flac", "talk.flac", "call.wav"):
         sf.write(tmp / name, clip, rate)
+    # Two voices of the held-out set one after the other (a meeting), one of them alone (a
+    # speaker's reference clip), and room noise.
+    other, _ = sf.read(HELDOUT / "medium_01.flac")
+    sf.write(tmp / "meeting.wav", np.concatenate([clip, np.zeros(rate // 2), other]), rate)
+    sf.write(tmp / "ann.wav", other, rate)
+    sf.write(tmp / "hum.wav", 0.05 * np.sin(2 * np.pi * 50 * np.arange(3 * rate) / rate), rate)
     sf.write(tmp / "b.mp3", clip, rate)
-    for folder in ("talks", "recordings", "archive"):
+    for folder in ("talks", "recordings", "archive", "calls"):
         (tmp / folder).mkdir()
         for name in ("one.flac", "two.flac"):
             shutil.copy(HELDOUT / "short_02.flac", tmp / folder / name)
@@ -118,7 +129,7 @@ def adapt(command: str, place: dict) -> str:
     if ours and "serve" not in words and not {"--version", "--list-languages"} & set(words):
         if "--model" not in words and "--align" not in words:   # --align recognises nothing
             command += " --model {model}"
-        if {"--timestamps", "--align"} & set(words) or re.search(r"-f \S*(srt|vtt)", command):
+        if {"--timestamps", "--align", "--diarize"} & set(words) or re.search(r"-f \S*(srt|vtt)", command):
             command += "" if "--aligner" in words else " --aligner {aligner}"
     if ours and words[3:4] == ["serve"]:
         command += " --port 0" + ("" if "--model" in words else " --model {model}")
@@ -163,6 +174,9 @@ SNIPPET_CHANGES = {
     'mlx_qwen_asr.transcribe("talk.wav")': 'mlx_qwen_asr.transcribe("talk.wav", model=MODEL)',
     'load_model("Qwen/Qwen3-ASR-1.7B")': "load_model(MODEL)",
     'base_url="http://127.0.0.1:8000/v1"': "base_url=SERVER",
+    'model=model, formats=("srt", "json"))': 'model=model, formats=("srt", "json"), aligner=ALIGNER)',
+    'transcribe("meeting.wav", diarize=True)': 'transcribe("meeting.wav", diarize=True, model=model, aligner=ALIGNER)',
+    'transcribe("meeting.wav", diarize=options)': 'transcribe("meeting.wav", diarize=options, model=model, aligner=ALIGNER)',
 }
 
 
@@ -181,7 +195,7 @@ def test_every_snippet_change_is_still_in_the_readme():
 
 def test_readme_python_snippets_run(place, monkeypatch):
     monkeypatch.chdir(place["tmp"])
-    namespace = {"MODEL": place["model"], "microphone_chunks": microphone_chunks}
+    namespace = {"MODEL": place["model"], "ALIGNER": place["aligner"], "microphone_chunks": microphone_chunks}
     for snippet in snippets():
         for old, new in SNIPPET_CHANGES.items():
             snippet = snippet.replace(old, new)
@@ -190,7 +204,9 @@ def test_readme_python_snippets_run(place, monkeypatch):
                 exec(compile(snippet, "README.md", "exec"), {**namespace, "SERVER": url})
             continue
         exec(compile(snippet, "README.md", "exec"), namespace)
-    assert namespace["result"].text and len(namespace["results"]) == 2
+    assert namespace["result"].text and namespace["results"][0].text
+    assert isinstance(namespace["results"][1], AudioError)   # gone.wav: its error in its place
+    assert namespace["turns"] and namespace["result"].speakers
     assert namespace["summary"]["failed"] == 0 and namespace["final"].final
 
 
@@ -202,7 +218,8 @@ class serving:
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen([sys.executable, "-m", "mlx_qwen_asr", "serve", "--port", "0",
-                                      "--model", self.place["model"], "--model-name", "qwen3-asr"],
+                                      "--model", self.place["model"], "--model-name", "qwen3-asr",
+                                      "--aligner", self.place["aligner"]],   # srt is word-timed
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()
         assert line.startswith("serving "), line
