@@ -20,7 +20,7 @@ from .errors import QwenASRError
 from .limits import check_context
 from .options import TranscribeOptions
 from .languages import forced_language, normalize_languages
-from .results import Segment, Transcription
+from .results import FINISH_LENGTH, FINISH_REPETITION, FINISH_SILENCE, Segment, Transcription
 from .cutting import iter_pieces
 from .model_input import add_time, asr_prompts
 from .transcribe import ASRModel, attach_words, open_speech_blocks, with_speed
@@ -134,7 +134,7 @@ class _BatchRun:
         for job, segment in zip(self.jobs, decode_jobs(model, self.jobs, [options] * len(self.jobs))):
             state = self.inputs[job.index]
             parts = [segment]
-            if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition", "length"):
+            if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in (FINISH_REPETITION, FINISH_LENGTH):
                 parts = model.decode_with_recovery(job.audio, job.offset, options, state.timings, first=segment)
             if self.aligner is not None:
                 attach_words(self.aligner, parts, job.audio, job.offset, state.timings)
@@ -182,7 +182,7 @@ def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeO
                           [forced_language(o.language) for o in options], [job.timings for job in jobs])
     for job, row_options, prompt in zip(jobs, options, encoded):
         if prompt is None:
-            segments.append(Segment(job.offset, job.end, "", forced_language(row_options.language) or "", "silence"))
+            segments.append(Segment(job.offset, job.end, "", forced_language(row_options.language) or "", FINISH_SILENCE))
             continue
         segments.append(None)
         prompts.append(prompt[1])

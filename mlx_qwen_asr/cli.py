@@ -30,7 +30,7 @@ from .preflight import check_inputs, check_microphone, check_output_dir
 from .confidence import DEFAULT_NO_SPEECH_THRESHOLD
 from .cutting import DEFAULT_SEGMENT_SECONDS
 from .limits import check_context
-from .results import join_texts
+from .results import FINISH_LENGTH, FINISH_REPETITION, join_texts
 from .transcribe import Transcription, load_model
 from .writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, format_clock, parse_formats,
                       timed_lines)
@@ -634,7 +634,7 @@ def _print_result(name: str, result: Transcription, several: bool, timed: bool, 
 
 
 def _warn(name: str, result: Transcription, language: str | None) -> None:
-    if result.finish_reason in ("length", "repetition"):
+    if result.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
         print(f"warning: {name}: decoding stopped early ({result.finish_reason}); the text may be incomplete",
               file=sys.stderr)
     warning = forced_language_warning(name, result, language)

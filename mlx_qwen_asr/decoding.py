@@ -21,6 +21,7 @@ import mlx.core as mx
 
 from .decoder import KVCache
 from .network import Qwen3ASR
+from .results import FINISH_EOS, FINISH_LENGTH, FINISH_REPETITION
 
 # Budget: 12 tokens per second of audio covers the fastest speech in any supported
 # language (Chinese runs ~5 characters/s, English ~4 tokens/s), plus the language prefix.
@@ -183,7 +184,7 @@ def greedy_decode(
     `no_speech_ids` + EOS no speech; `slot` (a prompt position, e.g. -3) asks for scores there.
     """
     if max_new_tokens <= 0:
-        return DecodeResult([], "length", 0.0, 0.0)
+        return DecodeResult([], FINISH_LENGTH, 0.0, 0.0)
     if cache is None:
         cache = network.make_cache(prompt_embeddings.shape[1] + max_new_tokens + 1)
     eos = set(eos_ids)
@@ -220,7 +221,7 @@ def _keep_within(result: DecodeResult, budget: int) -> None:
     """A chosen header longer than the whole budget is cut to it (finish "length")."""
     if len(result.tokens) > budget:
         result.tokens, result.scores = result.tokens[:budget], result.scores[:budget]
-        result.finish_reason, result.eos_score = "length", None
+        result.finish_reason, result.eos_score = FINISH_LENGTH, None
 
 
 def _known_scores(network, hidden: mx.array, header: Header | None, slot: int | None, quiet: mx.array) -> mx.array:
@@ -303,7 +304,7 @@ def decode_loop(step, next_pick: tuple[mx.array, mx.array], tokens: list[list[in
     rows = [Row(list(t), list(s)) for t, s in zip(tokens, scores or [[(0.0, 0.0)] * len(t) for t in tokens])]
     for row, budget in zip(rows, budgets):
         if len(row.tokens) >= budget:   # nothing left to decode (a chosen header filled it)
-            row.reason = "length"
+            row.reason = FINISH_LENGTH
     steps = max(b - len(t) for b, t in zip(budgets, tokens))
     i = 0
     while True:
@@ -316,20 +317,20 @@ def decode_loop(step, next_pick: tuple[mx.array, mx.array], tokens: list[list[in
             if row.reason is not None:
                 continue
             if token in eos:
-                row.reason, row.eos_score = "eos", tuple(score)
+                row.reason, row.eos_score = FINISH_EOS, tuple(score)
                 continue
             row.tokens.append(token)
             row.scores.append(tuple(score))
             if guard is not None and guard.is_looping(row.tokens):
-                row.reason = "repetition"
+                row.reason = FINISH_REPETITION
             elif len(row.tokens) >= budget:
-                row.reason = "length"
+                row.reason = FINISH_LENGTH
         i += 1
         if all(r.reason is not None for r in rows) or queued is None:
             break
         next_pick = queued
     for row in rows:
-        row.reason = row.reason or "length"
+        row.reason = row.reason or FINISH_LENGTH
     return rows
 
 

@@ -28,7 +28,7 @@ from .errors import OutputError, SetupError, first_line
 from .languages import forced_language_warning
 from .options import DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_output_dir
-from .results import Transcription
+from .results import FINISH_LENGTH, FINISH_REPETITION, Transcription
 from .transcribe import ASRModel, load_model
 from .writers import CueShape, atomic_write, parse_formats, remove_stale_temps, write_outputs
 
@@ -502,7 +502,7 @@ class _Run:
             if exc.errno in FOLDER_ERRNOS:
                 self.stopped = f"output folder {self.output_dir}: {exc.strerror}"
         self.records.append(record)
-        if result.finish_reason in ("length", "repetition"):
+        if result.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
             _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
         warning = forced_language_warning(str(job.source), result, self.options.language)
         if warning:

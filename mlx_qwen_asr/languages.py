@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .config import SUPPORTED_LANGUAGES
 from .errors import LanguageError
+from .results import FINISH_NO_SPEECH, FINISH_SILENCE
 
 # Official name -> (ISO 639-1, ISO 639-3, other names and codes). 639-1 has no code for
 # Cantonese or Filipino; "yue" and "fil" are their 639-3 codes. Chinese is "zh"/"zho" (and
@@ -138,7 +139,7 @@ def forced_language_warning(name: str, result, language: str | None) -> str | No
     """A warning when a forced `language` got no text out of audio that is not silent: the
     model found nothing it could write in that language (the speech is probably in another)."""
     language = forced_language(language)
-    if not language or result.text.strip() or all(s.finish_reason in ("silence", "no_speech") for s in result.segments):
+    if not language or result.text.strip() or all(s.finish_reason in (FINISH_SILENCE, FINISH_NO_SPEECH) for s in result.segments):
         return None
     return (f"warning: {name}: nothing recognised with the language forced to {language}; "
             "if the speech is in another language, run without --language")

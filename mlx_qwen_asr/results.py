@@ -6,8 +6,14 @@ import html
 import unicodedata
 from dataclasses import dataclass, field
 
-# Finish reasons, worst first: the whole file reports the worst of its segments.
-FINISH_SEVERITY = ("length", "repetition", "eos", "no_speech", "silence")
+# Why a segment's decoding stopped (Segment.finish_reason).
+FINISH_EOS = "eos"                # the model ended its text
+FINISH_LENGTH = "length"          # the token budget ran out: the text is truncated
+FINISH_REPETITION = "repetition"  # the text ran into a loop
+FINISH_SILENCE = "silence"        # nothing decoded: the audio is silent
+FINISH_NO_SPEECH = "no_speech"    # text dropped: confidence.is_no_speech
+# Worst first: the whole file reports the worst of its segments.
+FINISH_SEVERITY = (FINISH_LENGTH, FINISH_REPETITION, FINISH_EOS, FINISH_NO_SPEECH, FINISH_SILENCE)
 
 
 @dataclass
@@ -35,7 +41,7 @@ class Segment:
 
     @property
     def truncated(self) -> bool:
-        return self.finish_reason == "length"
+        return self.finish_reason == FINISH_LENGTH
 
     def word_items(self) -> list[tuple[float, float, str]]:
         """(start, end, text as written) per timed word: each word's text runs to the next
@@ -103,7 +109,7 @@ class Transcription:
         from .notebook import timeline_html
 
         note = ""
-        if self.finish_reason in ("length", "repetition"):
+        if self.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
             note = " &mdash; <b>decoding stopped early: the text may be incomplete</b>"
         retries = f", retries {self.retries}" if self.retries else ""
         summary = (f"language {html.escape(self.language or '-')}, {format_clock(self.duration)} of audio, "
@@ -112,7 +118,7 @@ class Transcription:
 
     @classmethod
     def from_segments(cls, segments: list[Segment], duration: float, timings: dict) -> "Transcription":
-        reasons = [s.finish_reason for s in segments] or ["silence"]
+        reasons = [s.finish_reason for s in segments] or [FINISH_SILENCE]
         worst = min(reasons, key=FINISH_SEVERITY.index)
         return cls(
             text=join_texts([s.text for s in segments]),

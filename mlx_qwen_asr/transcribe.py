@@ -29,7 +29,8 @@ from .peer_layouts import stored_quantization
 from .confidence import attach_confidence, is_no_speech, span_probability
 from .languages import forced_language, language_set
 from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, prompt_text, transcript_text
-from .results import Segment, Transcription
+from .results import (FINISH_EOS, FINISH_LENGTH, FINISH_NO_SPEECH, FINISH_REPETITION, FINISH_SILENCE, Segment,
+                      Transcription)
 from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .tokenizer import QwenTokenizer
 
@@ -136,11 +137,11 @@ class ASRModel:
         budget and `recover_loops` is on: again with a repetition penalty, then in two halves."""
         segment = first or self.decode_segment(samples, offset, options, timings=timings)
         budget_was_ours = options.max_new_tokens is None
-        if not (options.recover_loops and segment.finish_reason in ("repetition", "length") and budget_was_ours):
+        if not (options.recover_loops and segment.finish_reason in (FINISH_REPETITION, FINISH_LENGTH) and budget_was_ours):
             return [segment]
         retry = self.decode_segment(samples, offset, options, repetition_penalty=RETRY_PENALTY, timings=timings)
         retry.retries, retry.remedy = 1, "repetition_penalty"
-        if retry.finish_reason == "eos" or len(samples) < MIN_SPLIT_SECONDS * SAMPLE_RATE:
+        if retry.finish_reason == FINISH_EOS or len(samples) < MIN_SPLIT_SECONDS * SAMPLE_RATE:
             return [retry]
         quarter = len(samples) // 4
         cut = quietest_cut(samples, quarter, len(samples) - quarter, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
@@ -159,7 +160,7 @@ class ASRModel:
         end = offset + len(samples) / SAMPLE_RATE
         prompt = asr_prompt(self, samples, options.context, forced_language(options.language), timings)
         if prompt is None:
-            return Segment(offset, end, "", forced_language(options.language) or "", "silence")
+            return Segment(offset, end, "", forced_language(options.language) or "", FINISH_SILENCE)
         guard = RepetitionGuard() if options.repetition_guard else None
         result = greedy_decode(self.network, prompt[1][None], self.budget(samples, options),
                                self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty,
@@ -181,8 +182,8 @@ class ASRModel:
         forced = forced_language(options.language)
         detected, text = transcript_text(raw, forced)
         finish = result.finish_reason
-        if options.repetition_guard and finish == "eos" and ends_in_loop(result.tokens):
-            finish = "repetition"
+        if options.repetition_guard and finish == FINISH_EOS and ends_in_loop(result.tokens):
+            finish = FINISH_REPETITION
         # A detected language's header ("language X<asr_text>") is generated; a forced one is in the prompt.
         tag = self.tokenizer.token_to_id(ASR_TEXT_TAG)
         header = result.tokens.index(tag) + 1 if forced is None and tag in result.tokens else 0
@@ -190,7 +191,7 @@ class ASRModel:
                           generated=len(result.tokens))
         attach_confidence(segment, result, header, self.tokenizer, self.language_token)
         if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
-            segment.text, segment.finish_reason = "", "no_speech"
+            segment.text, segment.finish_reason = "", FINISH_NO_SPEECH
         return segment
 
 

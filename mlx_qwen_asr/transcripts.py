@@ -18,7 +18,7 @@ from .aligner import DEFAULT_ALIGNER, get_aligner
 from .audio import SAMPLE_RATE, load_audio
 from .errors import OptionError, QwenASRError
 from .languages import normalize_language
-from .results import Segment, Transcription, join_texts
+from .results import FINISH_EOS, Segment, Transcription, join_texts
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 # A --align value ending so (or a single word holding a path separator) names a file.
@@ -92,7 +92,7 @@ def align_transcription(audio, text: str, language: str | None = None, *, aligne
     text = " ".join(str(text).split())
     words = aligner.align_samples(samples, text, language)
     duration = len(samples) / SAMPLE_RATE
-    segment = Segment(0.0, duration, text, language or "", "eos", words=words)
+    segment = Segment(0.0, duration, text, language or "", FINISH_EOS, words=words)
     timings = {"load": loaded - start, "align": time.perf_counter() - loaded}
     result = Transcription.from_segments([segment], duration, timings)
     result.source = audio if sample_rate is None else (audio, sample_rate)

@@ -7,6 +7,12 @@ synthesized byte-level BPE with the special tokens on their real ids.
 
 `official_engine` is the official implementation's worker process, one per session, in
 an environment of its own that the first run creates (mlx_qwen_asr/testing/official_env.py).
+
+Markers (registered in pyproject.toml), set here rather than test by test: `official` on
+every test that needs a reference implementation's worker (the official engine, or the
+original diarization networks), `browser` on those that drive Chromium, `slow` on the
+modules and tests listed in SLOW. While
+editing, `python -m pytest -m "not slow and not official"` runs the rest (README, Tests).
 """
 
 from __future__ import annotations
@@ -16,6 +22,58 @@ from pathlib import Path
 import pytest
 
 from mlx_qwen_asr.testing.random_checkpoint import model_config_dict, random_weights, write_checkpoint
+
+
+# Fixtures that start a reference implementation's worker: tests using them are `official`.
+REFERENCE_WORKERS = {"official_engine", "originals"}
+
+# Fixtures that drive a headless Chromium: tests using them are `browser`.
+BROWSERS = {"chromium", "browser"}
+
+# `slow`: over ~5 s each on 2 CPU cores (pytest --durations), by module or by test.
+SLOW = {
+    # whole modules: command lines, servers, clusters and pipelines run end to end
+    "test_fixture_pipelines.py", "test_fixture_model.py", "test_peer_checkpoints.py", "test_gpu_check.py",
+    "test_gpu_bundle.py", "test_server.py", "test_server_faults.py", "test_server_page.py",
+    "test_server_listen.py", "test_cluster.py", "test_cli_usage.py", "test_cli_flags.py", "test_readme.py",
+    "test_bad_input.py", "test_diarization_real.py", "test_streaming.py",
+    # single tests
+    "test_confidence.py::test_the_default_gate_keeps_the_held_out_speech",
+    "test_word_timestamps.py::test_streamed_committed_text_gets_word_times",
+    "test_batching.py::test_long_file_segments_batched_equal_one_by_one",
+    "test_cli.py::test_stream_fast_prints_the_final_text",
+    "test_language_sets.py::test_a_set_with_the_detected_language_keeps_the_detected_transcript",
+    "test_official_env.py::test_a_failed_creation_is_one_line_and_is_retried",
+    "test_official_env.py::test_parallel_runs_create_the_env_once_and_reuse_it",
+    "test_dictation.py::test_printed_utterances_are_their_offline_transcripts",
+    "test_server_worker.py::test_a_long_file_does_not_starve_a_short_one",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if REFERENCE_WORKERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.official)
+        if BROWSERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+        module = item.path.name
+        if module in SLOW or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _reference_workers_only_through_their_fixtures(request, monkeypatch):
+    """A test that reaches a reference worker without its fixture would escape the
+    `official` marker (and the one-line error if the worker's environment cannot be made)."""
+    if request.node.get_closest_marker("official") is None:
+        from mlx_qwen_asr.testing import diarization_reference, official
+
+        def refuse(*args, **kwargs):
+            pytest.fail("this test uses a reference worker: request the official_engine (or originals) "
+                        "fixture, which also marks it `official`", pytrace=False)
+
+        monkeypatch.setattr(official, "worker", refuse)
+        monkeypatch.setattr(diarization_reference, "worker", refuse)
 
 
 @pytest.fixture(scope="session")

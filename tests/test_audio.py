@@ -95,7 +95,7 @@ SYNTHETIC_SNR_DB = 60.0
 
 @pytest.mark.parametrize("name", ["mono16k.wav", "stereo44k.wav", "narrow8k.wav", "loud22k_float.wav",
                                   "hi48k.flac", "cd44k.aiff", "voice16k.ogg", "voice16k.mp3"])
-def test_files_match_official(audio_files, name):
+def test_files_match_official(audio_files, name, official_engine):
     path, sr = audio_files[name]
     expected = official(str(path))
     actual = load_audio(path)
@@ -116,7 +116,7 @@ def test_peak_above_one_is_normalised(audio_files):
 
 
 @pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg is not installed: m4a decoding needs it")
-def test_m4a_via_ffmpeg_matches_official(audio_files, tmp_path):
+def test_m4a_via_ffmpeg_matches_official(audio_files, tmp_path, official_engine):
     source, _ = audio_files["stereo44k.wav"]
     m4a = tmp_path / "speech stereo.m4a"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), "-c:a", "aac",
@@ -156,7 +156,7 @@ def _stand_in(name: str, sr: int, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("name,sr,min_snr", SHARED_FILES)
-def test_shared_files_match_official(name, sr, min_snr, tmp_path):
+def test_shared_files_match_official(name, sr, min_snr, tmp_path, official_engine):
     path = SHARED_AUDIO / name
     if not path.is_file():   # ../shared is not beside this checkout: the same format and rate, self-made
         path, min_snr = _stand_in(name, sr, tmp_path), (math.inf if sr == SAMPLE_RATE else SYNTHETIC_SNR_DB)
@@ -171,7 +171,7 @@ def test_shared_files_match_official(name, sr, min_snr, tmp_path):
         assert np.abs(actual - expected).max() < 5e-4  # measured at most 1.7e-4
 
 
-def test_arrays_match_official():
+def test_arrays_match_official(official_engine):
     rng = np.random.default_rng(0)
     mono = speech(1.0)
     stereo = np.stack([mono, 0.5 * rng.standard_normal(len(mono)).astype(np.float32)], axis=1)
@@ -210,7 +210,7 @@ SPEECH_SNR = 70.0
 
 
 @pytest.mark.parametrize("sr", RATES)
-def test_resample_sweep_matches_soxr_hq(sr):
+def test_resample_sweep_matches_soxr_hq(sr, official_engine):
     x = sweep(sr, 3.0, 50.0, 7000.0 if sr > 16000 else 3500.0)
     expected = soxr_hq(x, sr)
     actual = resample(x, sr, SAMPLE_RATE)
@@ -219,7 +219,7 @@ def test_resample_sweep_matches_soxr_hq(sr):
 
 
 @pytest.mark.parametrize("sr", RATES)
-def test_resample_noise_and_speech_match_soxr_hq(sr):
+def test_resample_noise_and_speech_match_soxr_hq(sr, official_engine):
     noise = np.random.default_rng(sr).standard_normal(2 * sr).astype(np.float32) * 0.1
     assert snr_db(soxr_hq(noise, sr), resample(noise, sr, SAMPLE_RATE)) > NOISE_SNR
     voice = wideband(sr) if sr > SAMPLE_RATE else resample(speech(2.0), SAMPLE_RATE, sr)
@@ -267,7 +267,7 @@ def test_resample_equals_its_fir_definition(sr, monkeypatch):
         assert abs(float(np.dot(x[j].astype(np.float64), taps)) - y[n]) < 2e-6
 
 
-def test_resample_lengths_and_edges_match_librosa():
+def test_resample_lengths_and_edges_match_librosa(official_engine):
     rng = np.random.default_rng(3)
     for sr in (44100, 22050, 48000, 32000, 8000, 12345):
         for n in (1, 2, 3, 7, 29, 441, 1000, 4413):

@@ -133,3 +133,13 @@ def test_no_long_class_or_function_without_a_stated_reason():
 
 def test_the_size_scan_sees_nested_and_async_units():
     assert "server/app.py::create_app._transcribe" in long_units()
+
+
+def test_an_unregistered_marker_is_an_error(tmp_path):
+    """Markers select the fast subset (-m "not slow and not official"): a misspelt one
+    would silently select nothing, so the project's settings make it a collection error."""
+    (tmp_path / "pyproject.toml").write_text((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    (tmp_path / "test_marked.py").write_text("import pytest\n\n@pytest.mark.slwo\ndef test_x():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_marked.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "'slwo' not found in `markers`" in done.stdout, done.stdout

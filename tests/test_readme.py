@@ -36,6 +36,7 @@ SKIPPED = {
     'pip install -e ".[diarize]"': "installs an extra the dev environment has (SciPy)",
     "apt-get install -y chromium chromium-driver": "a system install, as root",
     "python -m pytest": "the whole suite (minutes): this test is part of it",
+    'python -m pytest -m "not slow and not official"': "a subset of this suite (minutes)",
     "python -m fixture_training.model": "trains the fixture model for hours (espeak-ng, torch)",
     "python -m fixture_training.aligner": "trains the fixture aligner for hours (espeak-ng, torch)",
     "python -m mlx_qwen_asr.testing.random_checkpoint /tmp/random-asr --size 0.6b":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..aligner import WordTiming
 from ..confidence import text_token_logprobs
-from ..results import Segment, Transcription
+from ..results import FINISH_EOS, Segment, Transcription
 from ..writers import to_string
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
@@ -99,7 +99,7 @@ def subtitles_of_verbose_json(body: dict, fmt: str) -> str:
     transcription it was made from gives, to the millisecond its times are rounded to."""
     if fmt not in ("srt", "vtt"):
         raise ValueError(f"format must be srt or vtt, got {fmt!r}")
-    segments = [Segment(float(s["start"]), float(s["end"]), str(s["text"]), "", str(s.get("finish_reason", "eos")))
+    segments = [Segment(float(s["start"]), float(s["end"]), str(s["text"]), "", str(s.get("finish_reason", FINISH_EOS)))
                 for s in body["segments"]]
     words = body.get("words")
     if words is not None:
@@ -109,6 +109,6 @@ def subtitles_of_verbose_json(body: dict, fmt: str) -> str:
             for segment in segments[1:]:
                 segment.words = []
         else:
-            segments = [Segment(0.0, 0.0, "", "", "eos", words=timed)]
+            segments = [Segment(0.0, 0.0, "", "", FINISH_EOS, words=timed)]
     duration = float(body.get("duration", 0.0))
     return to_string(Transcription.from_segments(segments, duration, {}), fmt)

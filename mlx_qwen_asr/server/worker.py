@@ -32,7 +32,7 @@ from ..aligner import get_aligner
 from ..audio import SAMPLE_RATE
 from ..batch import PieceJob, decode_jobs
 from ..options import TranscribeOptions
-from ..results import Segment, Transcription
+from ..results import FINISH_LENGTH, FINISH_REPETITION, Segment, Transcription
 from ..cutting import AudioPiece
 from ..transcribe import ASRModel, attach_words, with_speed
 
@@ -298,8 +298,8 @@ class Worker:
         piece, options = job.pieces[index], job.options
         offset = piece.start / SAMPLE_RATE
         parts = [segment]
-        if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in ("repetition",
-                                                                                                  "length"):
+        if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in (FINISH_REPETITION,
+                                                                                                  FINISH_LENGTH):
             parts = self.model.decode_with_recovery(piece.audio, offset, options, job.timings, first=segment)
         if options.word_timestamps:
             attach_words(get_aligner(options.aligner, self.model.dtype), parts, piece.audio, offset, job.timings)
