@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr.speakers import embedding, fbank, segmentation
-from mlx_qwen_asr.testing import diarization_env, diarization_reference
+from mlx_qwen_asr.testing import diarization_env, diarization_reference, official_env
 
 from audio_samples import speech
 
@@ -278,7 +278,7 @@ def test_a_failed_creation_is_one_line(tmp_path, monkeypatch):
         diarization_env.ensure_env()
     message = str(caught.value)
     assert "\n" not in message and "--no-deps" in message and "no-such-local-package" in message
-    assert not diarization_env.is_complete(tmp_path / "env")
+    assert not official_env.is_complete(tmp_path / "env")
 
 
 def test_the_worker_imports_no_mlx():

@@ -16,16 +16,12 @@ is imported. pyannote.audio itself would bring lightning and torchaudio.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from .official_env import COMPLETE_MARKER, env_python, is_complete
+from .official_env import ensure_venv
 
 REQUIREMENTS = Path(__file__).with_name("diarization_requirements.txt")
 REQUIREMENTS_NO_DEPS = Path(__file__).with_name("diarization_requirements_nodeps.txt")
@@ -51,42 +47,7 @@ def ensure_env(announce=None) -> Path:
     """The environment's python, creating the environment first if needed.
 
     `announce(line)` is told before a creation starts."""
-    folder = env_dir()
-    if is_complete(folder):
-        return env_python(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # a parallel run creating it: wait, then reuse
-        if not is_complete(folder):
-            _create(folder, announce)
-    return env_python(folder)
-
-
-def _create(folder: Path, announce) -> None:
-    log = folder.with_name(folder.name + ".log")
-    if announce:
-        announce(f"creating the diarization originals' environment (torch, senko, speakerlab) in {folder}; "
-                 f"once, a minute or two (log: {log})")
-    shutil.rmtree(folder, ignore_errors=True)
-    started = time.monotonic()
-    pip = [str(env_python(folder)), "-m", "pip", "install", "--no-input"]
-    with open(log, "w") as out:
-        steps = [("python -m venv", [sys.executable, "-m", "venv", str(folder)]),
-                 (f"pip install -r {REQUIREMENTS}", [*pip, "-r", str(REQUIREMENTS)]),
-                 (f"pip install --no-deps -r {REQUIREMENTS_NO_DEPS}",
-                  [*pip, "--no-deps", "-r", str(REQUIREMENTS_NO_DEPS)])]
-        for name, step in steps:
-            out.write(f"$ {' '.join(step)}\n")
-            out.flush()
-            done = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            if done.returncode:
-                raise DiarizationEnvError(f"could not create the diarization originals' environment in {folder}: "
-                                          f"{name} failed (exit {done.returncode}): {_last_line(log)} "
-                                          f"(full log: {log})")
-    (folder / COMPLETE_MARKER).write_text(f"created in {time.monotonic() - started:.0f} s\n")
-
-
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    return (errors or lines or ["no output"])[-1]
+    installs = [(f"pip install -r {REQUIREMENTS}", ["-r", str(REQUIREMENTS)]),
+                (f"pip install --no-deps -r {REQUIREMENTS_NO_DEPS}", ["--no-deps", "-r", str(REQUIREMENTS_NO_DEPS)])]
+    return ensure_venv(env_dir(), "the diarization originals' environment", "(torch, senko, speakerlab)",
+                       "a minute or two", installs, DiarizationEnvError, announce)

@@ -58,36 +58,44 @@ def ensure_env(announce=None) -> Path:
     """The environment's python, creating the environment first if needed.
 
     `announce(line)` is told before a creation starts (it takes minutes)."""
-    folder = env_dir()
+    return ensure_venv(env_dir(), "the official engine's environment", "(torch, qwen-asr)", "a few minutes",
+                       [(f"pip install -r {REQUIREMENTS}", ["-r", str(REQUIREMENTS)])], OfficialEnvError, announce)
+
+
+def ensure_venv(folder: Path, name: str, contents: str, takes: str, installs: list[tuple[str, list[str]]],
+                error: type[Exception], announce=None) -> Path:
+    """`folder`'s python, the venv created first if needed: `python -m venv`, then each of
+    `installs` (a step's name, its `pip install` arguments). One creation under a file lock
+    for parallel runs; the completion marker written last; a failure raises `error` in one
+    line. `name`, `contents` and `takes` say what it is in the messages."""
     if is_complete(folder):
         return env_python(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(folder.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # a parallel run creating it: wait, then reuse
         if not is_complete(folder):
-            _create(folder, announce)
+            _create(folder, name, contents, takes, installs, error, announce)
     return env_python(folder)
 
 
-def _create(folder: Path, announce) -> None:
+def _create(folder: Path, name: str, contents: str, takes: str, installs: list[tuple[str, list[str]]],
+            error: type[Exception], announce) -> None:
     log = folder.with_name(folder.name + ".log")
     if announce:
-        announce(f"creating the official engine's environment (torch, qwen-asr) in {folder}; "
-                 f"once, a few minutes (log: {log})")
+        announce(f"creating {name} {contents} in {folder}; once, {takes} (log: {log})")
     shutil.rmtree(folder, ignore_errors=True)
     started = time.monotonic()
+    pip = [str(env_python(folder)), "-m", "pip", "install", "--no-input"]
     with open(log, "w") as out:
         steps = [("python -m venv", [sys.executable, "-m", "venv", str(folder)]),
-                 (f"pip install -r {REQUIREMENTS}",
-                  [str(env_python(folder)), "-m", "pip", "install", "--no-input", "-r", str(REQUIREMENTS)])]
-        for name, step in steps:
+                 *[(step_name, [*pip, *arguments]) for step_name, arguments in installs]]
+        for step_name, step in steps:
             out.write(f"$ {' '.join(step)}\n")
             out.flush()
             done = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             if done.returncode:
-                raise OfficialEnvError(f"could not create the official engine's environment in {folder}: "
-                                       f"{name} failed (exit {done.returncode}): {_last_line(log)} "
-                                       f"(full log: {log})")
+                raise error(f"could not create {name} in {folder}: {step_name} failed (exit {done.returncode}): "
+                            f"{_last_line(log)} (full log: {log})")
     (folder / COMPLETE_MARKER).write_text(f"created in {time.monotonic() - started:.0f} s\n")
 
 
