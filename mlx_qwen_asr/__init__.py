@@ -7,21 +7,21 @@
 """
 
 # Before anything imports mlx.core: on Linux x86-64, bind MLX's BLAS to MKL if installed.
-from . import fast_blas
+from .model import fast_blas
 
 fast_blas.enable()
 fast_blas.warn_if_imported_too_late()
 
-from .config import SUPPORTED_LANGUAGES  # noqa: E402
+from .model.config import SUPPORTED_LANGUAGES  # noqa: E402
 from .errors import AudioError, LanguageError, ModelLoadError, OptionError, OutputError, QwenASRError, SetupError  # noqa: E402
 from .options import LoadOptions, TranscribeOptions  # noqa: E402
 from .results import Segment, Transcription  # noqa: E402
 from .transcribe import ASRModel, load_model, transcribe  # noqa: E402
 from .batch import transcribe_batch  # noqa: E402
-from .folder import transcribe_folder  # noqa: E402
+from .frontends.folder import transcribe_folder  # noqa: E402
 from .aligner import align  # noqa: E402
 from .transcripts import align_transcription  # noqa: E402
-from .streaming import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
+from .stream.session import StreamingSession, StreamUpdate, transcribe_stream  # noqa: E402
 from .speakers.options import DiarizeOptions  # noqa: E402
 from .speakers.pipeline import SpeakerTurn, diarize  # noqa: E402
 

@@ -15,15 +15,15 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
-from .config import SUPPORTED_LANGUAGES, ModelConfig
+from .audio.load import SAMPLE_RATE, load_audio
+from .model.config import SUPPORTED_LANGUAGES, ModelConfig
 from .errors import ModelLoadError
-from .loading import load_network, parse_dtype, resolve_model_dir
-from .network import Qwen3ASR
+from .model.loading import load_network, parse_dtype, resolve_model_dir
+from .model.network import Qwen3ASR
 from .model_input import encode_clip
 from .prompt import normalize_language
-from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
-from .tokenizer import QwenTokenizer
+from .audio.cutting import ENERGY_WINDOW_SECONDS, quietest_cut
+from .model.tokenizer import QwenTokenizer
 from .word_split import locate_units, split_words
 
 DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .aligner import get_aligner
-from .audio import SAMPLE_RATE
+from .audio.load import SAMPLE_RATE
 from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
 from .limits import check_context
 from .options import TranscribeOptions
 from .languages import forced_language, normalize_languages
 from .results import FINISH_LENGTH, FINISH_REPETITION, FINISH_SILENCE, Segment, Transcription
-from .cutting import iter_pieces
+from .audio.cutting import iter_pieces
 from .model_input import add_time, asr_prompts
 from .transcribe import ASRModel, attach_words, open_speech_blocks, with_speed
 

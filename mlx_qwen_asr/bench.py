@@ -50,14 +50,14 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import fast_blas
-from .audio import SAMPLE_RATE, load_audio
+from .model import fast_blas
+from .audio.load import SAMPLE_RATE, load_audio
 from .decoding import greedy_decode
-from .encoder import audio_token_count
-from .config import ModelConfig
-from .loading import load_network, parse_dtype, resolve_model_dir, weight_files
+from .model.encoder import audio_token_count
+from .model.config import ModelConfig
+from .model.loading import load_network, parse_dtype, resolve_model_dir, weight_files
 from .model_input import asr_prompt, clip_mel
-from .tokenizer import QwenTokenizer
+from .model.tokenizer import QwenTokenizer
 from .transcribe import ASRModel
 
 DEFAULT_WORK_DIR = Path("~/.cache/mlx_qwen_asr/bench").expanduser()

@@ -26,12 +26,12 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from .config import ModelConfig
+from .model.config import ModelConfig
 from .errors import ModelLoadError, QwenASRError
-from .loading import MLX_FORMAT_KEY, is_mlx_layout, load_network, parse_dtype, resolve_model_dir
-from .network import to_stored_name
-from .quantization import QuantizationSpec, quantize_network
-from .tokenizer import QwenTokenizer
+from .model.loading import MLX_FORMAT_KEY, is_mlx_layout, load_network, parse_dtype, resolve_model_dir
+from .model.network import to_stored_name
+from .model.quantization import QuantizationSpec, quantize_network
+from .model.tokenizer import QwenTokenizer
 
 FORMAT_VERSION = 1
 # Files copied from the source besides the weights (whatever of them exist).

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 
-from .decoder import KVCache
-from .network import Qwen3ASR
+from .model.decoder import KVCache
+from .model.network import Qwen3ASR
 from .results import FINISH_EOS, FINISH_LENGTH, FINISH_REPETITION
 
 # Budget: 12 tokens per second of audio covers the fastest speech in any supported

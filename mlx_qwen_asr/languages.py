@@ -9,7 +9,7 @@ streaming and the aligner all call it). `normalize_languages` also takes a set (
 
 from __future__ import annotations
 
-from .config import SUPPORTED_LANGUAGES
+from .model.config import SUPPORTED_LANGUAGES
 from .errors import LanguageError
 from .results import FINISH_NO_SPEECH, FINISH_SILENCE
 

@@ -12,10 +12,10 @@ import time
 import mlx.core as mx
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .config import AudioEncoderConfig
-from .encoder import audio_token_count
-from .mel import log_mel_spectrogram
+from .audio.load import SAMPLE_RATE
+from .model.config import AudioEncoderConfig
+from .model.encoder import audio_token_count
+from .audio.mel import log_mel_spectrogram
 
 # The official pipeline feeds audio of up to 20 min as it is, however short; only clips too
 # short for the mel's reflect padding (n_fft/2 samples, where the official code fails) are

@@ -47,7 +47,7 @@ def player_audio(source, duration: float, cwd: str | os.PathLike | None = None) 
     samples = _samples(source)
     if samples is None:
         return PlayerAudio()
-    from .audio import SAMPLE_RATE
+    from .audio.load import SAMPLE_RATE
 
     data, mime = compressed(samples)
     delay = MP3_DELAY_SAMPLES / SAMPLE_RATE if mime == "audio/mpeg" else 0.0
@@ -59,7 +59,7 @@ def compressed(samples) -> tuple[bytes, str]:
     import numpy as np
     import soundfile as sf
 
-    from .audio import SAMPLE_RATE
+    from .audio.load import SAMPLE_RATE
 
     samples = np.asarray(samples, dtype=np.float32)
     try:
@@ -68,7 +68,7 @@ def compressed(samples) -> tuple[bytes, str]:
                  compression_level=MP3_LEVEL, bitrate_mode="CONSTANT")
         return buffer.getvalue(), "audio/mpeg"
     except (TypeError, ValueError, RuntimeError):   # old soundfile / libsndfile: no MP3
-        from .resample import resample
+        from .audio.resample import resample
 
         buffer = io.BytesIO()
         sf.write(buffer, resample(samples, SAMPLE_RATE, WAV_FALLBACK_RATE), WAV_FALLBACK_RATE,
@@ -90,7 +90,7 @@ def file_link(path: Path, cwd: Path) -> str:
 
 
 def _samples(source):
-    from .audio import load_audio
+    from .audio.load import load_audio
     from .errors import AudioError
 
     try:

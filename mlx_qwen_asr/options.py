@@ -13,12 +13,12 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 
 from .aligner import DEFAULT_ALIGNER, Aligner
-from .config import SUPPORTED_LANGUAGES
+from .model.config import SUPPORTED_LANGUAGES
 from .errors import OptionError
 from .languages import normalize_languages
 from .limits import MAX_NEW_TOKENS, MAX_SEGMENT_SECONDS
 from .confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD
-from .cutting import DEFAULT_SEGMENT_SECONDS
+from .audio.cutting import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -109,7 +109,7 @@ class TranscribeOptions:
             raise OptionError(f"logprob_threshold must be a log-probability (a number <= 0) or None, got "
                               f"{self.logprob_threshold!r}")
         if self.skip_silence:
-            from .vad import check_available
+            from .audio.vad import check_available
 
             check_available()   # a missing detector is a setup error, found before any audio
         if self.diarize is not None and self.diarize is not False:

@@ -16,23 +16,23 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .audio_blocks import open_audio_blocks
-from .config import ModelConfig
+from .audio.load import SAMPLE_RATE
+from .audio.blocks import open_audio_blocks
+from .model.config import ModelConfig
 from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
-from .loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
-from .network import Qwen3ASR
+from .model.loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
+from .model.network import Qwen3ASR
 from .model_input import add_time, asr_prompt
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
-from .peer_layouts import stored_quantization
+from .model.peer_layouts import stored_quantization
 from .confidence import attach_confidence, is_no_speech, span_probability
 from .languages import forced_language, language_set
 from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, prompt_text, transcript_text
 from .results import (FINISH_EOS, FINISH_LENGTH, FINISH_NO_SPEECH, FINISH_REPETITION, FINISH_SILENCE, Segment,
                       Transcription)
-from .cutting import ENERGY_WINDOW_SECONDS, quietest_cut
-from .tokenizer import QwenTokenizer
+from .audio.cutting import ENERGY_WINDOW_SECONDS, quietest_cut
+from .model.tokenizer import QwenTokenizer
 
 # Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
 RETRY_PENALTY = 1.1
@@ -224,7 +224,7 @@ def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
     stream = open_audio_blocks(audio, sample_rate)
     if not options.skip_silence:
         return stream, None
-    from .vad import speech_only
+    from .audio.vad import speech_only
 
     return speech_only(stream)
 

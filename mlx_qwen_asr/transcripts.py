@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from .aligner import DEFAULT_ALIGNER, get_aligner
-from .audio import SAMPLE_RATE, load_audio
+from .audio.load import SAMPLE_RATE, load_audio
 from .errors import OptionError, QwenASRError
 from .languages import normalize_language
 from .results import FINISH_EOS, Segment, Transcription, join_texts

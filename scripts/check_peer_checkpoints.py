@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
 from teacher_forcing import teacher_forced_logits  # noqa: E402
 
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
 from mlx_qwen_asr.decoding import greedy_decode  # noqa: E402
-from mlx_qwen_asr.encoder import audio_token_count  # noqa: E402
-from mlx_qwen_asr.mel import log_mel_spectrogram  # noqa: E402
-from mlx_qwen_asr.peer_layouts import detect  # noqa: E402
+from mlx_qwen_asr.model.encoder import audio_token_count  # noqa: E402
+from mlx_qwen_asr.audio.mel import log_mel_spectrogram  # noqa: E402
+from mlx_qwen_asr.model.peer_layouts import detect  # noqa: E402
 from mlx_qwen_asr.testing.compact_checkpoint import expand_compact  # noqa: E402
 from mlx_qwen_asr.transcribe import ASRModel  # noqa: E402
 

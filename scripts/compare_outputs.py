@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # this checkout's package; tes
 from heldout import HELDOUT, TRAINED_ALIGNER, TRAINED_MODEL, rows  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
-from mlx_qwen_asr.streaming import StreamingSession  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
+from mlx_qwen_asr.stream.session import StreamingSession  # noqa: E402
 
 try:   # the test-support modules' home after the refactor, then before it
     from mlx_qwen_asr.testing.compact_checkpoint import expand_compact

@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
 from mlx_qwen_asr.confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD, is_no_speech  # noqa: E402
 from mlx_qwen_asr.testing.compact_checkpoint import expand_compact  # noqa: E402
 from mlx_qwen_asr.testing.noisy_audio import NOISE_KINDS, noise  # noqa: E402

@@ -24,7 +24,7 @@ import mlx_qwen_asr  # noqa: E402,F401  (first: it binds MLX's BLAS before mlx.c
 import mlx.core as mx  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
 from mlx_qwen_asr.decoding import prefill_rows  # noqa: E402
 from mlx_qwen_asr.model_input import asr_prompts  # noqa: E402
 

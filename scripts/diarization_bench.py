@@ -48,7 +48,7 @@ THREE_SPEAKERS = "picovoice/diarization_test.wav"
 
 
 def load_voice(path: Path) -> np.ndarray:
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
 
     audio = load_audio(str(path))
     return (audio * (0.05 / max(1e-6, float(np.sqrt(np.mean(audio ** 2)))))).astype(np.float32)
@@ -127,7 +127,7 @@ def build_set(audio_dir: Path, work: Path, count: int, seed: int = 0) -> list[di
     three = audio_dir / THREE_SPEAKERS
     if three.exists():
         path = work / "three_speakers.wav"
-        from mlx_qwen_asr.audio import load_audio
+        from mlx_qwen_asr.audio.load import load_audio
 
         sf.write(path, load_audio(str(three)), RATE, subtype="PCM_16")
         items.append({"file": str(path), "speakers": 3, "truth": None})

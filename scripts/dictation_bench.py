@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from heldout import HELDOUT, TRAINED_MODEL, group_wers, rows  # noqa: E402
 
-from mlx_qwen_asr.dictation import RealClock, SimulatedClock, dictate, paced_blocks  # noqa: E402
+from mlx_qwen_asr.frontends.dictation import RealClock, SimulatedClock, dictate, paced_blocks  # noqa: E402
 from mlx_qwen_asr.options import TranscribeOptions  # noqa: E402
 from mlx_qwen_asr.testing.noisy_audio import with_gaps  # noqa: E402
 from mlx_qwen_asr.transcribe import ASRModel  # noqa: E402

@@ -186,7 +186,9 @@ def check_environment(ctx: Context) -> dict:
     import mlx.core as mx
     import numpy as np
 
-    from mlx_qwen_asr import bench, fast_blas
+    from mlx_qwen_asr import bench
+
+    from mlx_qwen_asr.model import fast_blas
 
     info = {"mlx": mx.__version__, "gpu_available": bool(mx.is_available(mx.gpu)),
             "fast_blas": fast_blas.status(), "provenance": bench.provenance()}
@@ -418,7 +420,7 @@ def speedup(one_by_one: dict, batched: dict) -> float:
 
 def check_folder(ctx: Context) -> dict:
     from mlx_qwen_asr import bench
-    from mlx_qwen_asr.audio import SAMPLE_RATE, load_audio
+    from mlx_qwen_asr.audio.load import SAMPLE_RATE, load_audio
 
     model = speed_model(ctx)
     source, _ = bench.speech_source(None)

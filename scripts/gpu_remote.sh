@@ -73,7 +73,7 @@ install() {
     echo "$torch_site" > "$osite/zz-image-site-packages.pth"
     echo "made from $GPU_HOME/bundle/official" > "$GPU_HOME/official/.mlx-qwen-asr-complete"
 
-    # OpenBLAS for MLX's CPU backend (mlx_qwen_asr.fast_blas binds it): unpacked, never into /.
+    # OpenBLAS for MLX's CPU backend (mlx_qwen_asr.model.fast_blas binds it): unpacked, never into /.
     if compgen -G "$GPU_HOME/bundle/debs/*.deb" > /dev/null; then
         for deb in "$GPU_HOME"/bundle/debs/*.deb; do dpkg -x "$deb" "$GPU_HOME/blas" || die "dpkg -x $deb failed"; done
     fi

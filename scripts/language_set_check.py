@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from heldout import HELDOUT  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
 
 SETTINGS = {"max_new_tokens": 32, "repetition_guard": False, "recover_loops": False, "sample_rate": 16000}
 

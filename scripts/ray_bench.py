@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mlx_qwen_asr import cluster  # noqa: E402
-from mlx_qwen_asr.folder import transcribe_folder  # noqa: E402
+from mlx_qwen_asr.frontends import cluster  # noqa: E402
+from mlx_qwen_asr.frontends.folder import transcribe_folder  # noqa: E402
 
 HELDOUT = REPO / "tests" / "fixtures" / "heldout"
 

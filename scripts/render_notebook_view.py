@@ -63,7 +63,7 @@ def encode(samples, codec: str) -> bytes:
 
     import soundfile as sf
 
-    from mlx_qwen_asr.resample import resample
+    from mlx_qwen_asr.audio.resample import resample
 
     buffer = io.BytesIO()
     kind, _, setting = codec.partition(":")
@@ -105,7 +105,7 @@ def compare_codecs(asr, clip: Path) -> None:
 
     import soundfile as sf
 
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.notebook_audio import MP3_LEVEL
     from mlx_qwen_asr.testing.wer import wer
 

@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # this checkout's package, not another installed one
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout"
 
-from mlx_qwen_asr.audio import load_audio  # noqa: E402
-from mlx_qwen_asr.resample import resample  # noqa: E402
-from mlx_qwen_asr.server.uploads import FOLDER_PREFIX  # noqa: E402
+from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
+from mlx_qwen_asr.audio.resample import resample  # noqa: E402
+from mlx_qwen_asr.frontends.server.uploads import FOLDER_PREFIX  # noqa: E402
 
 KINDS = {"good": 45, "bad": 15, "abandoned": 15, "stream": 10, "realtime": 15}
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_qwen_asr.audio import SAMPLE_RATE
+from mlx_qwen_asr.audio.load import SAMPLE_RATE
 from mlx_qwen_asr.bench import DEFAULT_WORK_DIR, provenance, random_model_dir, speech_source
-from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.stream.session import StreamingSession
 from mlx_qwen_asr.transcribe import ASRModel
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from heldout import HELDOUT, TRAINED_MODEL, rows, word_times  # noqa: E402
 
 from mlx_qwen_asr.testing.noisy_audio import with_gaps  # noqa: E402
-from mlx_qwen_asr.vad import VadOptions, frames_to_spans, speech_spans  # noqa: E402
+from mlx_qwen_asr.audio.vad import VadOptions, frames_to_spans, speech_spans  # noqa: E402
 
 
 def energy_spans(audio, threshold_db=9.0, max_flatness=0.5, options=VadOptions()):

@@ -29,7 +29,7 @@ def _espeak(text: str) -> np.ndarray | None:
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text],
                        check=True, capture_output=True)
         audio, sr = sf.read(path, dtype="float32")
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
     return load_audio(audio, sr)
 
 
@@ -38,7 +38,7 @@ def speech(seconds: float) -> np.ndarray:
     n = int(round(seconds * 16000))
     audio = None
     if JFK.is_file():
-        from mlx_qwen_asr.audio import load_audio
+        from mlx_qwen_asr.audio.load import load_audio
         audio = load_audio(JFK)
     if audio is None:
         audio = _espeak(SENTENCE)

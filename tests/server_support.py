@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from mlx_qwen_asr.server.uploads import FOLDER_PREFIX
+from mlx_qwen_asr.frontends.server.uploads import FOLDER_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from mlx_qwen_asr import activations
+from mlx_qwen_asr.model import activations
 
 
 def test_fast_paths_are_taken_here():

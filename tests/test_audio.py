@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import mlx_qwen_asr.resample as resample_module
-from mlx_qwen_asr.audio import SAMPLE_RATE, load_audio, resample
+import mlx_qwen_asr.audio.resample as resample_module
+from mlx_qwen_asr.audio.load import SAMPLE_RATE, load_audio, resample
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.testing import official as official_engine_client
 
@@ -333,7 +333,7 @@ def test_not_audio(tmp_path, name, content):
 
 
 def test_unknown_format_without_ffmpeg(tmp_path, monkeypatch, audio_files):
-    monkeypatch.setattr("mlx_qwen_asr.audio.shutil.which", lambda name: None)
+    monkeypatch.setattr("mlx_qwen_asr.audio.load.shutil.which", lambda name: None)
     (tmp_path / "talk.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(500))
     with pytest.raises(AudioError) as e:
         load_audio(tmp_path / "talk.m4a")

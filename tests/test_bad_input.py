@@ -24,7 +24,7 @@ import soundfile as sf
 
 import mlx_qwen_asr
 from mlx_qwen_asr import AudioError, ModelLoadError, OutputError, SetupError
-from mlx_qwen_asr.cli import main
+from mlx_qwen_asr.frontends.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout"
@@ -202,7 +202,7 @@ def _write(tmp, name, audio, sr, **kw):
 
 
 def _speech(sr):
-    from mlx_qwen_asr.audio import resample
+    from mlx_qwen_asr.audio.load import resample
     return resample(sf.read(GOOD, dtype="float32")[0], 16000, sr)
 
 
@@ -512,7 +512,8 @@ def _complete_or_absent(out: Path, n: int) -> list[int]:
 # text, then the process SIGKILLs itself (no cleanup of any kind can run).
 KILLER = """
 import os, signal, sys
-from mlx_qwen_asr import cli, writers
+from mlx_qwen_asr.frontends import cli
+from mlx_qwen_asr import writers
 real, seen = writers.WRITERS["json"], []
 def json_then_die(result, file, **kw):
     seen.append(1)
@@ -528,7 +529,7 @@ sys.exit(cli.main(sys.argv[1:]))
 # A run that holds its output folder until told to go on (the file GO appears).
 HOLDER = """
 import pathlib, sys, time
-from mlx_qwen_asr import cli, folder
+from mlx_qwen_asr.frontends import cli, folder
 real = folder._Run.transcribe_all
 def held(self, asr, todo):
     pathlib.Path(sys.argv[1], "STARTED").touch()

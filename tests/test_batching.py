@@ -107,7 +107,7 @@ def test_encoder_batch_equals_each_clip_alone(trained_model):
     import mlx.core as mx
 
     from heldout import HELDOUT
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.model_input import clip_mel
 
     audio = load_audio(HELDOUT / "long_01.flac")
@@ -132,7 +132,7 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
     import numpy as np
 
     from heldout import HELDOUT
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.batch import PieceJob, decode_jobs
     from mlx_qwen_asr.options import TranscribeOptions
 

@@ -83,7 +83,7 @@ def test_quantize_option(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     assert run_cli(audio, "--model", tiny_checkpoint, "--quantize", "3").returncode == 2  # argparse choices
 
     # The model the command line transcribes with is really quantized (8 bits), not just asked to be.
-    from mlx_qwen_asr import cli
+    from mlx_qwen_asr.frontends import cli
 
     loaded = []
     monkeypatch.setattr(cli, "load_model", lambda *args: loaded.append(load_model(*args)) or loaded[-1])

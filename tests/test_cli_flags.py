@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from heldout import HELDOUT
 
-from mlx_qwen_asr import cli
+from mlx_qwen_asr.frontends import cli
 from mlx_qwen_asr.errors import LanguageError
 from mlx_qwen_asr.languages import forced_language_warning, normalize_language
 from mlx_qwen_asr.results import Segment, Transcription
@@ -167,7 +167,7 @@ def test_stdin_errors(trained_checkpoint):
 
 
 def test_read_stdin_equals_the_file(tmp_path):
-    from mlx_qwen_asr.audio import load_audio, read_stdin
+    from mlx_qwen_asr.audio.load import load_audio, read_stdin
 
     samples, rate = read_stdin(stream=io.BytesIO(CLIP.read_bytes()))
     assert np.array_equal(load_audio((samples, rate)), load_audio(CLIP))

@@ -144,7 +144,7 @@ def test_help_has_groups_examples_and_serve():
 
 def test_usage_names_the_command_as_invoked(tmp_path):
     script = tmp_path / "mlx-qwen-asr"   # what the installed entry point runs
-    script.write_text("from mlx_qwen_asr.cli import main\nraise SystemExit(main())\n")
+    script.write_text("from mlx_qwen_asr.frontends.cli import main\nraise SystemExit(main())\n")
     for args in (["--help"], ["serve", "--help"]):
         done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ import ray
 
 from heldout import HELDOUT
 from mlx_qwen_asr.errors import QwenASRError
-from mlx_qwen_asr.folder import transcribe_folder
+from mlx_qwen_asr.frontends.folder import transcribe_folder
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = [f"short_{i:02d}.flac" for i in range(1, 20)]   # groups of 8, 8, 3 (folder.GROUP_FILES)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr import OptionError, TranscribeOptions
-from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.audio.load import load_audio
 from mlx_qwen_asr.confidence import is_no_speech, word_spans
 from mlx_qwen_asr.decoding import greedy_decode
 from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.notebook import _sureness
 from mlx_qwen_asr.results import Segment
-from mlx_qwen_asr.server import formats
+from mlx_qwen_asr.frontends.server import formats
 from mlx_qwen_asr.testing.noisy_audio import noise
 from mlx_qwen_asr.writers import to_string
 
@@ -182,7 +182,7 @@ def test_notebook_draws_less_sure_words_lighter(trained_model):
 def test_command_line_no_speech_threshold(capsys, trained_checkpoint, tmp_path):
     import soundfile as sf
 
-    from mlx_qwen_asr import cli
+    from mlx_qwen_asr.frontends import cli
 
     path = tmp_path / "hiss.wav"
     sf.write(path, noise("white", 8 * 16000, -45.0, np.random.default_rng(1)), 16000)

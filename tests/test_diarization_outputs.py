@@ -131,7 +131,7 @@ def wav_data_url(samples, rate=16000):
 def test_server_diarized_json_request_fields():
     from starlette.datastructures import FormData
 
-    from mlx_qwen_asr.server.diarized import DiarizeRequestError, diarize_options
+    from mlx_qwen_asr.frontends.server.diarized import DiarizeRequestError, diarize_options
 
     clip = (0.1 * np.sin(np.arange(48000) / 48000 * 2 * np.pi * 300)).astype(np.float32)
     options = diarize_options(FormData([("known_speaker_names[]", "Ann"),
@@ -152,7 +152,7 @@ def test_server_diarized_json_request_fields():
 
 
 def test_server_diarized_json_body():
-    from mlx_qwen_asr.server.diarized import diarized_json_body
+    from mlx_qwen_asr.frontends.server.diarized import diarized_json_body
 
     body = diarized_json_body(add_speakers(transcription(), TURNS))
     assert body["task"] == "transcribe" and body["text"] == "Hello there, how are you? Fine thanks. Good."
@@ -165,7 +165,7 @@ def test_server_diarized_json_body():
 def test_without_scipy_diarize_is_a_setup_error_naming_the_install(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     code = ("import sys; sys.modules['scipy'] = None\n"
-            "from mlx_qwen_asr.cli import main\n"
+            "from mlx_qwen_asr.frontends.cli import main\n"
             "sys.exit(main(['a.wav', '--diarize']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2

@@ -135,7 +135,7 @@ def test_memory_per_window_is_small_and_audio_is_not_kept():
 def test_dictation_labels_utterances_as_they_come():
     import io
 
-    from mlx_qwen_asr.dictation import Heard, Utterance, printer
+    from mlx_qwen_asr.frontends.dictation import Heard, Utterance, printer
     from mlx_qwen_asr.results import Transcription
     from mlx_qwen_asr.speakers.incremental import SpeakerTracker
     from mlx_qwen_asr.speakers.references import embed_references

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import mlx_qwen_asr
-from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.audio.load import load_audio
 from mlx_qwen_asr.speakers.attach import speaker_at
 
 from heldout import HELDOUT

@@ -17,14 +17,14 @@ import pytest
 import soundfile as sf
 from heldout import HELDOUT, rows
 
-from mlx_qwen_asr import cli
-from mlx_qwen_asr.dictation import (RealClock, SimulatedClock, UtteranceDetector, dictate, heard_line, paced_blocks,
+from mlx_qwen_asr.frontends import cli
+from mlx_qwen_asr.frontends.dictation import (RealClock, SimulatedClock, UtteranceDetector, dictate, heard_line, paced_blocks,
                                     printer)
 from mlx_qwen_asr.errors import SetupError
-from mlx_qwen_asr.mic_devices import InputDevice, device_lines, input_devices, resolve_device
+from mlx_qwen_asr.frontends.mic import InputDevice, device_lines, input_devices, resolve_device
 from mlx_qwen_asr.options import TranscribeOptions
 from mlx_qwen_asr.testing.noisy_audio import with_gaps
-from mlx_qwen_asr.vad import speech_spans
+from mlx_qwen_asr.audio.vad import speech_spans
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = [r["file"] for r in rows() if r["kind"] == "short"]

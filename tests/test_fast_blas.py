@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import mlx_qwen_asr
-from mlx_qwen_asr import fast_blas
+from mlx_qwen_asr.model import fast_blas
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -16,7 +16,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 def run_status(code_before: str = "", env_extra: dict | None = None) -> dict:
     import os
     env = {**os.environ, **(env_extra or {})}
-    code = f"{code_before}\nimport json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.fast_blas.status()))"
+    code = f"{code_before}\nimport json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.model.fast_blas.status()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -26,7 +26,7 @@ def test_status_reports_and_products_are_correct():
     assert {"active", "library", "reason"} <= status.keys()
     assert fast_blas.self_check()
     assert status.get("self_check") == "passed"
-    assert mlx_qwen_asr.fast_blas is fast_blas
+    assert mlx_qwen_asr.model.fast_blas is fast_blas
 
 
 def test_opt_out_by_environment():
@@ -97,7 +97,7 @@ def test_products_stay_right_when_torch_was_imported_first(official_engine):
         "x = rng.standard_normal((256, 64)).astype(np.float32); w = rng.standard_normal((96, 64)).astype(np.float32)\n"
         "b = rng.standard_normal(96).astype(np.float32)\n"
         "y = np.array(mx.addmm(mx.array(b), mx.array(x), mx.array(w).T))\n"
-        "print('ERR', float(np.abs(y - (x @ w.T + b)).max()), mlx_qwen_asr.fast_blas.status().get('self_check'))\n"
+        "print('ERR', float(np.abs(y - (x @ w.T + b)).max()), mlx_qwen_asr.model.fast_blas.status().get('self_check'))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     _, err, check = done.stdout.strip().splitlines()[-1].split()
@@ -132,7 +132,7 @@ def test_active_by_default_where_it_applies():
     import platform
 
     env = {k: v for k, v in os.environ.items() if k != fast_blas.ENV}
-    code = "import json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.fast_blas.status()))"
+    code = "import json, mlx_qwen_asr\nprint(json.dumps(mlx_qwen_asr.model.fast_blas.status()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     status = json.loads(out.stdout.strip().splitlines()[-1])
     if sys.platform == "linux" and platform.machine() == "x86_64":

@@ -13,13 +13,13 @@ import pytest
 from heldout import HELDOUT, rows
 from teacher_forcing import teacher_forced_logits
 
-from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.audio.load import load_audio
 from mlx_qwen_asr.decoding import greedy_decode
-from mlx_qwen_asr.encoder import audio_token_count
-from mlx_qwen_asr.loading import load_network
-from mlx_qwen_asr.mel import log_mel_spectrogram
-from mlx_qwen_asr.quantization import QuantizationSpec
-from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.model.encoder import audio_token_count
+from mlx_qwen_asr.model.loading import load_network
+from mlx_qwen_asr.audio.mel import log_mel_spectrogram
+from mlx_qwen_asr.model.quantization import QuantizationSpec
+from mlx_qwen_asr.stream.session import StreamingSession
 from mlx_qwen_asr.transcribe import ASRModel
 from mlx_qwen_asr.testing.wer import wer
 
@@ -73,8 +73,8 @@ def test_streamed_48khz_is_resampled_as_the_whole_file(trained_model):
     than offline, streaming differs from offline on that audio, not the resampling: the
     16 -> 48 -> 16 kHz round trip drops the top of the band, and on medium_01 streaming then
     commits a word early that offline reads otherwise.)"""
-    from mlx_qwen_asr.audio_blocks import ChunkInput
-    from mlx_qwen_asr.resample import resample
+    from mlx_qwen_asr.audio.blocks import ChunkInput
+    from mlx_qwen_asr.audio.resample import resample
 
     audio48 = resample(load_audio(HELDOUT / "medium_01.flac"), 16000, 48000)
     whole = resample(audio48, 48000, 16000)

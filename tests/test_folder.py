@@ -8,9 +8,10 @@ import pytest
 import soundfile as sf
 
 from audio_samples import speech
-from mlx_qwen_asr import folder, writers
+from mlx_qwen_asr.frontends import folder
+from mlx_qwen_asr import writers
 from mlx_qwen_asr.errors import QwenASRError
-from mlx_qwen_asr.folder import find_audio, transcribe_folder
+from mlx_qwen_asr.frontends.folder import find_audio, transcribe_folder
 from mlx_qwen_asr.transcribe import ASRModel
 
 # srt here as one cue per segment: these tests are about files, not word times.
@@ -174,7 +175,7 @@ def test_setup_errors(tmp_path):
 
 
 def test_cli_without_output_dir_prints_text_of_folders(tiny_checkpoint, tmp_path, capsys):
-    from mlx_qwen_asr.cli import main
+    from mlx_qwen_asr.frontends.cli import main
     talks = make_talks(tmp_path)
     assert main([str(talks), "--model", str(tiny_checkpoint), "--max-new-tokens", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -202,7 +203,7 @@ def test_loaded_model_single_file_with_progress_bars(tiny_checkpoint, tmp_path, 
 
 
 def test_journal_line_torn_by_a_kill_is_skipped_and_later_lines_kept(tmp_path):
-    from mlx_qwen_asr.folder import JOURNAL_NAME, Job, Manifest
+    from mlx_qwen_asr.frontends.folder import JOURNAL_NAME, Job, Manifest
 
     first = Job(tmp_path / "a.wav", "a", "/x/a.wav")
     manifest = Manifest(tmp_path)
@@ -220,7 +221,7 @@ def test_journal_line_torn_by_a_kill_is_skipped_and_later_lines_kept(tmp_path):
 def test_folder_srt_and_vtt_are_word_timed_as_the_cli_s(trained_checkpoint, trained_model, trained_aligner, tmp_path):
     from heldout import HELDOUT
 
-    from mlx_qwen_asr.cli import main
+    from mlx_qwen_asr.frontends.cli import main
     from mlx_qwen_asr.writers import to_string
 
     clip = HELDOUT / "medium_01.flac"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from audio_samples import speech
 
-from mlx_qwen_asr.audio import chunk_samples, load_audio, resample
-from mlx_qwen_asr.audio_blocks import BlockResampler, open_audio_blocks
+from mlx_qwen_asr.audio.load import chunk_samples, load_audio, resample
+from mlx_qwen_asr.audio.blocks import BlockResampler, open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
-from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.stream.session import StreamingSession
 from mlx_qwen_asr.transcribe import load_model
 
 BAD_RATES = [0, -16000, 16000.5, "16000", None, True, float("nan")]

@@ -11,9 +11,9 @@ import pytest
 from mlx_qwen_asr import LanguageError, TranscribeOptions
 from mlx_qwen_asr.languages import forced_language, language_set, normalize_languages
 from mlx_qwen_asr.model_input import asr_prompt
-from mlx_qwen_asr.server import formats
-from mlx_qwen_asr.streaming import StreamingSession
-from mlx_qwen_asr.audio import load_audio
+from mlx_qwen_asr.frontends.server import formats
+from mlx_qwen_asr.stream.session import StreamingSession
+from mlx_qwen_asr.audio.load import load_audio
 
 from heldout import HELDOUT, rows
 
@@ -134,7 +134,7 @@ def test_streaming_honours_a_set(trained_model):
 
 
 def test_command_line_takes_a_language_set(capsys, trained_checkpoint, trained_offline):
-    from mlx_qwen_asr import cli
+    from mlx_qwen_asr.frontends import cli
 
     clip = CLIPS[0]
     code = cli.main([str(clip), "--model", str(trained_checkpoint), "--language", "en,zh", "--verbose"])
@@ -147,7 +147,7 @@ def test_command_line_takes_a_language_set(capsys, trained_checkpoint, trained_o
 
 
 def test_dictation_honours_a_set(trained_model):
-    from mlx_qwen_asr.dictation import SimulatedClock, dictate, paced_blocks
+    from mlx_qwen_asr.frontends.dictation import SimulatedClock, dictate, paced_blocks
     from mlx_qwen_asr.testing.noisy_audio import with_gaps
 
     audio, _ = with_gaps([load_audio(clip) for clip in CLIPS[:2]], [1.0, 1.5])

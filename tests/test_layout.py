@@ -84,16 +84,16 @@ def test_a_transcription_loads_no_test_support(trained_checkpoint):
 # reason a reader would accept; an entry whose unit has shrunk must go (see the test).
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 200, 60
 LONG_UNITS = {
-    "streaming.py::StreamingSession": "one live session's state (region, KV cache, draft, commit) changed "
-                                      "together each step; its other jobs live in encoder_cache, stream_regions, "
-                                      "stream_text",
-    "server/app.py::create_app": "the FastAPI routes are closures over one app's worker and settings",
-    "server/app.py::create_app._transcribe": "one OpenAI request from form fields to response, in the order "
+    "stream/session.py::StreamingSession": "one live session's state (region, KV cache, draft, commit) changed "
+                                      "together each step; its other jobs live in stream/encoder_cache, "
+                                      "stream/regions, stream/text",
+    "frontends/server/app.py::create_app": "the FastAPI routes are closures over one app's worker and settings",
+    "frontends/server/app.py::create_app._transcribe": "one OpenAI request from form fields to response, in the order "
                                              "the API documents them",
-    "cli.py::build_parser": "one add_argument per flag, in --help order",
-    "folder.py::_run_folder": "one folder run's loop: resume, write all-or-nothing, record; split, the "
+    "frontends/cli.py::build_parser": "one add_argument per flag, in --help order",
+    "frontends/folder.py::_run_folder": "one folder run's loop: resume, write all-or-nothing, record; split, the "
                               "journal and lock state would be passed around",
-    "server/worker.py::Worker": "the one MLX thread: its queue, the batch it picks each turn and how each "
+    "frontends/server/worker.py::Worker": "the one MLX thread: its queue, the batch it picks each turn and how each "
                                 "job completes share the same state",
     "testing/official_worker.py::Official": "test support: the official engine's side of the worker protocol, "
                                             "one short method per request",
@@ -132,7 +132,7 @@ def test_no_long_class_or_function_without_a_stated_reason():
 
 
 def test_the_size_scan_sees_nested_and_async_units():
-    assert "server/app.py::create_app._transcribe" in long_units()
+    assert "frontends/server/app.py::create_app._transcribe" in long_units()
 
 
 def test_an_unregistered_marker_is_an_error(tmp_path):

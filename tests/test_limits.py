@@ -10,7 +10,7 @@ import pytest
 
 from mlx_qwen_asr.errors import OptionError
 from mlx_qwen_asr.limits import MAX_CONTEXT_TOKENS, check_context
-from mlx_qwen_asr.streaming import StreamingSession
+from mlx_qwen_asr.stream.session import StreamingSession
 
 from heldout import HELDOUT, rows
 
@@ -47,7 +47,7 @@ def test_cli_refuses_a_huge_context_in_one_line(trained_checkpoint, tmp_path):
 
 
 def test_lying_headers_are_one_error_from_python_and_the_cli(trained_model, trained_checkpoint, tmp_path):
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.errors import AudioError
 
     from lying_audio import LYING

@@ -40,7 +40,7 @@ def test_dtype_is_applied_to_every_float_parameter(tiny_checkpoint):
 
 
 def test_bf16_checkpoint_loaded_as_float32_is_exactly_upcast(tiny_checkpoint):
-    import mlx_qwen_asr.loading as loading
+    import mlx_qwen_asr.model.loading as loading
 
     raw = loading.load_weights(loading.weight_files(tiny_checkpoint))
     model = ASRModel.load(tiny_checkpoint, dtype="float32")

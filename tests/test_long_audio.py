@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.audio_blocks import open_audio_blocks
+from mlx_qwen_asr.audio.load import load_audio
+from mlx_qwen_asr.audio.blocks import open_audio_blocks
 from mlx_qwen_asr.results import join_texts, merge_languages
-from mlx_qwen_asr.cutting import iter_pieces
+from mlx_qwen_asr.audio.cutting import iter_pieces
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr.errors import AudioError
-from mlx_qwen_asr.mel import MIN_SAMPLES, log_mel_spectrogram, mel_filters, mel_frames
+from mlx_qwen_asr.audio.mel import MIN_SAMPLES, log_mel_spectrogram, mel_filters, mel_frames
 from mlx_qwen_asr.testing import official
 
 from audio_samples import SHARED_AUDIO, speech

@@ -10,7 +10,7 @@ import soundfile as sf
 from audio_samples import speech
 
 from mlx_qwen_asr import LoadOptions, OptionError, StreamingSession, TranscribeOptions, transcribe_folder
-from mlx_qwen_asr.cli import main
+from mlx_qwen_asr.frontends.cli import main
 from mlx_qwen_asr.transcribe import load_model
 
 

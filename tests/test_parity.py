@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr.testing import official, parity
-from mlx_qwen_asr.encoder import audio_token_count
+from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech

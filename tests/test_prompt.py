@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from mlx_qwen_asr.config import SUPPORTED_LANGUAGES
+from mlx_qwen_asr.model.config import SUPPORTED_LANGUAGES
 from mlx_qwen_asr.errors import LanguageError
 from mlx_qwen_asr.prompt import fix_repetitions, normalize_language, parse_output, prompt_text, transcript_text
 

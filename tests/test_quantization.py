@@ -19,10 +19,10 @@ import pytest
 
 from mlx_qwen_asr.convert import convert
 from mlx_qwen_asr.decoding import greedy_decode
-from mlx_qwen_asr.encoder import audio_token_count
-from mlx_qwen_asr.loading import load_network
-from mlx_qwen_asr.mel import log_mel_spectrogram
-from mlx_qwen_asr.quantization import QuantizationSpec
+from mlx_qwen_asr.model.encoder import audio_token_count
+from mlx_qwen_asr.model.loading import load_network
+from mlx_qwen_asr.audio.mel import log_mel_spectrogram
+from mlx_qwen_asr.model.quantization import QuantizationSpec
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -144,8 +144,8 @@ def test_low_memory_preset_picks_this_devices_recipe(tmp_path, tiny_checkpoint_f
     already quantized directory is taken as it is; the CLI flag loads the same recipe."""
     import soundfile as sf
 
-    from mlx_qwen_asr.cli import main
-    from mlx_qwen_asr.loading import LOW_MEMORY_BITS, low_memory_settings
+    from mlx_qwen_asr.frontends.cli import main
+    from mlx_qwen_asr.model.loading import LOW_MEMORY_BITS, low_memory_settings
 
     expected_bits = LOW_MEMORY_BITS["cpu" if mx.default_device() == mx.cpu else "gpu"]
     model = ASRModel.load(tiny_checkpoint_fp32, low_memory=True)
@@ -174,7 +174,7 @@ def test_quantize_at_load_equals_quantizing_the_loaded_float_model(tiny_checkpoi
     the very arrays of quantizing the loaded float model afterwards."""
     from mlx.utils import tree_flatten
 
-    from mlx_qwen_asr.quantization import quantize_network
+    from mlx_qwen_asr.model.quantization import quantize_network
 
     as_read = load_network(tiny_checkpoint_fp32, reference.config, mx.float32, quantize=bits)
     after = load_network(tiny_checkpoint_fp32, reference.config, mx.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr.testing import official, random_checkpoint as rc
-from mlx_qwen_asr.config import SUPPORTED_LANGUAGES, ModelConfig
+from mlx_qwen_asr.model.config import SUPPORTED_LANGUAGES, ModelConfig
 
 PROMPT = ("<|im_start|>system\n{ctx}<|im_end|>\n<|im_start|>user\n"
           "<|audio_start|><|audio_pad|><|audio_end|><|im_end|>\n<|im_start|>assistant\n")

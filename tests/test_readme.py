@@ -184,7 +184,7 @@ SNIPPET_CHANGES = {
 def microphone_chunks():
     """48 kHz pieces of a held-out clip, as a microphone would give them."""
     audio, rate = sf.read(HELDOUT / "short_03.flac", dtype="float32")
-    from mlx_qwen_asr.resample import resample
+    from mlx_qwen_asr.audio.resample import resample
 
     audio = resample(audio, rate, 48000)
     return [audio[i:i + 4800] for i in range(0, len(audio), 4800)]

@@ -251,7 +251,7 @@ def test_browser_two_views_and_a_segments_only_view(chromium, timed_clip, tmp_pa
 def test_browser_plays_the_input_in_step_with_the_view(chromium, tmp_path):
     """Chromium's decoding of the embedded audio, shifted by the view's delay, starts where
     the input does (MP3 plays its codec delay first; the view's clock allows for it)."""
-    from mlx_qwen_asr.audio import load_audio
+    from mlx_qwen_asr.audio.load import load_audio
 
     [view] = open_page(chromium, tmp_path, tricky_result(CLIP_14S, 14.41))
     chromium.set_script_timeout(30)

@@ -22,10 +22,10 @@ import pytest
 import soundfile as sf
 import websockets.exceptions
 
-from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.audio_blocks import open_audio_blocks
+from mlx_qwen_asr.audio.load import load_audio
+from mlx_qwen_asr.audio.blocks import open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
-from mlx_qwen_asr.resample import resample
+from mlx_qwen_asr.audio.resample import resample
 from mlx_qwen_asr.writers import to_string
 
 from heldout import HELDOUT, rows

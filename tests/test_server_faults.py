@@ -16,9 +16,9 @@ import numpy as np
 import openai
 import pytest
 
-from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.resample import resample
-from mlx_qwen_asr.server.uploads import FOLDER_PREFIX
+from mlx_qwen_asr.audio.load import load_audio
+from mlx_qwen_asr.audio.resample import resample
+from mlx_qwen_asr.frontends.server.uploads import FOLDER_PREFIX
 
 from heldout import HELDOUT, rows
 from server_support import ServerProcess
@@ -250,7 +250,7 @@ def test_a_large_append_takes_turns_with_other_work(pair_server, trained_model):
 
 
 def test_an_oversized_append_is_an_error_event(pair_server, trained_model):
-    from mlx_qwen_asr.server.realtime import MAX_APPEND_BYTES
+    from mlx_qwen_asr.frontends.server.realtime import MAX_APPEND_BYTES
 
     with openai_client(pair_server).realtime.connect(model="tiny") as conn:
         assert conn.recv().type == "session.created"

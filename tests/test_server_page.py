@@ -17,8 +17,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from mlx_qwen_asr.audio import SAMPLE_RATE, load_audio
-from mlx_qwen_asr.config import SUPPORTED_LANGUAGES
+from mlx_qwen_asr.audio.load import SAMPLE_RATE, load_audio
+from mlx_qwen_asr.model.config import SUPPORTED_LANGUAGES
 from mlx_qwen_asr.writers import to_string
 
 from heldout import HELDOUT, rows

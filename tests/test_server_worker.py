@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from mlx_qwen_asr.audio_blocks import open_audio_blocks
+from mlx_qwen_asr.audio.blocks import open_audio_blocks
 from mlx_qwen_asr.options import TranscribeOptions
-from mlx_qwen_asr.cutting import iter_pieces
-from mlx_qwen_asr.server.worker import CancelledJob, Job, QueueFull, Worker
+from mlx_qwen_asr.audio.cutting import iter_pieces
+from mlx_qwen_asr.frontends.server.worker import CancelledJob, Job, QueueFull, Worker
 from mlx_qwen_asr.transcribe import ASRModel
 
 from heldout import HELDOUT, rows

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 from heldout import HELDOUT, rows, word_times
 
-from mlx_qwen_asr import cli
+from mlx_qwen_asr.frontends import cli
 from mlx_qwen_asr.testing.noisy_audio import with_gaps
-from mlx_qwen_asr.vad import SpeechMap, speech_spans
+from mlx_qwen_asr.audio.vad import SpeechMap, speech_spans
 
 FILES = [r["file"] for r in rows() if r["kind"] == "short"][:6]
 GAPS = [3.0, 6.0, 4.0, 8.0, 5.0, 7.0]

@@ -6,9 +6,9 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from mlx_qwen_asr import activations
-from mlx_qwen_asr.encoder import EncoderAttention
-from mlx_qwen_asr.stem_cpu import stem_convs
+from mlx_qwen_asr.model import activations
+from mlx_qwen_asr.model.encoder import EncoderAttention
+from mlx_qwen_asr.model.stem_cpu import stem_convs
 
 
 def _convs(channels: int, seed: int):

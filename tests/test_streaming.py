@@ -6,12 +6,12 @@ import pytest
 
 from mlx_qwen_asr import decoding
 from mlx_qwen_asr.decoding import greedy_decode, token_budget
-from mlx_qwen_asr.encoder import audio_token_count
+from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
-from mlx_qwen_asr.mel import log_mel_spectrogram
+from mlx_qwen_asr.audio.mel import log_mel_spectrogram
 from mlx_qwen_asr.testing.parity import relative_error
-from mlx_qwen_asr.encoder_cache import EncoderWindowCache
-from mlx_qwen_asr.streaming import StreamingSession, transcribe_stream
+from mlx_qwen_asr.stream.encoder_cache import EncoderWindowCache
+from mlx_qwen_asr.stream.session import StreamingSession, transcribe_stream
 from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
@@ -167,7 +167,7 @@ def test_catch_up_decodes_a_backlog_in_one_step(model):
 def test_microphone_drain_takes_everything_queued():
     import queue
 
-    from mlx_qwen_asr.live import drain
+    from mlx_qwen_asr.frontends.live import drain
 
     blocks = queue.Queue()
     for value in (1.0, 2.0, 3.0):
@@ -223,8 +223,8 @@ def test_transcribe_stream_generator_on_a_file(model, tmp_path):
 def test_live_printer_redraws_partial_on_a_terminal_and_appends_elsewhere():
     import io
 
-    from mlx_qwen_asr.live import LivePrinter
-    from mlx_qwen_asr.streaming import StreamUpdate
+    from mlx_qwen_asr.frontends.live import LivePrinter
+    from mlx_qwen_asr.stream.session import StreamUpdate
 
     class Terminal(io.StringIO):
         def isatty(self):

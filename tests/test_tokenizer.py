@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from mlx_qwen_asr.testing.official import OfficialTokenizer
-from mlx_qwen_asr.tokenizer import QwenTokenizer
+from mlx_qwen_asr.model.tokenizer import QwenTokenizer
 
 TEXTS = [
     "And so, my fellow Americans: ask not what your country can do for you.",

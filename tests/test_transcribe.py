@@ -7,7 +7,7 @@ import soundfile as sf
 
 import mlx_qwen_asr
 from mlx_qwen_asr.testing import official
-from mlx_qwen_asr.mel import log_mel_spectrogram
+from mlx_qwen_asr.audio.mel import log_mel_spectrogram
 from mlx_qwen_asr.decoding import RepetitionGuard, token_budget
 from mlx_qwen_asr.options import TranscribeOptions
 from mlx_qwen_asr.transcribe import ASRModel, Transcription
@@ -44,7 +44,7 @@ def test_transcription_equals_official_pipeline(ours, reference, seconds, langua
 
 def test_markup_in_the_decoded_text_is_not_in_the_segment_text(ours):
     from mlx_qwen_asr.decoding import DecodeResult
-    from mlx_qwen_asr.stream_text import StreamText
+    from mlx_qwen_asr.stream.text import StreamText
 
     raw = "language English<asr_text>one two thirdlanguage English<asr_text>third<non_speech> four"
     tokens = ours.tokenizer.encode(raw)

@@ -103,7 +103,7 @@ def test_cli_timestamps_writes_word_timed_outputs(tiny_checkpoint, aligner_dir, 
 
 
 def test_streamed_committed_text_gets_word_times(model, aligner):
-    from mlx_qwen_asr.streaming import StreamingSession
+    from mlx_qwen_asr.stream.session import StreamingSession
     from mlx_qwen_asr.word_split import split_words
 
     session = StreamingSession(model, language="English", max_region_seconds=16, keep_seconds=4,

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..audio_blocks import open_audio_blocks
+from ..audio.load import SAMPLE_RATE
+from ..audio.blocks import open_audio_blocks
 from . import clustering
 from .options import DiarizeOptions
 

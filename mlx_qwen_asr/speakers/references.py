@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio.load import SAMPLE_RATE, load_audio
 from ..errors import AudioError, OptionError
 from . import clustering
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SUPPORTED_LANGUAGES
+from ..model.config import SUPPORTED_LANGUAGES
 
 # Where the real Qwen2/Qwen3 vocab.json + merges.txt live on development machines
 # (../shared beside the checkout). A user's clone has no such folder: the tokenizer is

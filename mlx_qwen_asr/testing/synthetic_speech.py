@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio.load import SAMPLE_RATE
 
 
 def synthetic_speech(seconds: float, seed: int = 0) -> np.ndarray:

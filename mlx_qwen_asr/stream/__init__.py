@@ -1,0 +1,2 @@
+"""Streaming transcription: the session (schedule, commit, close), its text and regions,
+the encoder-window cache."""
