@@ -39,9 +39,15 @@ def test_runtime_modules_never_import_test_support():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_the_scan_sees_test_support_imports():
-    """The scan above can fail: bench (a tool) does import test support, relatively."""
-    assert any(n.startswith("mlx_qwen_asr.testing") for n in imported_modules(PACKAGE / "bench.py"))
+def test_the_scan_sees_test_support_imports(tmp_path, monkeypatch):
+    """The scan above can fail: relative and absolute imports of test support, at any depth."""
+    package = tmp_path / "mlx_qwen_asr"
+    (package / "stream").mkdir(parents=True)
+    (package / "stream" / "session.py").write_text("def f():\n    from ..testing import parity\n")
+    (package / "cli.py").write_text("import mlx_qwen_asr.testing.wer\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    assert "mlx_qwen_asr.testing.parity" in imported_modules(package / "stream" / "session.py")
+    assert "mlx_qwen_asr.testing.wer" in imported_modules(package / "cli.py")
 
 
 def test_fixture_trainers_stay_outside_the_package():
@@ -143,3 +149,158 @@ def test_an_unregistered_marker_is_an_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_marked.py"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "'slwo' not found in `markers`" in done.stdout, done.stdout
+
+
+# ---- Layers: which part of the package may import which ----------------------------------
+# The package's parts, lowest first. A part may import itself and the parts listed for it;
+# nothing imports the front ends. mlx_qwen_asr/__init__.py (the public API) and
+# __main__.py may import anything: they are the package's edge, loaded first.
+BASE = {"errors"}              # leaf helpers every layer may use
+ALLOWED = {
+    "base": set(),
+    "model": {"base"},
+    "audio": {"base"},
+    "pipeline": {"base", "model", "audio"},            # the flat modules at the top and speakers/
+    "stream": {"base", "model", "audio", "pipeline"},
+    "frontends": {"base", "model", "audio", "pipeline", "stream"},
+    "tools": {"base", "model", "audio", "pipeline", "stream", "testing"},   # TOOLS: bench builds checkpoints
+    "testing": {"base", "model", "audio", "pipeline", "stream", "testing"},
+}
+FACADE = {"mlx_qwen_asr", "mlx_qwen_asr.__main__"}
+
+
+def module_files(package: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of `package` (a package's name for its __init__)."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = (package.name, *path.relative_to(package).with_suffix("").parts)
+        name = ".".join(parts).removesuffix(".__init__")
+        found[name] = path
+    return found
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at any depth of its code. An import names
+    the most specific module it reaches (`from . import formats` is the module formats) and
+    the packages above it that it loads, except the top package: its __init__ is the public
+    API, loaded first by any import of the package."""
+    modules = module_files(package)
+    graph = {}
+    for name, path in modules.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                candidates = [[alias.name] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[:len(here) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                candidates = [[f"{module}.{alias.name}", module] for alias in node.names]
+            else:
+                continue
+            for options in candidates:
+                target = next((c for c in options if c in modules), None)
+                if target is None:
+                    continue
+                parts = target.split(".")
+                targets.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        graph[name] = {t for t in targets if t != name and t in modules}
+    return graph
+
+
+def part_of(module: str) -> str:
+    rest = module.split(".")[1:]
+    if not rest or module in FACADE:
+        return "facade"
+    if rest[0] in ("model", "audio", "stream", "frontends", "testing"):
+        return rest[0]
+    if rest[0] in BASE:
+        return "base"
+    if rest[0] + ".py" in TOOLS:
+        return "tools"
+    return "pipeline"
+
+
+def layer_breaches(graph: dict[str, set[str]]) -> list[str]:
+    breaches = []
+    for module, targets in graph.items():
+        here = part_of(module)
+        if here == "facade":
+            continue
+        for target in sorted(targets):
+            there = part_of(target)
+            if there != here and there not in ALLOWED[here] and there != "facade":
+                breaches.append(f"{module} ({here}) imports {target} ({there})")
+    return breaches
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_every_import_goes_down_the_layers():
+    assert layer_breaches(import_graph(PACKAGE)) == []
+
+
+def test_the_package_has_no_import_circle():
+    graph = import_graph(PACKAGE)
+    assert import_circles({m: t for m, t in graph.items() if m not in FACADE}) == []
+
+
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "mlx_qwen_asr"
+    for name, source in {"__init__.py": "", **files}.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(source)
+    return package
+
+
+def test_the_layer_scan_sees_an_upward_import(tmp_path):
+    package = _write_package(tmp_path, {
+        "model/__init__.py": "", "model/network.py": "def f():\n    from ..frontends import cli\n",
+        "frontends/__init__.py": "", "frontends/cli.py": "from ..transcribe import run\n",
+        "transcribe.py": "from .model.network import f\nfrom .errors import E\n", "errors.py": "",
+        "audio/__init__.py": "", "audio/load.py": "from ..transcribe import run\n"})
+    assert layer_breaches(import_graph(package)) == [
+        "mlx_qwen_asr.audio.load (audio) imports mlx_qwen_asr.transcribe (pipeline)",
+        "mlx_qwen_asr.model.network (model) imports mlx_qwen_asr.frontends (frontends)",
+        "mlx_qwen_asr.model.network (model) imports mlx_qwen_asr.frontends.cli (frontends)"]
+
+
+def test_the_circle_scan_sees_a_circle_through_a_function_level_import(tmp_path):
+    package = _write_package(tmp_path, {
+        "batch.py": "from .transcribe import piece\n",
+        "transcribe.py": "def run():\n    from . import batch\n",
+        "server/__init__.py": "from .main import main\n", "server/main.py": "from . import formats\n",
+        "server/formats.py": "from ..server import app\n", "server/app.py": "",
+        "alone.py": "from . import batch\n"})
+    assert import_circles(import_graph(package)) == [
+        ["mlx_qwen_asr.batch", "mlx_qwen_asr.transcribe"],
+        ["mlx_qwen_asr.server", "mlx_qwen_asr.server.formats", "mlx_qwen_asr.server.main"]]
