@@ -304,3 +304,14 @@ def test_the_circle_scan_sees_a_circle_through_a_function_level_import(tmp_path)
     assert import_circles(import_graph(package)) == [
         ["mlx_qwen_asr.batch", "mlx_qwen_asr.transcribe"],
         ["mlx_qwen_asr.server", "mlx_qwen_asr.server.formats", "mlx_qwen_asr.server.main"]]
+
+
+def test_the_architecture_map_names_every_module():
+    """docs/architecture.md's map lists each module of the package once, and only modules that exist."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## Map\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"`([\w/]+\.py)`", section)
+    modules = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
+    assert sorted(set(listed) - set(modules)) == []   # stale rows
+    assert sorted(set(modules) - set(listed)) == []   # modules missing from the map
+    assert len(listed) == len(set(listed))
