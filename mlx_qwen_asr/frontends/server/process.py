@@ -20,8 +20,8 @@ from .protocol import STOPPING
 from .security import is_loopback
 from .worker import Worker
 
-# uvicorn's default WebSocket protocol is websockets' deprecated legacy one (it warns);
-# the sans-I/O one, in uvicorn 0.35 and later, is not.
+# websockets' sans-I/O protocol, where the installed uvicorn has it: older uvicorns take its
+# deprecated legacy one (which warns) for "auto".
 WEBSOCKETS = "websockets-sansio" if "websockets-sansio" in uvicorn.config.WS_PROTOCOLS else "auto"
 
 def serve(args: argparse.Namespace) -> int:
