@@ -431,7 +431,7 @@ def _stdout_closed() -> int:
 
 def _run(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
-        from .server import main as serve   # the server has its own options (server/main.py)
+        from .server.main import main as serve   # the server has its own options
         return serve(argv[1:])
     parser = build_parser()
     args = parser.parse_args(normalize_argv(parser, argv))

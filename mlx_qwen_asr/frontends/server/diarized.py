@@ -9,11 +9,14 @@ import binascii
 import io
 
 import numpy as np
+import soundfile as sf
 
 from ...audio.load import SAMPLE_RATE, load_audio
 from ...errors import QwenASRError
-from ...results import Transcription
+from ...results import Transcription, join_texts
+from ...speakers.attach import diarize_options as checked
 from ...speakers.options import DiarizeOptions
+from ...writers import speaker_runs
 
 # OpenAI takes up to 4 known speakers.
 MAX_KNOWN_SPEAKERS = 4
@@ -29,8 +32,6 @@ class DiarizeRequestError(QwenASRError):
 
 def diarize_options(form) -> DiarizeOptions:
     """The request's DiarizeOptions: known speakers decoded and checked (SciPy's presence too)."""
-    from ...speakers.attach import diarize_options as checked
-
     names = form.getlist("known_speaker_names[]") + form.getlist("known_speaker_names")
     clips = form.getlist("known_speaker_references[]") + form.getlist("known_speaker_references")
     if len(names) != len(clips):
@@ -66,8 +67,6 @@ def _reference_audio(name: str, clip) -> np.ndarray:
         except (binascii.Error, ValueError):
             raise DiarizeRequestError(f"reference for {name}: the data URL is not valid base64",
                                       "known_speaker_references") from None
-    import soundfile as sf
-
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         return load_audio((samples, rate)) if rate != SAMPLE_RATE or samples.shape[1] > 1 else samples[:, 0]
@@ -79,9 +78,6 @@ def _reference_audio(name: str, clip) -> np.ndarray:
 
 def diarized_json_body(result: Transcription) -> dict:
     """OpenAI's diarized_json: one segment per run of one speaker's speech."""
-    from ...results import join_texts
-    from ...writers import speaker_runs
-
     segments = []
     for speaker, run in speaker_runs(result):
         text = join_texts([s.text for s in run])

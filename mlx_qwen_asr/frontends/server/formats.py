@@ -1,9 +1,11 @@
-"""Response bodies of the OpenAI audio API and the language codes it takes."""
+"""Response bodies of the OpenAI audio API, and its `language` field read as our languages."""
 
 from __future__ import annotations
 
 from ...aligner import WordTiming
 from ...confidence import text_token_logprobs
+from ...errors import LanguageError
+from ...languages import normalize_language
 from ...results import FINISH_EOS, Segment, Transcription
 from ...writers import to_string
 
@@ -11,21 +13,12 @@ RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json
 # Formats with times, which take timestamp_granularities.
 TIMED_FORMATS = ("verbose_json", "srt", "vtt")
 
-# ISO-639-1 codes (the API's `language`) of the languages Qwen3-ASR names; Cantonese and
-# Filipino have none, so their ISO-639-3 codes are taken too. Full names work as well.
-ISO_LANGUAGES = {
-    "zh": "Chinese", "en": "English", "yue": "Cantonese", "ar": "Arabic", "de": "German", "fr": "French",
-    "es": "Spanish", "pt": "Portuguese", "id": "Indonesian", "it": "Italian", "ko": "Korean", "ru": "Russian",
-    "th": "Thai", "vi": "Vietnamese", "ja": "Japanese", "tr": "Turkish", "hi": "Hindi", "ms": "Malay",
-    "nl": "Dutch", "sv": "Swedish", "da": "Danish", "fi": "Finnish", "pl": "Polish", "cs": "Czech",
-    "tl": "Filipino", "fil": "Filipino", "fa": "Persian", "el": "Greek", "ro": "Romanian", "hu": "Hungarian",
-    "mk": "Macedonian",
-}
-
 
 def language_name(code):
-    """'en' -> 'English'; a full name passes through (prompt.normalize_language checks it); a
-    language set ("en,zh", or a list) -> a list of them, which the model chooses from."""
+    """The API's `language` as TranscribeOptions takes it: a code or name ('en', 'yue', 'English')
+    -> the official name; a language set ("en,zh", or a list) -> a list of them, which the
+    model chooses from. What no table knows passes through: TranscribeOptions refuses it,
+    naming it as it was given."""
     if isinstance(code, (list, tuple)):
         return [language_name(item) for item in code]
     if code is None or not str(code).strip():
@@ -33,7 +26,10 @@ def language_name(code):
     code = str(code)
     if "," in code:
         return [language_name(item) for item in code.split(",") if item.strip()]
-    return ISO_LANGUAGES.get(code.strip().lower(), code.strip())
+    try:
+        return normalize_language(code)
+    except LanguageError:
+        return code.strip()
 
 
 def usage(result: Transcription) -> dict:

@@ -37,6 +37,7 @@ from ...limits import check_context
 from ...options import TranscribeOptions
 from ...stream.session import StreamingSession
 from . import formats
+from .protocol import STOPPING
 from .security import key_matches
 
 API_RATE = 24000   # the Realtime API's pcm16: 24 kHz mono
@@ -252,7 +253,7 @@ async def realtime_endpoint(websocket: WebSocket, app) -> None:
         return
     await websocket.accept()
     if app.state.stopping:
-        await Connection(websocket, app).error("the server is stopping", "server_stopping")
+        await Connection(websocket, app).error(STOPPING, "server_stopping")
         await websocket.close(code=1012)
         return
     if app.state.sessions >= settings.max_sessions:
