@@ -1,6 +1,5 @@
 """Streaming: caches equal recomputation, committed text only grows, flat state on long streams."""
 
-import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -71,14 +70,14 @@ def test_decoder_kv_reuse_equals_recomputation(model):
     session = StreamingSession(model, language="English")
     audio = speech(14.0)
     session.feed(audio[:12 * SR])
-    embeddings, before, after, stable = session._embeddings(audio)
-    assert stable >= 104
-    embed = model.network.embed_tokens
-    sequence = mx.concatenate([embed(mx.array(before)), embeddings, embed(mx.array(after + session.region_tokens))])
-    reuse = min(session.cache_valid, len(before) + stable)
-    assert reuse > len(before)
-    session.cache.rollback(reuse)
-    with_cache = model.network(sequence[reuse:][None], session.cache, last_only=False)[0]
+    decoder = session.decoder
+    prompt = decoder._prompt(audio, session.region_tokens)
+    assert prompt.stable >= 104
+    sequence = prompt.embeddings
+    reuse = min(decoder.cache_valid, prompt.audio_start + prompt.stable)
+    assert reuse > prompt.audio_start
+    decoder.cache.rollback(reuse)
+    with_cache = model.network(sequence[reuse:][None], decoder.cache, last_only=False)[0]
     scratch = model.network(sequence[None], model.network.make_cache(), last_only=False)[0, reuse:]
     assert relative_error(np.array(with_cache), np.array(scratch)) < 1e-5
 
@@ -124,7 +123,7 @@ def test_long_stream_keeps_flat_state(model):
     for i in range(0, len(audio), SR):
         update = session.feed(audio[i:i + SR])
         regions.append(len(session.region))
-        offsets.append(session.cache.offset)
+        offsets.append(session.decoder.cache.offset)
         committed.append(update.committed)
     final = session.finish()
     assert max(regions) <= 18 * SR            # the region slides instead of growing
@@ -143,9 +142,14 @@ def test_catch_up_decodes_a_backlog_in_one_step(model):
     decodes = []
 
     class Counting(StreamingSession):
-        def _decode(self, audio, prefix):
-            decodes.append(len(audio))
-            return super()._decode(audio, prefix)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            decode = self.decoder.decode
+
+            def counted(audio, *rest, **settings):
+                decodes.append(len(audio))
+                return decode(audio, *rest, **settings)
+            self.decoder.decode = counted
 
     Counting(model, language="English").feed(audio[:8 * SR])
     assert decodes == [int(1.5 * SR), 3 * SR, 4 * SR, 6 * SR, 8 * SR]   # sooner first steps, then 2 s
