@@ -84,9 +84,6 @@ def test_a_transcription_loads_no_test_support(trained_checkpoint):
 # reason a reader would accept; an entry whose unit has shrunk must go (see the test).
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 200, 60
 LONG_UNITS = {
-    "stream/session.py::StreamingSession": "one live session's state (region, KV cache, draft, commit) changed "
-                                      "together each step; its other jobs live in stream/encoder_cache, "
-                                      "stream/regions, stream/text",
     "frontends/server/app.py::create_app": "the FastAPI routes are closures over one app's worker and settings",
     "frontends/server/app.py::create_app._transcribe": "one OpenAI request from form fields to response, in the order "
                                              "the API documents them",

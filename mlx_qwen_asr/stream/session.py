@@ -68,6 +68,42 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class StepSchedule:
+    """Where a session's steps end, in samples of the stream."""
+    step: int               # the grid
+    unfixed_steps: int
+    first_commit: int       # the stream's first unfixed_steps come evenly up to here
+    catch_up: bool
+    max_catch_up: int       # a catch-up step spans at most this
+
+    @classmethod
+    def build(cls, step_seconds: float, unfixed_steps: int, first_commit_seconds: float, catch_up: bool,
+              keep: int) -> StepSchedule:
+        step = int(step_seconds * SAMPLE_RATE)
+        # A merged step spans at most `keep` (4 s with the defaults): enough when a step costs
+        # somewhat more than its audio, and regions stay the length the split was tuned at
+        # (the trained fixture's held-out clips: 0.4 % WER with 4 s merged steps, as regular
+        # ones; 6.6 % with 10 s). A machine far slower than real time falls behind anyway.
+        max_catch_up = max(step, keep // step * step)
+        first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * step)
+        return cls(step, unfixed_steps, first_commit, catch_up, max_catch_up)
+
+    def next_end(self, decoded: int, consumed: int, at_stream_start: bool) -> int:
+        """The stream position the step after `decoded` (samples) decodes up to: the next
+        multiple of the step length; with catch_up, the last one that has arrived of those
+        (at most `max_catch_up` ahead); at the stream's start (no region closed yet), its
+        first `unfixed_steps` steps evenly up to `first_commit`, where text can first be
+        committed (3 s, not 2 steps = 4 s)."""
+        end = (decoded // self.step + 1) * self.step
+        behind = self.catch_up and consumed >= end + self.step
+        if behind:
+            end = min(consumed, decoded + self.max_catch_up) // self.step * self.step
+        if at_stream_start and decoded < self.first_commit and not behind:
+            return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
+        return end
+
+
 class StreamingSession:
     """Feed audio as it arrives; get committed and partial text back.
 
@@ -99,7 +135,6 @@ class StreamingSession:
         check_context(model.tokenizer, options.context)
         self.options = options
         self.model = model
-        self.catch_up = catch_up
         self.max_step_tokens = max_step_tokens
         languages = normalize_languages(options.language, model.config.support_languages)
         self.language = forced_language(languages)
@@ -107,17 +142,11 @@ class StreamingSession:
         self.text = StreamText(model.tokenizer, self.language)
         aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.words = StreamWords(aligner, self.text) if aligner is not None else None
-        self.step = int(step_seconds * SAMPLE_RATE)
         self.unfixed_steps = unfixed_steps
         self.unfixed_tokens = unfixed_tokens
         self.max_region = int(max_region_seconds * SAMPLE_RATE)
         self.keep = int(keep_seconds * SAMPLE_RATE)
-        # A merged step spans at most `keep` (4 s with the defaults): enough when a step costs
-        # somewhat more than its audio, and regions stay the length the split was tuned at
-        # (the trained fixture's held-out clips: 0.4 % WER with 4 s merged steps, as regular
-        # ones; 6.6 % with 10 s). A machine far slower than real time falls behind anyway.
-        self.max_catch_up = max(self.step, self.keep // self.step * self.step)
-        self.first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * self.step)
+        self.schedule = StepSchedule.build(step_seconds, unfixed_steps, first_commit_seconds, catch_up, self.keep)
         if self.max_region < 4 * self.keep:
             raise ValueError("max_region_seconds must be at least four times keep_seconds")
         self.input = ChunkInput()               # chunks of any rate -> 16 kHz mono, in order
@@ -170,19 +199,8 @@ class StreamingSession:
     # ------------------------------------------------------------------ steps
 
     def _next_step_end(self) -> int:
-        """The stream position (in samples) the next step decodes up to: the next multiple of
-        the step length; with catch_up, the last one that has arrived (at most `keep` seconds
-        ahead); at the stream's start, its first `unfixed_steps` steps evenly up to
-        `first_commit_seconds`, where text can first be committed (3 s, not 2 steps = 4 s)."""
-        decoded = self.consumed - self.unprocessed
-        end = (decoded // self.step + 1) * self.step
-        behind = self.catch_up and self.consumed >= end + self.step
-        if behind:
-            end = min(self.consumed, decoded + self.max_catch_up) // self.step * self.step
         at_stream_start = len(self.region) == self.consumed   # no region closed yet
-        if at_stream_start and decoded < self.first_commit and not behind:
-            return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
-        return end
+        return self.schedule.next_end(self.consumed - self.unprocessed, self.consumed, at_stream_start)
 
     def _run_step(self, upto: int, final: bool = False, last_end: int = 0) -> None:
         # A region is closed once a step has decoded it. The cut is placed as after a regular
@@ -193,7 +211,7 @@ class StreamingSession:
                 # Nothing committed since the region began (a catch-up step brought it past its
                 # length at once): the last step's text is the evidence, or its words are lost.
                 self.region_tokens = list(self.output_tokens)
-            self._close_region(upto, min(upto, last_end + self.step))
+            self._close_region(upto, min(upto, last_end + self.schedule.step))
         audio = self.region[:upto]
         self.steps_in_region += 1
         self.region_decoded = True
