@@ -248,13 +248,13 @@ class StreamingSession:
                 split = self.decoder.end_of_text(self.region, closing, self.region_tokens, header)
                 # What is carried over belongs to the audio after the cut: at most its budget.
                 split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
-                split = self.text.whole_characters(self.region_tokens, split)
+                split = self.text.whole_characters(self.region_tokens, split)   # none cut in half
             # (Nothing committed yet, e.g. a catch-up step brought the region past its length
             # at once: the closing audio is transcribed below, never dropped.)
             if split < len(self.region_tokens):
                 archived, carried = self.region_tokens[:split], self.region_tokens[split:]
             else:
-                # The KV cache holds the last step's audio, the encoder's last call may not have.
+                # Decoded afresh: the closing audio is not the step the KV cache was filled for.
                 archived = self.region_tokens + self.decoder.decode(closing, self.region_tokens, self.output_tokens,
                                                                     self.max_step_tokens, reuse_cache=False)
         if self.words is not None:
