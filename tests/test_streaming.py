@@ -8,6 +8,7 @@ from mlx_qwen_asr.decoding import greedy_decode, token_budget
 from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.audio.mel import log_mel_spectrogram
+from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.testing.parity import relative_error
 from mlx_qwen_asr.stream.encoder_cache import EncoderWindowCache
 from mlx_qwen_asr.stream.session import StreamingSession, transcribe_stream
@@ -80,6 +81,17 @@ def test_decoder_kv_reuse_equals_recomputation(model):
     with_cache = model.network(sequence[reuse:][None], decoder.cache, last_only=False)[0]
     scratch = model.network(sequence[None], model.network.make_cache(), last_only=False)[0, reuse:]
     assert relative_error(np.array(with_cache), np.array(scratch)) < 1e-5
+
+
+def test_a_step_feeds_the_offline_prompt(model):
+    """A streaming step's prompt is model_input's, as offline: the same ids around the audio
+    and the same embeddings."""
+    audio = speech(5.0)
+    ids, offline = asr_prompt(model, audio, context="Names: Qwen", language="English")
+    step = StreamingSession(model, language="English", context="Names: Qwen").decoder._prompt(audio, [])
+    assert step.audio_start == ids.index(model.config.audio_token_id)
+    assert step.suffix == ids[step.audio_end:] and step.audio_end - step.audio_start == ids.count(model.config.audio_token_id)
+    assert relative_error(np.array(step.embeddings), np.array(offline)) < 1e-5
 
 
 def feed_all(session, audio, chunk):
