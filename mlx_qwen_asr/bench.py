@@ -53,10 +53,9 @@ import numpy as np
 from .model import fast_blas
 from .audio.load import SAMPLE_RATE, load_audio
 from .decoding import greedy_decode
-from .model.encoder import audio_token_count
 from .model.config import ModelConfig
 from .model.loading import load_network, parse_dtype, resolve_model_dir, weight_files
-from .model_input import asr_prompt, clip_mel
+from .model_input import asr_prompt, clip_mel, embed_asr_prompt
 from .model.tokenizer import QwenTokenizer
 from .transcribe import ASRModel
 
@@ -312,8 +311,8 @@ def profile_pass(model: ASRModel, audio: np.ndarray, tokens: int) -> dict:
         audio_embeddings = network.encode_audio(mel)
         mx.eval(audio_embeddings)
         prof.add("encoder.total", time.perf_counter() - start)
-        prompt = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames))
-        embeddings = network.embed_prompt(prompt, audio_embeddings)   # as model_input.asr_prompt
+        _, prompt = embed_asr_prompt(model, audio_embeddings)
+        embeddings = prompt[None]
         cache = network.make_cache(embeddings.shape[1] + tokens + 1)
         prof.phase = "prefill"
         start = time.perf_counter()

@@ -2,7 +2,8 @@
 mel, encoder, audio-token count, prompt ids and embeddings.
 
 Offline, batched and streamed transcription, the aligner, the benchmark and the parity
-checks all build their input here, so a parity test compares what the pipeline feeds.
+checks all build their input here, so a parity test compares what the pipeline feeds;
+the ASR prompt's ids are laid out in one place, `prompt_ids`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .audio.load import SAMPLE_RATE
 from .model.config import AudioEncoderConfig
 from .model.encoder import audio_token_count
 from .audio.mel import log_mel_spectrogram
+from .prompt import prompt_text
 
 # The official pipeline feeds audio of up to 20 min as it is, however short; only clips too
 # short for the mel's reflect padding (n_fft/2 samples, where the official code fails) are
@@ -58,15 +60,31 @@ def encode_clip(network, audio: AudioEncoderConfig, samples: np.ndarray, timings
     return embeddings, audio_token_count(mel.shape[1], audio.chunk_frames)
 
 
+def prompt_ids(tokenizer, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
+    """The ASR prompt's ids (prompt.prompt_text): the system turn with `context`, the user turn
+    with `num_audio_tokens` audio pads, the assistant's turn opened, with the language header
+    when `language` is forced. Every ASR prompt, offline, batched, streamed or benchmarked,
+    is laid out here."""
+    return tokenizer.encode(prompt_text(num_audio_tokens, context, language))
+
+
+def embed_asr_prompt(model, audio_embeddings: mx.array, context: str = "", language: str | None = None,
+                     text: list[int] = ()) -> tuple[list[int], mx.array]:
+    """(ids, [P, hidden] embeddings) of the ASR prompt around `audio_embeddings` [N, hidden]
+    (`model`: an ASRModel), followed by the `text` ids (streaming feeds its committed text
+    after the prompt)."""
+    ids = prompt_ids(model.tokenizer, audio_embeddings.shape[0], context, language) + list(text)
+    return ids, model.network.embed_prompt(ids, audio_embeddings)[0]
+
+
 def asr_prompt(model, samples: np.ndarray, context: str = "", language: str | None = None,
                timings: dict | None = None) -> tuple[list[int], mx.array] | None:
     """(prompt ids, [P, hidden] embeddings with the audio in place) of a clip for the ASR
     decoder (`model`: an ASRModel); None for silence."""
     if is_silent(samples):
         return None
-    audio_embeddings, count = encode_clip(model.network, model.config.audio, samples, timings)
-    ids = model.prompt_ids(count, context, language)
-    return ids, model.network.embed_prompt(ids, audio_embeddings)[0]
+    audio_embeddings, _ = encode_clip(model.network, model.config.audio, samples, timings)
+    return embed_asr_prompt(model, audio_embeddings, context, language)
 
 
 def asr_prompts(model, clips: list[np.ndarray], contexts: list[str], languages: list[str | None],
@@ -86,13 +104,11 @@ def asr_prompts(model, clips: list[np.ndarray], contexts: list[str], languages: 
     encoded = model.network.audio_tower.encode_batch(mels)
     mx.eval(encoded)
     encoder_s = time.perf_counter() - start
-    for i, mel, embeddings in zip(live, mels, encoded):
+    for i, embeddings in zip(live, encoded):
         if timings is not None:
             add_time(timings[i], "mel", mel_s / len(live))
             add_time(timings[i], "encoder", encoder_s / len(live))
-        ids = model.prompt_ids(audio_token_count(mel.shape[1], model.config.audio.chunk_frames), contexts[i],
-                               languages[i])
-        prompts[i] = ids, model.network.embed_prompt(ids, embeddings)[0]
+        prompts[i] = embed_asr_prompt(model, embeddings, contexts[i], languages[i])
     return prompts
 
 

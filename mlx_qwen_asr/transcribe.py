@@ -23,12 +23,12 @@ from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
 from .model.loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
 from .model.network import Qwen3ASR
-from .model_input import add_time, asr_prompt
+from .model_input import add_time, asr_prompt, prompt_ids
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .model.peer_layouts import stored_quantization
 from .confidence import attach_confidence, is_no_speech, span_probability
 from .languages import forced_language, language_set
-from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, prompt_text, transcript_text
+from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, transcript_text
 from .results import (FINISH_EOS, FINISH_LENGTH, FINISH_NO_SPEECH, FINISH_REPETITION, FINISH_SILENCE, Segment,
                       Transcription)
 from .audio.cutting import ENERGY_WINDOW_SECONDS, quietest_cut
@@ -83,7 +83,7 @@ class ASRModel:
         return cls(network, tokenizer, config, model_dir, mx_dtype, quantize, low_memory)
 
     def prompt_ids(self, num_audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
-        return self.tokenizer.encode(prompt_text(num_audio_tokens, context, language))
+        return prompt_ids(self.tokenizer, num_audio_tokens, context, language)
 
     def header_tokens(self, language: str) -> list[int]:
         """The tokens of the output's header for `language`: "language", its name, "<asr_text>"."""

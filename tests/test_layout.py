@@ -90,9 +90,6 @@ def test_a_transcription_loads_no_test_support(trained_checkpoint):
 # reason a reader would accept; an entry whose unit has shrunk must go (see the test).
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 200, 60
 LONG_UNITS = {
-    "stream/session.py::StreamingSession": "one live session's state (region, KV cache, draft, commit) changed "
-                                      "together each step; its other jobs live in stream/encoder_cache, "
-                                      "stream/regions, stream/text",
     "frontends/cli.py::build_parser": "one add_argument per flag, in --help order",
     "frontends/folder.py::_run_folder": "one folder run's loop: resume, write all-or-nothing, record; split, the "
                               "journal and lock state would be passed around",

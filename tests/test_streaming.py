@@ -1,6 +1,5 @@
 """Streaming: caches equal recomputation, committed text only grows, flat state on long streams."""
 
-import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -9,6 +8,7 @@ from mlx_qwen_asr.decoding import greedy_decode, token_budget
 from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.audio.mel import log_mel_spectrogram
+from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.testing.parity import relative_error
 from mlx_qwen_asr.stream.encoder_cache import EncoderWindowCache
 from mlx_qwen_asr.stream.session import StreamingSession, transcribe_stream
@@ -71,16 +71,27 @@ def test_decoder_kv_reuse_equals_recomputation(model):
     session = StreamingSession(model, language="English")
     audio = speech(14.0)
     session.feed(audio[:12 * SR])
-    embeddings, before, after, stable = session._embeddings(audio)
-    assert stable >= 104
-    embed = model.network.embed_tokens
-    sequence = mx.concatenate([embed(mx.array(before)), embeddings, embed(mx.array(after + session.region_tokens))])
-    reuse = min(session.cache_valid, len(before) + stable)
-    assert reuse > len(before)
-    session.cache.rollback(reuse)
-    with_cache = model.network(sequence[reuse:][None], session.cache, last_only=False)[0]
+    decoder = session.decoder
+    prompt = decoder._prompt(audio, session.region_tokens)
+    assert prompt.stable >= 104
+    sequence = prompt.embeddings
+    reuse = min(decoder.cache_valid, prompt.audio_start + prompt.stable)
+    assert reuse > prompt.audio_start
+    decoder.cache.rollback(reuse)
+    with_cache = model.network(sequence[reuse:][None], decoder.cache, last_only=False)[0]
     scratch = model.network(sequence[None], model.network.make_cache(), last_only=False)[0, reuse:]
     assert relative_error(np.array(with_cache), np.array(scratch)) < 1e-5
+
+
+def test_a_step_feeds_the_offline_prompt(model):
+    """A streaming step's prompt is model_input's, as offline: the same ids around the audio
+    and the same embeddings."""
+    audio = speech(5.0)
+    ids, offline = asr_prompt(model, audio, context="Names: Qwen", language="English")
+    step = StreamingSession(model, language="English", context="Names: Qwen").decoder._prompt(audio, [])
+    assert step.audio_start == ids.index(model.config.audio_token_id)
+    assert step.suffix == ids[step.audio_end:] and step.audio_end - step.audio_start == ids.count(model.config.audio_token_id)
+    assert relative_error(np.array(step.embeddings), np.array(offline)) < 1e-5
 
 
 def feed_all(session, audio, chunk):
@@ -124,7 +135,7 @@ def test_long_stream_keeps_flat_state(model):
     for i in range(0, len(audio), SR):
         update = session.feed(audio[i:i + SR])
         regions.append(len(session.region))
-        offsets.append(session.cache.offset)
+        offsets.append(session.decoder.cache.offset)
         committed.append(update.committed)
     final = session.finish()
     assert max(regions) <= 18 * SR            # the region slides instead of growing
@@ -143,9 +154,14 @@ def test_catch_up_decodes_a_backlog_in_one_step(model):
     decodes = []
 
     class Counting(StreamingSession):
-        def _decode(self, audio, prefix):
-            decodes.append(len(audio))
-            return super()._decode(audio, prefix)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            decode = self.decoder.decode
+
+            def counted(audio, *rest, **settings):
+                decodes.append(len(audio))
+                return decode(audio, *rest, **settings)
+            self.decoder.decode = counted
 
     Counting(model, language="English").feed(audio[:8 * SR])
     assert decodes == [int(1.5 * SR), 3 * SR, 4 * SR, 6 * SR, 8 * SR]   # sooner first steps, then 2 s

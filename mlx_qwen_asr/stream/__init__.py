@@ -1,2 +1,2 @@
-"""Streaming transcription: the session (schedule, commit, close), its text and regions,
-the encoder-window cache."""
+"""Streaming transcription: the session (schedule, commit, close), its step decoder, its
+text and regions, the encoder-window cache."""

@@ -1,10 +1,10 @@
 """Streaming transcription: feed audio as it arrives, get committed (append-only) and
 partial text back, without limit, in flat memory.
 
-`StreamingSession` schedules the steps, decodes each with encoder and KV-cache reuse and a
-draft, commits what two steps agree on, and closes a region past `max_region_seconds`
-(stream_regions.py); text and word times are kept by stream_text.py, the encoder's cache
-by encoder_cache.py. The design and its reasons: docs/architecture.md, "Streaming".
+`StreamingSession` schedules the steps, commits what two steps agree on, and closes a
+region past `max_region_seconds` (regions.py); each step is decoded by decoder.py (encoder
+and KV-cache reuse, a draft), text and word times are kept by text.py. The design and its
+reasons: docs/architecture.md, "Streaming".
 """
 
 from __future__ import annotations
@@ -12,22 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import mlx.core as mx
 import numpy as np
 
 from ..aligner import get_aligner
 from ..audio.load import SAMPLE_RATE
 from ..audio.blocks import ChunkInput, open_audio_blocks
-from ..decoding import RepetitionGuard, greedy_decode, token_budget
-from .encoder_cache import EncoderWindowCache
+from ..decoding import token_budget
 from ..errors import OptionError
 from ..limits import check_context
-from ..model_input import clip_mel, is_silent
+from ..model_input import is_silent
 from ..options import TranscribeOptions, check_streamable
 from ..languages import forced_language, normalize_languages
-from ..prompt import ASR_TEXT_TAG
 from ..results import join_texts
-from .regions import end_of_text, log_softmax, region_cut
+from .decoder import StreamDecoder
+from .regions import region_cut
 from .text import StreamText, StreamWords
 from ..transcribe import ASRModel, loop_end
 
@@ -70,6 +68,42 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class StepSchedule:
+    """Where a session's steps end, in samples of the stream."""
+    step: int               # the grid
+    unfixed_steps: int
+    first_commit: int       # the stream's first unfixed_steps come evenly up to here
+    catch_up: bool
+    max_catch_up: int       # a catch-up step spans at most this
+
+    @classmethod
+    def build(cls, step_seconds: float, unfixed_steps: int, first_commit_seconds: float, catch_up: bool,
+              keep: int) -> StepSchedule:
+        step = int(step_seconds * SAMPLE_RATE)
+        # A merged step spans at most `keep` (4 s with the defaults): enough when a step costs
+        # somewhat more than its audio, and regions stay the length the split was tuned at
+        # (the trained fixture's held-out clips: 0.4 % WER with 4 s merged steps, as regular
+        # ones; 6.6 % with 10 s). A machine far slower than real time falls behind anyway.
+        max_catch_up = max(step, keep // step * step)
+        first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * step)
+        return cls(step, unfixed_steps, first_commit, catch_up, max_catch_up)
+
+    def next_end(self, decoded: int, consumed: int, at_stream_start: bool) -> int:
+        """The stream position the step after `decoded` (samples) decodes up to: the next
+        multiple of the step length; with catch_up, the last one that has arrived of those
+        (at most `max_catch_up` ahead); at the stream's start (no region closed yet), its
+        first `unfixed_steps` steps evenly up to `first_commit`, where text can first be
+        committed (3 s, not 2 steps = 4 s)."""
+        end = (decoded // self.step + 1) * self.step
+        behind = self.catch_up and consumed >= end + self.step
+        if behind:
+            end = min(consumed, decoded + self.max_catch_up) // self.step * self.step
+        if at_stream_start and decoded < self.first_commit and not behind:
+            return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
+        return end
+
+
 class StreamingSession:
     """Feed audio as it arrives; get committed and partial text back.
 
@@ -101,31 +135,20 @@ class StreamingSession:
         check_context(model.tokenizer, options.context)
         self.options = options
         self.model = model
-        self.catch_up = catch_up
         self.max_step_tokens = max_step_tokens
-        # Word times of committed text: re-aligned within the region whenever it grows (the
-        # region is bounded, so this cost is flat too); closed regions keep theirs.
         languages = normalize_languages(options.language, model.config.support_languages)
         self.language = forced_language(languages)
-        self.header_choices = model.header_choices(languages)   # a language set: chosen per region
+        self.decoder = StreamDecoder(model, options.context, self.language, model.header_choices(languages))
         self.text = StreamText(model.tokenizer, self.language)
         aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.words = StreamWords(aligner, self.text) if aligner is not None else None
-        self.context = options.context
-        self.step = int(step_seconds * SAMPLE_RATE)
         self.unfixed_steps = unfixed_steps
         self.unfixed_tokens = unfixed_tokens
         self.max_region = int(max_region_seconds * SAMPLE_RATE)
         self.keep = int(keep_seconds * SAMPLE_RATE)
-        # A merged step spans at most `keep` (4 s with the defaults): enough when a step costs
-        # somewhat more than its audio, and regions stay the length the split was tuned at
-        # (the trained fixture's held-out clips: 0.4 % WER with 4 s merged steps, as regular
-        # ones; 6.6 % with 10 s). A machine far slower than real time falls behind anyway.
-        self.max_catch_up = max(self.step, self.keep // self.step * self.step)
-        self.first_commit = min(int(first_commit_seconds * SAMPLE_RATE), unfixed_steps * self.step)
+        self.schedule = StepSchedule.build(step_seconds, unfixed_steps, first_commit_seconds, catch_up, self.keep)
         if self.max_region < 4 * self.keep:
             raise ValueError("max_region_seconds must be at least four times keep_seconds")
-        self.encoder = EncoderWindowCache(model.network.audio_tower)
         self.input = ChunkInput()               # chunks of any rate -> 16 kHz mono, in order
         self.region = np.zeros(0, np.float32)   # audio of the current region
         self.unprocessed = 0                    # samples of it not yet decoded
@@ -135,9 +158,6 @@ class StreamingSession:
         self.steps_in_region = 0
         self.carried_tokens = 0                 # of region_tokens, those carried over from the last region
         self.region_decoded = False             # a step has decoded this region (see _run_step)
-        self.cache = model.network.make_cache()
-        self.cache_valid = 0                    # prompt positions in the KV cache that are still right
-        self.cache_suffix: list[int] = []       # the prompt after the audio in the cache
         self.finished = False
 
     # ------------------------------------------------------------------ public
@@ -179,19 +199,8 @@ class StreamingSession:
     # ------------------------------------------------------------------ steps
 
     def _next_step_end(self) -> int:
-        """The stream position (in samples) the next step decodes up to: the next multiple of
-        the step length; with catch_up, the last one that has arrived (at most `keep` seconds
-        ahead); at the stream's start, its first `unfixed_steps` steps evenly up to
-        `first_commit_seconds`, where text can first be committed (3 s, not 2 steps = 4 s)."""
-        decoded = self.consumed - self.unprocessed
-        end = (decoded // self.step + 1) * self.step
-        behind = self.catch_up and self.consumed >= end + self.step
-        if behind:
-            end = min(self.consumed, decoded + self.max_catch_up) // self.step * self.step
         at_stream_start = len(self.region) == self.consumed   # no region closed yet
-        if at_stream_start and decoded < self.first_commit and not behind:
-            return (decoded * self.unfixed_steps // self.first_commit + 1) * self.first_commit // self.unfixed_steps
-        return end
+        return self.schedule.next_end(self.consumed - self.unprocessed, self.consumed, at_stream_start)
 
     def _run_step(self, upto: int, final: bool = False, last_end: int = 0) -> None:
         # A region is closed once a step has decoded it. The cut is placed as after a regular
@@ -202,7 +211,7 @@ class StreamingSession:
                 # Nothing committed since the region began (a catch-up step brought it past its
                 # length at once): the last step's text is the evidence, or its words are lost.
                 self.region_tokens = list(self.output_tokens)
-            self._close_region(upto, min(upto, last_end + self.step))
+            self._close_region(upto, min(upto, last_end + self.schedule.step))
         audio = self.region[:upto]
         self.steps_in_region += 1
         self.region_decoded = True
@@ -211,7 +220,7 @@ class StreamingSession:
             return
         fixed = self.steps_in_region > self.unfixed_steps or bool(self.region_tokens) or final
         prefix = list(self.region_tokens) if fixed else []
-        generated = self._decode(audio, prefix)
+        generated = self.decoder.decode(audio, prefix, self.output_tokens, self.max_step_tokens)
         # A loop at the end (typically over silence, also one the model ends with EOS) is said
         # once: its repeats are never shown or committed.
         cut = loop_end(prefix + generated)
@@ -223,75 +232,31 @@ class StreamingSession:
             self._commit(candidate[:common_prefix(candidate, previous)])
 
     def _commit(self, candidate: list[int]) -> None:
-        tokenizer = self.model.tokenizer
-        while candidate and tokenizer.decode(candidate).endswith("\ufffd"):
-            candidate = candidate[:-1]   # never cut a UTF-8 character in half
-        if self.language is None and ASR_TEXT_TAG not in tokenizer.decode(candidate):
-            return   # the language header is not complete yet
+        candidate = self.text.committable(candidate)
         if len(candidate) > len(self.region_tokens) and candidate[:len(self.region_tokens)] == self.region_tokens:
             self.region_tokens = candidate
-
-    def _prompt_pieces(self, num_audio_tokens: int) -> tuple[list[int], list[int]]:
-        ids = self.model.prompt_ids(num_audio_tokens, self.context, self.language)
-        first = ids.index(self.model.config.audio_token_id)
-        return ids[:first], ids[first + num_audio_tokens:]
-
-    def _embeddings(self, audio: np.ndarray) -> tuple[mx.array, list[int], list[int], int]:
-        mel = clip_mel(audio, self.model.config.audio)
-        audio_embeddings, stable = self.encoder(mel)
-        before, after = self._prompt_pieces(audio_embeddings.shape[0])
-        return audio_embeddings, before, after, stable
-
-    def _decode(self, audio: np.ndarray, prefix: list[int]) -> list[int]:
-        network = self.model.network
-        audio_embeddings, before, after, stable = self._embeddings(audio)
-        sequence = self._sequence(before, audio_embeddings, after + prefix)
-        reuse = min(self.cache_valid, len(before) + stable)
-        self.cache.rollback(reuse)
-        # The region's whole text (prefix included) stays within the budget for its audio,
-        # so a runaway model cannot grow the state without bound.
-        budget = max(1, token_budget(len(audio) / SAMPLE_RATE) - len(prefix))
-        if self.max_step_tokens is not None:
-            budget = min(budget, self.max_step_tokens)
-        # The previous step's text after the prefix is usually still right: it is checked in
-        # the prefill pass instead of re-decoded token by token (same tokens, fewer steps).
-        previous = self.output_tokens
-        draft = previous[len(prefix):] if previous[:len(prefix)] == prefix else []
-        result = greedy_decode(network, sequence[reuse:][None], budget, self.model.config.eos_token_ids,
-                               RepetitionGuard(), cache=self.cache, draft=draft,
-                               header_choices=None if prefix else self.header_choices)
-        # The cache now holds this step's prompt; the next step keeps what of it precedes
-        # its first changed audio token (the encoder reports how many are unchanged).
-        self.cache_valid = len(before) + audio_embeddings.shape[0]
-        self.cache_suffix = after   # the prompt after the audio, for _end_of_text's reuse
-        return result.tokens
-
-    def _sequence(self, before: list[int], audio_embeddings: mx.array, after: list[int]) -> mx.array:
-        """[P, hidden] embeddings of `before`, the audio, then `after` (the model's own prompt assembly)."""
-        pads = [self.model.config.audio_token_id] * audio_embeddings.shape[0]
-        return self.model.network.embed_prompt(before + pads + after, audio_embeddings)[0]
 
     def _close_region(self, upto: int, reference: int) -> None:
         """Archive the start of the region up to a quiet cut, carry the rest over."""
         cut = region_cut(self.region, upto, reference, self.keep)
         closing = self.region[:cut]
-        header = self._header_length(self.region_tokens)
+        header = self.text.header_length(self.region_tokens)
         archived, carried = self.region_tokens, []
         if not is_silent(closing):
             split = len(self.region_tokens)
             if split > header:
-                split = self._end_of_text(closing, self.region_tokens, header)
+                split = self.decoder.end_of_text(self.region, closing, self.region_tokens, header)
                 # What is carried over belongs to the audio after the cut: at most its budget.
                 split = max(split, len(self.region_tokens) - token_budget((upto - cut) / SAMPLE_RATE))
-                while split < len(self.region_tokens) and self.model.tokenizer.decode(self.region_tokens[:split]).endswith("\ufffd"):
-                    split += 1   # never split a UTF-8 character between archive and carry-over
+                split = self.text.whole_characters(self.region_tokens, split)   # none cut in half
             # (Nothing committed yet, e.g. a catch-up step brought the region past its length
             # at once: the closing audio is transcribed below, never dropped.)
             if split < len(self.region_tokens):
                 archived, carried = self.region_tokens[:split], self.region_tokens[split:]
             else:
-                self.cache_valid = 0
-                archived = self.region_tokens + self._decode(closing, self.region_tokens)
+                # Decoded afresh: the closing audio is not the step the KV cache was filled for.
+                archived = self.region_tokens + self.decoder.decode(closing, self.region_tokens, self.output_tokens,
+                                                                    self.max_step_tokens, reuse_cache=False)
         if self.words is not None:
             self.words.close_region(archived, closing, self._region_start())
         self.text.archive(archived, continues=bool(carried))
@@ -300,51 +265,10 @@ class StreamingSession:
             self.region_tokens = []   # let the next region find its own language
         self.output_tokens = list(self.region_tokens)
         self.region = self.region[cut:]
-        self.encoder.reset()
-        self.cache_valid = 0
+        self.decoder.reset()
         self.steps_in_region = self.unfixed_steps   # carried text is already fixed
         self.carried_tokens = len(self.region_tokens)
         self.region_decoded = False
-
-    def _end_of_text(self, audio: np.ndarray, tokens: list[int], header: int) -> int:
-        """Where in `tokens` (the region's text) the transcript of `audio` (the region up to
-        the cut) ends: stream_regions.end_of_text over the text's log-probabilities given the
-        whole region and given `audio`."""
-        if self.cache_valid and self.cache_suffix:
-            whole = self._cached_token_log_probs(tokens, header)
-        else:
-            whole = self._token_log_probs(self.region, tokens, header)
-        closing = self._token_log_probs(audio, tokens, header)
-        return end_of_text(whole, closing, tokens, header, self.model.config.eos_token_ids)
-
-    def _cached_token_log_probs(self, tokens: list[int], header: int) -> mx.array:
-        """As _token_log_probs for the audio of the last step, whose prompt is still in the
-        KV cache: only the prompt suffix and the text are fed."""
-        network = self.model.network
-        self.cache.rollback(self.cache_valid)
-        suffix = self.cache_suffix + tokens
-        hidden = network.decoder(network.embed_tokens(mx.array(suffix))[None], self.cache)[0]
-        scored = network.logits(hidden[len(self.cache_suffix) - 1 + header:])
-        self.cache_valid = 0   # the region is closing; nothing in the cache is reused after this
-        return log_softmax(scored)
-
-    def _token_log_probs(self, audio: np.ndarray, tokens: list[int], header: int) -> mx.array:
-        """Teacher-forced log-probabilities [len(tokens) - header + 1, vocab]: row j predicts
-        the token after tokens[:header + j], given `audio`."""
-        network = self.model.network
-        audio_embeddings, before, after, _ = self._embeddings(audio)
-        sequence = self._sequence(before, audio_embeddings, after + tokens)
-        hidden = network.decoder(sequence[None], network.make_cache())[0]
-        prompt_length = len(before) + audio_embeddings.shape[0] + len(after)
-        scored = network.logits(hidden[prompt_length - 1 + header:])   # the head only where text is scored
-        return log_softmax(scored)
-
-    def _header_length(self, tokens: list[int]) -> int:
-        """Tokens of the "language X<asr_text>" header at the start (0 when the language is forced)."""
-        if self.language is not None:
-            return 0
-        tag = self.model.tokenizer.token_to_id(ASR_TEXT_TAG)
-        return tokens.index(tag) + 1 if tag in tokens else 0
 
     # ------------------------------------------------------------------ text
 

@@ -45,6 +45,28 @@ class StreamText:
             return self.archived + body
         return join_texts([self.archived, body])
 
+    def header_length(self, tokens: list[int]) -> int:
+        """Tokens of the "language X<asr_text>" header at the start (0 when the language is forced)."""
+        if self.language is not None:
+            return 0
+        tag = self.tokenizer.token_to_id(ASR_TEXT_TAG)
+        return tokens.index(tag) + 1 if tag in tokens else 0
+
+    def committable(self, tokens: list[int]) -> list[int]:
+        """`tokens` less a UTF-8 character cut in half at their end; none while the language
+        header is not complete."""
+        while tokens and self.tokenizer.decode(tokens).endswith("\ufffd"):
+            tokens = tokens[:-1]
+        if self.language is None and ASR_TEXT_TAG not in self.tokenizer.decode(tokens):
+            return []
+        return tokens
+
+    def whole_characters(self, tokens: list[int], split: int) -> int:
+        """`split`, moved on past a UTF-8 character that tokens[:split] would cut in half."""
+        while split < len(tokens) and self.tokenizer.decode(tokens[:split]).endswith("\ufffd"):
+            split += 1
+        return split
+
     def archive(self, tokens: list[int], continues: bool) -> None:
         """A region closes with `tokens` as its text; the next one `continues` it mid-sentence or not."""
         self.archived = self.joined(tokens)
