@@ -124,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token budget per segment (default: scales with each segment's duration)")
     files.add_argument("--verbose", action="store_true",
                         help="print language, stage timings and finish reason to stderr (every mode)")
+    _add_word_time_flags(words)
+    recognition.add_argument("--skip-silence", action="store_true",
+                        help="transcribe only what a voice-activity detector calls speech (long silences and noise "
+                             "are not encoded or decoded); times stay on the input's clock (needs: pip install "
+                             "'mlx-qwen-asr[vad]')")
+    _add_live_flags(live_group)
+    _add_speaker_flags(parser.add_argument_group("speakers (pip install 'mlx-qwen-asr[diarize]')"))
+    return parser
+
+
+def _add_word_time_flags(words: argparse._ArgumentGroup) -> None:
+    """The flags of word times, --align and subtitle cue shapes."""
     timing = words.add_mutually_exclusive_group()
     timing.add_argument("--timestamps", action="store_true",
                         help="time every word with the forced aligner: timed lines on stdout, word-timed srt/vtt "
@@ -141,10 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"lines per subtitle cue (default: {MAX_LINES})")
     words.add_argument("--max-cue-seconds", type=positive_float, default=None, metavar="SECONDS",
                         help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
-    recognition.add_argument("--skip-silence", action="store_true",
-                        help="transcribe only what a voice-activity detector calls speech (long silences and noise "
-                             "are not encoded or decoded); times stay on the input's clock (needs: pip install "
-                             "'mlx-qwen-asr[vad]')")
+
+
+def _add_live_flags(live_group: argparse._ArgumentGroup) -> None:
+    """The flags of streaming, the microphone and dictation."""
     live = live_group.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
@@ -159,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(see --list-devices)")
     live_group.add_argument("--list-devices", action="store_true",
                         help="print the input devices (index, name; * marks the default) and exit")
-    speakers = parser.add_argument_group("speakers (pip install 'mlx-qwen-asr[diarize]')")
+
+
+def _add_speaker_flags(speakers: argparse._ArgumentGroup) -> None:
+    """The flags of --diarize."""
     speakers.add_argument("--diarize", action="store_true",
                           help="who spoke when: every line, segment, cue and word gets a speaker (SPEAKER_1, ...); "
                                "-f rttm writes the speaker turns")
@@ -172,7 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     speakers.add_argument("--speaker", action="append", default=None, metavar="NAME=CLIP",
                           help="with --diarize: a known speaker and a short clip of their voice (a few seconds, "
                                "alone); the matching speaker is called NAME. Repeatable")
-    return parser
 
 
 # Other tools' flags that mean something close to one of ours (named in "did you mean").
