@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from .errors import OptionError
 from .results import Transcription, _is_cjk, join_texts
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv", "rttm")
@@ -50,9 +51,9 @@ def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
             elif part in FORMATS:
                 wanted.add(part)
             elif part:
-                raise ValueError(f"unknown output format {part!r}; choose from: {', '.join(FORMATS)}, all")
+                raise OptionError(f"unknown output format {part!r}; choose from: {', '.join(FORMATS)}, all")
     if not wanted:
-        raise ValueError(f"no output format given; choose from: {', '.join(FORMATS)}, all")
+        raise OptionError(f"no output format given; choose from: {', '.join(FORMATS)}, all")
     return tuple(f for f in FORMATS if f in wanted)
 
 
@@ -154,11 +155,11 @@ class CueShape:
 
     def __post_init__(self):
         if not (isinstance(self.max_line_width, int) and self.max_line_width >= 1):
-            raise ValueError(f"max_line_width must be a whole number of columns >= 1, got {self.max_line_width!r}")
+            raise OptionError(f"max_line_width must be a whole number of columns >= 1, got {self.max_line_width!r}")
         if not (isinstance(self.max_line_count, int) and self.max_line_count >= 1):
-            raise ValueError(f"max_line_count must be a whole number of lines >= 1, got {self.max_line_count!r}")
+            raise OptionError(f"max_line_count must be a whole number of lines >= 1, got {self.max_line_count!r}")
         if not self.max_cue_seconds > 0:
-            raise ValueError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
+            raise OptionError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
 
 
 def cue_items(result: Transcription, shape: CueShape | None = None) -> list[tuple[float, float, str]]:
@@ -380,7 +381,7 @@ def write_rttm(result: Transcription, file: TextIO, input: str | None = None, **
     """NIST RTTM: one SPEAKER line per turn (what diarization scorers read); the file id is
     the input's name without folder and extension."""
     if result.speaker_turns is None:
-        raise ValueError("rttm holds speaker turns: transcribe with diarization (--diarize)")
+        raise OptionError("rttm holds speaker turns: transcribe with diarization (--diarize)")
     name = Path(input).stem if input and input != "-" else "stdin" if input == "-" else "audio"
     name = "_".join(name.split()) or "audio"
     for turn in result.speaker_turns:

@@ -21,7 +21,7 @@ import sys
 import time
 
 from .args import OneLineParser, long_options, number, positive_float, positive_int, program_name
-from ..errors import QwenASRError, SetupError, first_line
+from ..errors import OptionError, QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from ..languages import forced_language_warning, language_table
 from ..model.loading import slow_on_this_device
@@ -539,7 +539,7 @@ def _listing_or_flag_problem(parser, args) -> int | None:
         parser.error("--mic takes no audio files")
     try:
         problem = _unhonoured(args)
-    except ValueError as exc:   # an unknown -f format
+    except OptionError as exc:   # an unknown -f format
         problem = str(exc)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -755,7 +755,7 @@ def _stdin_to_files(args, options: TranscribeOptions, shape: CueShape, formats) 
     from ..writers import write_outputs
 
     if len(args.audio) > 1:
-        raise QwenASRError("with -o, standard input (-) is transcribed alone: give - as the only input")
+        raise SetupError("with -o, standard input (-) is transcribed alone: give - as the only input")
     model = _load(args)
     options = _with_aligner(args, options, model.dtype)
     try:
