@@ -27,12 +27,13 @@ from ..languages import forced_language_warning, language_table
 from ..model.loading import slow_on_this_device
 from ..options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
+from ..clock import clock_centis
 from ..confidence import DEFAULT_NO_SPEECH_THRESHOLD
 from ..audio.cutting import DEFAULT_SEGMENT_SECONDS
 from ..limits import check_context
 from ..results import FINISH_LENGTH, FINISH_REPETITION, join_texts
 from ..transcribe import Transcription, load_model
-from ..writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, format_clock, parse_formats,
+from ..writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats,
                       timed_lines)
 
 STDIN = "-"
@@ -662,7 +663,7 @@ def _print_result(name: str, result: Transcription, several: bool, timed: bool, 
             print(f"{name}:")
         for speaker, segments in speaker_runs(result):
             text = " ".join(join_texts([s.text for s in segments]).split())
-            clock = f"[{format_clock(segments[0].start)} --> {format_clock(segments[-1].end)}] "
+            clock = f"[{clock_centis(segments[0].start)} --> {clock_centis(segments[-1].end)}] "
             if text:
                 print(f"{clock}{speaker or '-'}: {text}", flush=True)
         return
