@@ -381,7 +381,7 @@ _FACTS = {
 def _first_problem(args, rules) -> str | None:
     """The message of the first rule `args` break, or None."""
     for flag, relation, fact, message in rules:
-        if not _GIVEN[flag](args):   # first: a fact may parse -f, as the flag's own check would
+        if not _GIVEN[flag](args):   # before the fact: a fact may parse -f (an unknown format raises)
             continue
         holds = bool(_FACTS[fact](args))
         if holds if relation == NOT_IN else not holds:
