@@ -352,25 +352,3 @@ def align(audio, text: str, language: str | None = None, *, aligner: str | Path 
     a local directory or a loaded `Aligner`."""
     return get_aligner(aligner, dtype).align(audio, text, language, sample_rate=sample_rate,
                                              min_duration=min_duration, official=official)
-
-
-def words_for_segments(aligner: str | Path | Aligner, audio_16k: np.ndarray, segments, *,
-                       min_duration: float = MIN_DURATION) -> list[list[WordTiming]]:
-    """Word timings for each transcribed segment (anything with start, end, text, language):
-    its text aligned to its slice of `audio_16k`, times relative to the whole audio, spans
-    relative to the segment's text. Segments without text get []."""
-    aligner = get_aligner(aligner)
-    audio_16k = np.asarray(audio_16k, dtype=np.float32)
-    out = []
-    for segment in segments:
-        begin = max(0, int(round(segment.start * SAMPLE_RATE)))
-        stop = min(len(audio_16k), int(round(segment.end * SAMPLE_RATE)))
-        if not (segment.text or "").strip() or stop <= begin:
-            out.append([])
-            continue
-        offset = begin / SAMPLE_RATE
-        timings = aligner.align_samples(audio_16k[begin:stop], segment.text, segment.language or None,
-                                        min_duration=min_duration)
-        out.append([dataclasses.replace(t, start=round(t.start + offset, 6), end=round(t.end + offset, 6))
-                    for t in timings])
-    return out

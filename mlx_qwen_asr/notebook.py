@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import uuid
 
+from .clock import clock_tenths
 from .notebook_audio import player_audio
 
 # Above this many words the strip shows segments only (the transcript still has them all).
@@ -86,12 +87,6 @@ if(tr&&tr.contains(ev.target)&&D>0){var b=tr.getBoundingClientRect();seek(Math.m
 })();"""
 
 
-def short_clock(seconds: float) -> str:
-    """m:ss.s, minutes unpadded (a word's start time above it)."""
-    minutes, tenths = divmod(int(round(max(seconds, 0.0) * 10)), 600)
-    return f"{minutes}:{tenths / 10:04.1f}"
-
-
 def tick_label(seconds: float, step: float) -> str:
     if step < 1:
         return f"{seconds:g} s"
@@ -105,9 +100,8 @@ def tick_step(duration: float) -> float:
     return next((s for s in TICK_STEPS if duration / s <= 12), TICK_STEPS[-1])
 
 
-def timeline_html(result, summary: str, table: str, clock) -> str:
-    """The whole view of a Transcription; `summary` and `table` are ready HTML, `clock`
-    formats a segment's times."""
+def timeline_html(result, summary: str, table: str) -> str:
+    """The whole view of a Transcription; `summary` and `table` are ready HTML."""
     view_id = f"mqa-{uuid.uuid4().hex[:12]}"
     duration = max(result.duration, max((s.end for s in result.segments), default=0.0), 1e-3)
     audio = player_audio(result.source, result.duration)
@@ -118,7 +112,7 @@ def timeline_html(result, summary: str, table: str, clock) -> str:
     parts = [f'<div id="{view_id}" class="mqa-view">', f"<style>{_CSS.replace('#ID', '#' + view_id)}</style>",
              f'<p class="q-sum">{summary}</p>', player, note,
              _strip(result.segments, words if len(words) <= STRIP_MAX_WORDS else [], duration),
-             _transcript(result.segments, result.words is not None, clock),
+             _transcript(result.segments, result.words is not None),
              f"<details><summary>segments</summary>{table}</details>" if table else "",
              f"<script type=\"text/javascript\">{_JS.replace('ID', view_id).replace('DUR', f'{duration:.3f}')}</script>", "</div>"]
     return "".join(parts)
@@ -178,7 +172,7 @@ def _strip(segments, words, duration: float) -> str:
     for i, s in enumerate(segments):
         if s.end <= s.start:
             continue
-        label = f"{i + 1} · {short_clock(s.start)}–{short_clock(s.end)}"
+        label = f"{i + 1} · {clock_tenths(s.start, pad_minutes=False)}–{clock_tenths(s.end, pad_minutes=False)}"
         colour = ""
         if colours.get(s.speaker):   # a diarized band: its speaker's colour and name
             label, colour = f"{s.speaker} · {label}", f";background:{colours[s.speaker]};color:#fff"
@@ -204,7 +198,7 @@ def _strip(segments, words, duration: float) -> str:
     return "".join(rows)
 
 
-def _transcript(segments, timed: bool, clock) -> str:
+def _transcript(segments, timed: bool) -> str:
     """One line per segment: its time range, then its words (each with its start time above
     it) or, without word times, its text."""
     lines = []
@@ -218,13 +212,13 @@ def _transcript(segments, timed: bool, clock) -> str:
             items = [(0, item) for item in s.word_items()]   # (segment, word), as _until takes them
             sure = [w.probability for w in s.words or []] if len(s.words or []) == len(items) else [None] * len(items)
             body = "".join(f'<span class="q-w" {_times(start, _until(items, k))}{_word_style(colour, p)}>'
-                           f'<i>{short_clock(start)}</i>{html.escape(text)}</span>'
+                           f'<i>{clock_tenths(start, pad_minutes=False)}</i>{html.escape(text)}</span>'
                            for k, ((_, (start, _, text)), p) in enumerate(zip(items, sure)))
         else:
             body = f'<span class="q-st"{mark} {_times(s.start, s.end)}>{_text_by_sureness(s)}</span>'
         if colour:   # the speaker's name opens the line, in their colour
             body = f'<b style="color:{colour}">{html.escape(s.speaker)}</b> ' + body
-        lines.append(f'<div class="q-line"><span class="q-range{"" if timed else " q-top"}">{clock(s.start)}<br>– {clock(s.end)}</span>'
+        lines.append(f'<div class="q-line"><span class="q-range{"" if timed else " q-top"}">{clock_tenths(s.start)}<br>– {clock_tenths(s.end)}</span>'
                      f'<span class="q-words">{body}</span></div>')
     return f'<div class="q-text">{"".join(lines)}</div>'
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import html
-import unicodedata
 from dataclasses import dataclass, field
+
+from .clock import clock_tenths
+from .word_split import is_cjk_script
 
 # Why a segment's decoding stopped (Segment.finish_reason).
 FINISH_EOS = "eos"                # the model ended its text
@@ -112,9 +114,9 @@ class Transcription:
         if self.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
             note = " &mdash; <b>decoding stopped early: the text may be incomplete</b>"
         retries = f", retries {self.retries}" if self.retries else ""
-        summary = (f"language {html.escape(self.language or '-')}, {format_clock(self.duration)} of audio, "
+        summary = (f"language {html.escape(self.language or '-')}, {clock_tenths(self.duration)} of audio, "
                    f"finish {html.escape(self.finish_reason)}{retries}{note}")
-        return timeline_html(self, summary, _segments_table(self.segments), format_clock)
+        return timeline_html(self, summary, _segments_table(self.segments))
 
     @classmethod
     def from_segments(cls, segments: list[Segment], duration: float, timings: dict) -> "Transcription":
@@ -132,18 +134,12 @@ class Transcription:
         )
 
 
-def format_clock(seconds: float) -> str:
-    """mm:ss.s (minutes keep counting past 59)."""
-    minutes, tenths = divmod(int(round(seconds * 10)), 600)
-    return f"{minutes:02d}:{tenths / 10:04.1f}"
-
-
 def _segments_table(segments: list[Segment]) -> str:
     if not segments:
         return ""
     head = "".join(f"<th>{name}</th>" for name in ("start", "end", "language", "finish", "text"))
     rows = "".join(
-        f"<tr><td>{format_clock(s.start)}</td><td>{format_clock(s.end)}</td><td>{html.escape(s.language or '-')}</td>"
+        f"<tr><td>{clock_tenths(s.start)}</td><td>{clock_tenths(s.end)}</td><td>{html.escape(s.language or '-')}</td>"
         f"<td>{html.escape(s.finish_reason)}{f' (retries {s.retries}: {html.escape(s.remedy)})' if s.retries else ''}</td>"
         f"<td style='text-align:left'>{html.escape(s.text)}</td></tr>"
         for s in segments
@@ -161,19 +157,16 @@ def merge_languages(languages: list[str]) -> str:
     return ",".join(merged)
 
 
-def _is_cjk(char: str) -> bool:
-    name = unicodedata.name(char, "")
-    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "FULLWIDTH", "IDEOGRAPHIC"))
+def join_pair(left: str, right: str) -> str:
+    """Two texts joined with a space, except where either side is CJK (no spaces there)."""
+    return left + right if is_cjk_script(left[-1]) or is_cjk_script(right[0]) else left + " " + right
 
 
 def join_texts(texts: list[str]) -> str:
-    """Segment texts joined with a space, except where either side is CJK (no spaces there)."""
+    """Segment texts, stripped, joined as `join_pair` joins two; empty ones left out."""
     out = ""
     for text in texts:
         text = text.strip()
-        if not text:
-            continue
-        if out and not (_is_cjk(out[-1]) or _is_cjk(text[0])):
-            out += " "
-        out += text
+        if text:
+            out = join_pair(out, text) if out else text
     return out

@@ -50,8 +50,17 @@ def clean(token: str) -> str:
 
 
 def is_cjk_ideograph(ch: str) -> bool:
+    """An ideograph of the official aligner's blocks: a unit of its own when words are split."""
     code = ord(ch)
     return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+def is_cjk_script(ch: str) -> bool:
+    """Any CJK character by its Unicode name (ideographs, kana, Hangul, fullwidth forms,
+    ideographic punctuation): texts are joined without a space next to one
+    (`results.join_texts`), and subtitle lines may break at one (`writers.wrap`)."""
+    name = unicodedata.name(ch, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "FULLWIDTH", "IDEOGRAPHIC"))
 
 
 def _split_ideographs(token: str) -> list[str]:

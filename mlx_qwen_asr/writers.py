@@ -6,7 +6,8 @@ after sentence punctuation, or before outgrowing the lines or seconds a cue may 
 `build_cues` takes (start, end, text) items and never invents a time inside an item: each
 one is a cue, its text wrapped into lines of at most 42 columns; a segment whose text
 needs more than 2 such lines (a ~30 s segment of fast speech can need 10) stays one cue
-with that many lines rather than being split at made-up times.
+with that many lines rather than being split at made-up times. Those limits are
+`CueShape`'s defaults (the CLI's --max-line-width, --max-line-count, --max-cue-seconds).
 
 Every file is written atomically (`atomic_write`): a temporary file in the same directory,
 flushed to disk, then renamed over the target, so a reader never sees half an output and a
@@ -28,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .results import Transcription, _is_cjk, join_texts
+from .clock import clock_centis, clock_millis
+from .errors import OptionError
+from .results import Transcription, join_pair, join_texts
+from .word_split import is_cjk_script
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv", "rttm")
 # What "all" writes: every transcript format (rttm, speaker turns only, needs diarization).
@@ -50,9 +54,9 @@ def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
             elif part in FORMATS:
                 wanted.add(part)
             elif part:
-                raise ValueError(f"unknown output format {part!r}; choose from: {', '.join(FORMATS)}, all")
+                raise OptionError(f"unknown output format {part!r}; choose from: {', '.join(FORMATS)}, all")
     if not wanted:
-        raise ValueError(f"no output format given; choose from: {', '.join(FORMATS)}, all")
+        raise OptionError(f"no output format given; choose from: {', '.join(FORMATS)}, all")
     return tuple(f for f in FORMATS if f in wanted)
 
 
@@ -80,7 +84,7 @@ def _units(text: str) -> Iterator[tuple[str, bool]]:
         spaced = bool(match.group(1))
         run = ""
         for char in match.group(2):
-            if not _is_cjk(char):
+            if not is_cjk_script(char):
                 run += char
                 continue
             for piece in (run, char):
@@ -120,7 +124,7 @@ def build_cues(items: Iterable[tuple[float, float, str]], max_width: int = MAX_L
         if not text:
             continue
         if current is not None:
-            joined = _join(current[2], text)
+            joined = join_pair(current[2], text)
             if end - current[0] <= join_seconds and len(wrap(joined, max_width)) <= max_lines:
                 current = (current[0], end, joined)
                 continue
@@ -129,10 +133,6 @@ def build_cues(items: Iterable[tuple[float, float, str]], max_width: int = MAX_L
     if current is not None:
         cues.append(Cue(current[0], current[1], wrap(current[2], max_width)))
     return cues
-
-
-def _join(left: str, right: str) -> str:
-    return left + right if _is_cjk(left[-1]) or _is_cjk(right[0]) else left + " " + right
 
 
 # Word-timed cues: a phrase ends at a pause, after sentence punctuation, or before it would
@@ -154,11 +154,11 @@ class CueShape:
 
     def __post_init__(self):
         if not (isinstance(self.max_line_width, int) and self.max_line_width >= 1):
-            raise ValueError(f"max_line_width must be a whole number of columns >= 1, got {self.max_line_width!r}")
+            raise OptionError(f"max_line_width must be a whole number of columns >= 1, got {self.max_line_width!r}")
         if not (isinstance(self.max_line_count, int) and self.max_line_count >= 1):
-            raise ValueError(f"max_line_count must be a whole number of lines >= 1, got {self.max_line_count!r}")
+            raise OptionError(f"max_line_count must be a whole number of lines >= 1, got {self.max_line_count!r}")
         if not self.max_cue_seconds > 0:
-            raise ValueError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
+            raise OptionError(f"max_cue_seconds must be above 0, got {self.max_cue_seconds!r}")
 
 
 def cue_items(result: Transcription, shape: CueShape | None = None) -> list[tuple[float, float, str]]:
@@ -196,22 +196,13 @@ def speaker_runs(result: Transcription) -> list[tuple[str | None, list]]:
     return runs
 
 
-def format_clock(seconds: float) -> str:
-    """MM:SS.cc, or H:MM:SS.cc from an hour on (the terminal's timed lines)."""
-    cs = max(0, int(round(seconds * 100)))
-    hours, cs = divmod(cs, 360_000)
-    minutes, cs = divmod(cs, 6000)
-    clock = f"{minutes:02d}:{cs // 100:02d}.{cs % 100:02d}"
-    return f"{hours}:{clock}" if hours else clock
-
-
 def timed_lines(result: Transcription, shape: CueShape | None = None) -> list[str]:
     """`[00:01.20 --> 00:03.50] text` per phrase (per segment without word times)."""
     lines = []
     for start, end, text in cue_items(result, shape):
         text = " ".join(str(text).split())
         if text:
-            lines.append(f"[{format_clock(start)} --> {format_clock(end)}] {text}")
+            lines.append(f"[{clock_centis(start)} --> {clock_centis(end)}] {text}")
     return lines
 
 
@@ -225,7 +216,7 @@ def word_phrases(words: list[tuple[float, float, str]], max_width: int = MAX_LIN
         if not text:
             continue
         if current is not None:
-            joined = _join(current[2], text)
+            joined = join_pair(current[2], text)
             breaks = (start - current[1] > pause
                       or current[2].endswith(SENTENCE_END)
                       or end - current[0] > max_seconds
@@ -239,15 +230,6 @@ def word_phrases(words: list[tuple[float, float, str]], max_width: int = MAX_LIN
     if current is not None:
         phrases.append(current)
     return phrases
-
-
-def format_timestamp(seconds: float, separator: str = ".") -> str:
-    """HH:MM:SS.mmm (SRT uses ',' as the separator)."""
-    ms = max(0, int(round(seconds * 1000)))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
 
 
 # --- writers: each writes one format to an open text file ---------------------------------
@@ -271,11 +253,11 @@ def write_srt(result: Transcription, file: TextIO, shape: CueShape | None = None
     if result.speaker_turns is not None:   # diarized: "[SPEAKER_1] " opens each cue
         for index, (speaker, cue) in enumerate(speaker_cues(result, shape), start=1):
             lines = [f"[{speaker}] " + cue.lines[0]] + cue.lines[1:] if speaker else cue.lines
-            file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
+            file.write(f"{index}\n{clock_millis(cue.start, ',')} --> {clock_millis(cue.end, ',')}\n")
             file.write("\n".join(lines) + "\n\n")
         return
     for index, cue in enumerate(shaped_cues(result, shape), start=1):
-        file.write(f"{index}\n{format_timestamp(cue.start, ',')} --> {format_timestamp(cue.end, ',')}\n")
+        file.write(f"{index}\n{clock_millis(cue.start, ',')} --> {clock_millis(cue.end, ',')}\n")
         file.write("\n".join(cue.lines) + "\n\n")
 
 
@@ -287,7 +269,7 @@ def write_vtt(result: Transcription, file: TextIO, shape: CueShape | None = None
         lines = [line.replace("&", "&amp;").replace("<", "&lt;").replace("-->", "--&gt;") for line in cue.lines]
         if speaker:   # a voice tag: the cue's speaker
             lines[0] = f"<v {speaker.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}>" + lines[0]
-        file.write(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n")
+        file.write(f"{clock_millis(cue.start)} --> {clock_millis(cue.end)}\n")
         file.write("\n".join(lines) + "\n\n")
 
 
@@ -380,7 +362,7 @@ def write_rttm(result: Transcription, file: TextIO, input: str | None = None, **
     """NIST RTTM: one SPEAKER line per turn (what diarization scorers read); the file id is
     the input's name without folder and extension."""
     if result.speaker_turns is None:
-        raise ValueError("rttm holds speaker turns: transcribe with diarization (--diarize)")
+        raise OptionError("rttm holds speaker turns: transcribe with diarization (--diarize)")
     name = Path(input).stem if input and input != "-" else "stdin" if input == "-" else "audio"
     name = "_".join(name.split()) or "audio"
     for turn in result.speaker_turns:

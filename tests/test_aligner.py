@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlx_qwen_asr import aligner as aligner_module, word_split
-from mlx_qwen_asr.aligner import (Aligner, WordTiming, fix_timestamps, tidy_spans, words_for_segments)
+from mlx_qwen_asr.aligner import (Aligner, WordTiming, fix_timestamps, tidy_spans)
 from mlx_qwen_asr.errors import LanguageError, ModelLoadError
 from mlx_qwen_asr.testing import official
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
@@ -274,22 +274,6 @@ def test_long_audio_goes_through_windows(ours, monkeypatch):
     timings = ours.align_samples(speech(40.0), text, "English")
     check_timings(timings, 40.0, split_words(text))
     assert len(calls) >= 4 and all(n <= 10 * 16000 for n, _ in calls)
-
-
-def test_words_for_segments_offsets_each_segment(ours):
-    from types import SimpleNamespace as Seg
-
-    audio = speech(9.0)
-    segments = [Seg(start=0.0, end=4.0, text="ask not what", language="English"),
-                Seg(start=4.0, end=4.5, text="", language=""),
-                Seg(start=4.5, end=9.0, text="你好 world!", language="Chinese")]
-    result = words_for_segments(ours, audio, segments)
-    assert [len(r) for r in result] == [3, 0, 3]
-    alone = ours.align_samples(audio[72000:144000], "你好 world!", "Chinese")
-    assert [(t.word, t.span) for t in result[2]] == [(t.word, t.span) for t in alone]
-    assert np.allclose([t.start for t in result[2]], [t.start + 4.5 for t in alone])
-    for segment, timings in zip(segments, result):
-        assert all(segment.start <= t.start < t.end <= segment.end for t in timings)
 
 
 def test_an_asr_checkpoint_is_not_an_aligner(tiny_checkpoint):

@@ -129,6 +129,15 @@ def test_flags_a_mode_cannot_honour_are_errors(capsys, tmp_path, flags, named):
     assert code == 2 and one_error_line(err) and named in err, err
 
 
+def test_the_rules_name_known_flags_and_facts():
+    """A misspelt flag or fact in cli's table would raise only when a run reaches its rule."""
+    options = {name for action in cli.build_parser()._actions for name in action.option_strings}
+    for flag, relation, fact, message in cli._RULES:
+        assert flag in cli._GIVEN and fact in cli._FACTS and relation in (cli.NEEDS, cli.NOT_IN), flag
+        assert flag.split()[0] in options | {"-"}, flag
+        assert message.format(flag=flag, live="--mic", workers=0, speaker="'x'"), flag
+
+
 def test_bad_values_are_one_line(capsys):
     for flags in (["-", "--raw-rate", "0"], ["-", "--raw-rate", "abc"], [CLIP, "--max-line-width", "0"]):
         code, _, err = run(capsys, *flags)

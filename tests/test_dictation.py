@@ -360,9 +360,9 @@ def test_mic_vad_prints_each_utterance_until_ctrl_c(fake_sounddevice, trained_ch
 
 
 def _clock(seconds: float) -> str:
-    from mlx_qwen_asr.writers import format_clock
+    from mlx_qwen_asr.clock import clock_centis
 
-    return format_clock(seconds)
+    return clock_centis(seconds)
 
 
 def test_mic_device_also_chooses_the_streaming_microphone(fake_sounddevice, trained_checkpoint, tmp_path):

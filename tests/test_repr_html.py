@@ -2,13 +2,14 @@
 the timeline view's structure, audio size and long-file links; and the view in headless
 Chromium (word labels, the audio decodes, seeking highlights the word, views do not clash)."""
 
-from mlx_qwen_asr.results import Segment, Transcription, format_clock
+from mlx_qwen_asr.clock import clock_tenths
+from mlx_qwen_asr.results import Segment, Transcription
 
 
-def test_format_clock():
-    assert format_clock(0) == "00:00.0"
-    assert format_clock(59.96) == "01:00.0"
-    assert format_clock(3725.25) == "62:05.2"
+def test_clock_tenths():
+    assert clock_tenths(0) == "00:00.0"
+    assert clock_tenths(59.96) == "01:00.0"
+    assert clock_tenths(3725.25) == "62:05.2"
 
 
 def test_transcription_html():
@@ -40,7 +41,6 @@ import pytest
 import soundfile as sf
 
 from mlx_qwen_asr.aligner import WordTiming
-from mlx_qwen_asr.notebook import short_clock
 from mlx_qwen_asr.notebook_audio import EMBED_MAX_SECONDS
 
 from heldout import HELDOUT
@@ -71,9 +71,9 @@ def test_every_word_has_its_start_time_label_and_strip_label():
     html = result._repr_html_()
     for start, _, text in [item for s in result.segments for item in s.word_items()]:
         escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#x27;")
-        assert f"<i>{short_clock(start)}</i>{escaped}</span>" in html, text
+        assert f"<i>{clock_tenths(start, pad_minutes=False)}</i>{escaped}</span>" in html, text
         assert re.search(rf'<span class="q-lab" data-s="{start:.3f}"[^>]*>{re.escape(escaped)}</span>', html), text
-    assert [short_clock(w.start) for w in result.words] == ["0:00.0", "0:00.8", "0:01.6", "0:02.4", "0:03.2",
+    assert [clock_tenths(w.start, pad_minutes=False) for w in result.words] == ["0:00.0", "0:00.8", "0:01.6", "0:02.4", "0:03.2",
                                                             "0:04.5", "0:06.0", "0:07.5"]
     ticks = re.findall(r'<span class="q-tl"[^>]*>([^<]*)</span>', html)
     assert ticks == ["0:00", "0:01", "0:02", "0:03", "0:04", "0:05", "0:06", "0:07", "0:08", "0:09"]
@@ -217,7 +217,7 @@ def test_browser_shows_word_times_decodes_audio_and_highlights_the_word(chromium
     assert len(items) == len(timed_clip.text.split()) > 10
     [view] = open_page(chromium, tmp_path, timed_clip)
     words = view.find_elements(By.CSS_SELECTOR, ".q-w")
-    assert [w.text for w in words] == [f"{short_clock(start)}\n{text}" for start, _, text in items]
+    assert [w.text for w in words] == [f"{clock_tenths(start, pad_minutes=False)}\n{text}" for start, _, text in items]
     assert all(w.is_displayed() and w.size["height"] > 20 for w in words)
     assert [e.text for e in view.find_elements(By.CSS_SELECTOR, ".q-tl")][:3] == ["0:00", "0:02", "0:04"]
     duration = chromium.execute_script("return arguments[0].querySelector('audio').duration", view)
@@ -226,7 +226,7 @@ def test_browser_shows_word_times_decodes_audio_and_highlights_the_word(chromium
     for k in (0, len(items) // 2, len(items) - 1):
         start, end, text = items[k]
         seek(chromium, view, (start + end) / 2)
-        WebDriverWait(chromium, 5).until(lambda d: highlighted(view, ".q-w") == [f"{short_clock(start)}\n{text}"])
+        WebDriverWait(chromium, 5).until(lambda d: highlighted(view, ".q-w") == [f"{clock_tenths(start, pad_minutes=False)}\n{text}"])
         assert highlighted(view, ".q-lab") == [text]
         assert len(highlighted(view, ".q-seg")) == 1
 

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from mlx_qwen_asr import writers
+from mlx_qwen_asr.clock import clock_millis
 from mlx_qwen_asr.results import Segment, Transcription
-from mlx_qwen_asr.writers import (atomic_write, build_cues, format_timestamp, parse_formats, to_string, wrap,
+from mlx_qwen_asr.writers import (atomic_write, build_cues, parse_formats, to_string, wrap,
                                   write_outputs)
 
 LONG = ("And so my fellow Americans, ask not what your country can do for you, ask what you can do "
@@ -24,10 +25,10 @@ def sample() -> Transcription:
 
 
 def test_timestamps():
-    assert format_timestamp(0) == "00:00:00.000"
-    assert format_timestamp(3661.0006, ",") == "01:01:01,001"
-    assert format_timestamp(29.9996) == "00:00:30.000"   # rounds to the millisecond, carrying over
-    assert format_timestamp(-0.0001) == "00:00:00.000"
+    assert clock_millis(0) == "00:00:00.000"
+    assert clock_millis(3661.0006, ",") == "01:01:01,001"
+    assert clock_millis(29.9996) == "00:00:30.000"   # rounds to the millisecond, carrying over
+    assert clock_millis(-0.0001) == "00:00:00.000"
 
 
 def test_wrap_fits_two_lines_when_possible_and_never_exceeds_width():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .load import SAMPLE_RATE
-from ..errors import QwenASRError
+from ..errors import SetupError
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,13 @@ def _webrtc():
     try:
         import webrtcvad
     except ImportError:
-        raise QwenASRError("skipping silence needs the optional webrtcvad-wheels package: "
-                           "pip install 'mlx-qwen-asr[vad]'") from None
+        raise SetupError("skipping silence needs the optional webrtcvad-wheels package: "
+                         "pip install 'mlx-qwen-asr[vad]'") from None
     return webrtcvad
 
 
 def check_available() -> None:
-    """Raises QwenASRError (one line, with the install command) if the detector is missing."""
+    """Raises SetupError (one line, with the install command) if the detector is missing."""
     _webrtc()
 
 

@@ -21,18 +21,19 @@ import sys
 import time
 
 from .args import OneLineParser, long_options, number, positive_float, positive_int, program_name
-from ..errors import QwenASRError, SetupError, first_line
+from ..errors import OptionError, QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from ..languages import forced_language_warning, language_table
 from ..model.loading import slow_on_this_device
 from ..options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
+from ..clock import clock_centis
 from ..confidence import DEFAULT_NO_SPEECH_THRESHOLD
 from ..audio.cutting import DEFAULT_SEGMENT_SECONDS
 from ..limits import check_context
 from ..results import FINISH_LENGTH, FINISH_REPETITION, join_texts
 from ..transcribe import Transcription, load_model
-from ..writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, format_clock, parse_formats,
+from ..writers import (FORMATS, MAX_CUE_SECONDS, MAX_LINE_WIDTH, MAX_LINES, CueShape, parse_formats,
                       timed_lines)
 
 STDIN = "-"
@@ -124,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token budget per segment (default: scales with each segment's duration)")
     files.add_argument("--verbose", action="store_true",
                         help="print language, stage timings and finish reason to stderr (every mode)")
+    _add_word_time_flags(words)
+    recognition.add_argument("--skip-silence", action="store_true",
+                        help="transcribe only what a voice-activity detector calls speech (long silences and noise "
+                             "are not encoded or decoded); times stay on the input's clock (needs: pip install "
+                             "'mlx-qwen-asr[vad]')")
+    _add_live_flags(live_group)
+    _add_speaker_flags(parser.add_argument_group("speakers (pip install 'mlx-qwen-asr[diarize]')"))
+    return parser
+
+
+def _add_word_time_flags(words: argparse._ArgumentGroup) -> None:
+    """The flags of word times, --align and subtitle cue shapes."""
     timing = words.add_mutually_exclusive_group()
     timing.add_argument("--timestamps", action="store_true",
                         help="time every word with the forced aligner: timed lines on stdout, word-timed srt/vtt "
@@ -141,10 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"lines per subtitle cue (default: {MAX_LINES})")
     words.add_argument("--max-cue-seconds", type=positive_float, default=None, metavar="SECONDS",
                         help=f"longest word-timed cue (default: {MAX_CUE_SECONDS:g})")
-    recognition.add_argument("--skip-silence", action="store_true",
-                        help="transcribe only what a voice-activity detector calls speech (long silences and noise "
-                             "are not encoded or decoded); times stay on the input's clock (needs: pip install "
-                             "'mlx-qwen-asr[vad]')")
+
+
+def _add_live_flags(live_group: argparse._ArgumentGroup) -> None:
+    """The flags of streaming, the microphone and dictation."""
     live = live_group.add_mutually_exclusive_group()
     live.add_argument("--stream", action="store_true",
                       help="stream the file(s) at real-time speed, printing text as it is recognised")
@@ -159,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(see --list-devices)")
     live_group.add_argument("--list-devices", action="store_true",
                         help="print the input devices (index, name; * marks the default) and exit")
-    speakers = parser.add_argument_group("speakers (pip install 'mlx-qwen-asr[diarize]')")
+
+
+def _add_speaker_flags(speakers: argparse._ArgumentGroup) -> None:
+    """The flags of --diarize."""
     speakers.add_argument("--diarize", action="store_true",
                           help="who spoke when: every line, segment, cue and word gets a speaker (SPEAKER_1, ...); "
                                "-f rttm writes the speaker turns")
@@ -172,7 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     speakers.add_argument("--speaker", action="append", default=None, metavar="NAME=CLIP",
                           help="with --diarize: a known speaker and a short clip of their voice (a few seconds, "
                                "alone); the matching speaker is called NAME. Repeatable")
-    return parser
 
 
 # Other tools' flags that mean something close to one of ours (named in "did you mean").
@@ -252,85 +267,135 @@ def _word_times(args) -> bool:
 
 def _unhonoured(args) -> str | None:
     """The first flag the chosen mode cannot honour, as an error message; None if all fit."""
-    mode = _mode(args)
-    live = "--stream" if args.stream else "--stream-fast" if args.stream_fast else "--mic"
-    shaping = [name for name, value in (("--max-line-width", args.max_line_width),
-                                        ("--max-line-count", args.max_line_count),
-                                        ("--max-cue-seconds", args.max_cue_seconds)) if value is not None]
-    problem = _dictation_unhonoured(args) or _speakers_unhonoured(args)
-    if problem:
-        return problem
-    if args.output_dir is None and (args.format or args.overwrite):
-        return "-f/--format and --overwrite write files: give an output folder with -o"
-    if args.output_dir is None and (args.ray or args.ray_workers is not None):
-        return "--ray and --ray-workers spread a folder run: give an output folder with -o"
-    if args.ray_workers is not None and not args.ray:
-        return "--ray-workers has no effect in a run without --ray"
-    if args.ray_workers is not None and args.ray_workers < 1:
-        return f"--ray-workers must be at least 1, got {args.ray_workers}"
-    if args.ray and (STDIN in args.audio or args.align is not None):
-        return "--ray spreads the files of a folder run; standard input and --align run here"
-    if args.quiet and args.output_dir is None:
-        return "--quiet turns off the progress bars and summary of -o runs; without -o there are none"
-    if args.raw_rate is not None and STDIN not in args.audio:
-        return "--raw-rate describes audio on standard input: give - as the audio"
-    if args.audio.count(STDIN) > 1:
-        return "standard input (-) can be read only once"
-    if mode == "live":
-        if args.output_dir is not None:
-            return "--stream/--stream-fast/--mic print text; they do not write files with -o"
-        for flag, given in (("--timestamps", args.timestamps), ("--no-timestamps", args.no_timestamps),
-                            ("--aligner", args.aligner is not None), ("--max-new-tokens", args.max_new_tokens is not None),
-                            ("--segment-seconds", args.segment_seconds is not None),
-                            ("--skip-silence", args.skip_silence)):
-            if given:
-                return f"{flag} has no effect in streaming ({live}): live text has no word times, budgets or segments"
-        if shaping:
-            return f"{shaping[0]} has no effect in streaming ({live}): live text has no subtitle cues"
-    if mode == "align":
-        for flag, given in (("--model", args.model is not None), ("--context", bool(args.context)),
-                            ("--max-new-tokens", args.max_new_tokens is not None), ("--quantize", args.quantize),
-                            ("--segment-seconds", args.segment_seconds is not None),
-                            ("--skip-silence", args.skip_silence), ("--no-timestamps", args.no_timestamps)):
-            if given:
-                return f"{flag} does not apply to --align: the transcript is given, nothing is recognised"
-        if len(args.audio) != 1 or os.path.isdir(args.audio[0]):
-            return "--align times one transcript: give exactly one audio file (or -)"
-    if args.no_timestamps and not {"srt", "vtt"} & set(_formats(args)):
-        return "--no-timestamps turns off the word times of srt/vtt output (-o OUT -f srt); nothing else has them"
-    if shaping:
-        cues = {"srt", "vtt"} & set(_formats(args)) or (mode in ("text", "align") and args.output_dir is None
-                                                       and _word_times(args))
-        if not cues:
-            return f"{shaping[0]} shapes subtitle cues and timed lines: use it with -o OUT -f srt/vtt or --timestamps"
-        if args.max_cue_seconds is not None and not _word_times(args):
-            return "--max-cue-seconds needs word times; without them each cue is a whole segment"
-    if args.aligner is not None and not _word_times(args):
-        return "--aligner has no effect without word times (--timestamps, --align, srt/vtt output)"
+    return _first_problem(args, _RULES)
+
+
+# Which flags each mode honours, as rules read in order (the first broken one is reported):
+# (flag, NEEDS, fact): the flag means something only where the fact holds;
+# (flag, NOT_IN, fact): the flag means nothing where the fact holds (a mode, a format).
+# A message may name {flag}, {live} (the streaming flag), {workers} and {speaker}.
+NEEDS, NOT_IN = "needs", "not in"
+_SHAPING = ("--max-line-width", "--max-line-count", "--max-cue-seconds")
+_DICTATION_NO = "{flag} has no effect in dictation (--mic --vad): "
+_STREAMING_NO = "{flag} has no effect in streaming ({live}): live text has no "
+_ALIGN_NO = "{flag} does not apply to --align: the transcript is given, nothing is recognised"
+_SPEAKER_COUNTS = ("--num-speakers", "--min-speakers", "--max-speakers")
+
+_MICROPHONE_RULES = (
+    ("--vad", NEEDS, "--mic",
+     "--vad cuts the microphone's audio into utterances: use it with --mic (files: --skip-silence)"),
+    ("--mic-device", NEEDS, "--mic", "--mic-device chooses the microphone: use it with --mic"),
+)
+_RULES = _MICROPHONE_RULES + (
+    # dictation (--mic --vad)
+    ("-o", NOT_IN, "dictation", "--mic --vad prints each utterance; it does not write files with -o"),
+    ("--skip-silence", NOT_IN, "dictation", _DICTATION_NO + "the detector already leaves out what is not speech"),
+    ("--no-timestamps", NOT_IN, "dictation", _DICTATION_NO + "there are no subtitle cues"),
+    ("--aligner", NOT_IN, "dictation", _DICTATION_NO + "--timestamps prints each utterance's times, not word times"),
+    ("--max-line-width", NOT_IN, "dictation", _DICTATION_NO + "each utterance is one line"),
+    ("--max-line-count", NOT_IN, "dictation", _DICTATION_NO + "each utterance is one line"),
+    ("--max-cue-seconds", NOT_IN, "dictation", _DICTATION_NO + "there are no subtitle cues"),
+    # speakers (--diarize)
+    *((flag, NEEDS, "--diarize", "{flag} says how to tell speakers apart: use it with --diarize")
+      for flag in (*_SPEAKER_COUNTS, "--speaker")),
+    ("-f rttm", NEEDS, "--diarize", "-f rttm writes speaker turns: use it with --diarize"),
+    ("--diarize", NOT_IN, "--align",
+     "--diarize does not apply to --align (a given transcript); transcribe the audio with --diarize"),
+    ("--diarize", NOT_IN, "streaming",
+     "--diarize works on files, folders, standard input and dictation (--mic --vad), not streaming"),
+    *((flag, NOT_IN, "dictation", "--num-speakers/--min-speakers/--max-speakers need the whole recording; "
+                                  "dictation finds speakers as they come") for flag in _SPEAKER_COUNTS),
+    ("--speaker", NEEDS, "NAME=CLIP",
+     "--speaker takes NAME=CLIP (a name and an audio clip of that voice), got {speaker}"),
+    # files (-o), Ray, standard input (-)
+    ("-f", NEEDS, "-o", "-f/--format and --overwrite write files: give an output folder with -o"),
+    ("--overwrite", NEEDS, "-o", "-f/--format and --overwrite write files: give an output folder with -o"),
+    ("--ray", NEEDS, "-o", "--ray and --ray-workers spread a folder run: give an output folder with -o"),
+    ("--ray-workers", NEEDS, "-o", "--ray and --ray-workers spread a folder run: give an output folder with -o"),
+    ("--ray-workers", NEEDS, "--ray", "--ray-workers has no effect in a run without --ray"),
+    ("--ray-workers", NEEDS, "a worker or more", "--ray-workers must be at least 1, got {workers}"),
+    ("--ray", NOT_IN, "-", "--ray spreads the files of a folder run; standard input and --align run here"),
+    ("--ray", NOT_IN, "--align", "--ray spreads the files of a folder run; standard input and --align run here"),
+    ("--quiet", NEEDS, "-o", "--quiet turns off the progress bars and summary of -o runs; without -o there are none"),
+    ("--raw-rate", NEEDS, "-", "--raw-rate describes audio on standard input: give - as the audio"),
+    ("-", NEEDS, "- once", "standard input (-) can be read only once"),
+    # streaming (--stream, --stream-fast, --mic without --vad)
+    ("-o", NOT_IN, "streaming", "--stream/--stream-fast/--mic print text; they do not write files with -o"),
+    *((flag, NOT_IN, "streaming", _STREAMING_NO + "word times, budgets or segments")
+      for flag in ("--timestamps", "--no-timestamps", "--aligner", "--max-new-tokens", "--segment-seconds",
+                   "--skip-silence")),
+    *((flag, NOT_IN, "streaming", _STREAMING_NO + "subtitle cues") for flag in _SHAPING),
+    # --align (a given transcript)
+    *((flag, NOT_IN, "--align", _ALIGN_NO)
+      for flag in ("--model", "--context", "--max-new-tokens", "--quantize", "--segment-seconds",
+                   "--skip-silence", "--no-timestamps")),
+    ("--align", NEEDS, "one audio file", "--align times one transcript: give exactly one audio file (or -)"),
+    # word times and subtitle cues
+    ("--no-timestamps", NEEDS, "srt/vtt",
+     "--no-timestamps turns off the word times of srt/vtt output (-o OUT -f srt); nothing else has them"),
+    *((flag, NEEDS, "cues",
+       "{flag} shapes subtitle cues and timed lines: use it with -o OUT -f srt/vtt or --timestamps")
+      for flag in _SHAPING),
+    ("--max-cue-seconds", NEEDS, "word times",
+     "--max-cue-seconds needs word times; without them each cue is a whole segment"),
+    ("--aligner", NEEDS, "word times",
+     "--aligner has no effect without word times (--timestamps, --align, srt/vtt output)"),
+)
+
+# Whether each flag is given (its default is None, False or "").
+_GIVEN = {
+    "-o": lambda a: a.output_dir is not None, "-f": lambda a: a.format is not None,
+    "-f rttm": lambda a: "rttm" in _formats(a), "-": lambda a: STDIN in a.audio,
+    "--overwrite": lambda a: a.overwrite, "--quiet": lambda a: a.quiet, "--raw-rate": lambda a: a.raw_rate is not None,
+    "--ray": lambda a: bool(a.ray), "--ray-workers": lambda a: a.ray_workers is not None,
+    "--model": lambda a: a.model is not None, "--context": lambda a: bool(a.context),
+    "--quantize": lambda a: bool(a.quantize), "--max-new-tokens": lambda a: a.max_new_tokens is not None,
+    "--segment-seconds": lambda a: a.segment_seconds is not None, "--skip-silence": lambda a: a.skip_silence,
+    "--timestamps": lambda a: a.timestamps, "--no-timestamps": lambda a: a.no_timestamps,
+    "--aligner": lambda a: a.aligner is not None, "--align": lambda a: a.align is not None,
+    "--max-line-width": lambda a: a.max_line_width is not None,
+    "--max-line-count": lambda a: a.max_line_count is not None,
+    "--max-cue-seconds": lambda a: a.max_cue_seconds is not None,
+    "--vad": lambda a: a.vad, "--mic-device": lambda a: a.mic_device is not None,
+    "--diarize": lambda a: a.diarize, "--num-speakers": lambda a: a.num_speakers is not None,
+    "--min-speakers": lambda a: a.min_speakers is not None, "--max-speakers": lambda a: a.max_speakers is not None,
+    "--speaker": lambda a: a.speaker is not None,
+}
+
+# The modes and settings the rules name.
+_FACTS = {
+    "--mic": lambda a: a.mic, "--diarize": lambda a: a.diarize, "--ray": lambda a: bool(a.ray),
+    "-o": lambda a: a.output_dir is not None, "-": lambda a: STDIN in a.audio,
+    "- once": lambda a: a.audio.count(STDIN) <= 1,
+    "--align": lambda a: a.align is not None, "dictation": lambda a: _mode(a) == "dictation",
+    "streaming": lambda a: _mode(a) == "live", "a worker or more": lambda a: a.ray_workers >= 1,
+    "NAME=CLIP": lambda a: _bad_speaker(a) is None,
+    "one audio file": lambda a: len(a.audio) == 1 and not os.path.isdir(a.audio[0]),
+    "srt/vtt": lambda a: bool({"srt", "vtt"} & set(_formats(a))),
+    "cues": lambda a: bool({"srt", "vtt"} & set(_formats(a))) or (_mode(a) in ("text", "align")
+                                                                  and a.output_dir is None and _word_times(a)),
+    "word times": _word_times,
+}
+
+
+def _first_problem(args, rules) -> str | None:
+    """The message of the first rule `args` break, or None."""
+    for flag, relation, fact, message in rules:
+        if not _GIVEN[flag](args):   # before the fact: a fact may parse -f (an unknown format raises)
+            continue
+        holds = bool(_FACTS[fact](args))
+        if holds if relation == NOT_IN else not holds:
+            live = "--stream" if args.stream else "--stream-fast" if args.stream_fast else "--mic"
+            return message.format(flag=flag, live=live, workers=args.ray_workers, speaker=repr(_bad_speaker(args)))
     return None
 
 
-def _speakers_unhonoured(args) -> str | None:
-    """What the speaker flags cannot honour."""
-    given = [flag for flag, value in (("--num-speakers", args.num_speakers), ("--min-speakers", args.min_speakers),
-                                      ("--max-speakers", args.max_speakers), ("--speaker", args.speaker))
-             if value is not None]
-    if given and not args.diarize:
-        return f"{given[0]} says how to tell speakers apart: use it with --diarize"
-    if "rttm" in _formats(args) and not args.diarize:
-        return "-f rttm writes speaker turns: use it with --diarize"
-    if not args.diarize:
-        return None
-    if args.align is not None:
-        return "--diarize does not apply to --align (a given transcript); transcribe the audio with --diarize"
-    if args.stream or args.stream_fast or (args.mic and not args.vad):
-        return "--diarize works on files, folders, standard input and dictation (--mic --vad), not streaming"
-    if args.mic and (args.num_speakers or args.min_speakers or args.max_speakers):
-        return "--num-speakers/--min-speakers/--max-speakers need the whole recording; dictation finds speakers as they come"
+def _bad_speaker(args) -> str | None:
+    """The first --speaker value that is not NAME=CLIP."""
     for spec in args.speaker or []:
         name, sep, clip = spec.partition("=")
         if not sep or not name.strip() or not clip:
-            return f"--speaker takes NAME=CLIP (a name and an audio clip of that voice), got {spec!r}"
+            return spec
     return None
 
 
@@ -343,28 +408,6 @@ def diarize_from(args):
     speakers = dict(spec.partition("=")[::2] for spec in args.speaker) if args.speaker else None
     return DiarizeOptions(num_speakers=args.num_speakers, min_speakers=args.min_speakers,
                           max_speakers=args.max_speakers, speakers=speakers)
-
-
-def _dictation_unhonoured(args) -> str | None:
-    """What --vad, --mic-device and the dictation mode (--mic --vad) cannot honour."""
-    if args.vad and not args.mic:
-        return "--vad cuts the microphone's audio into utterances: use it with --mic (files: --skip-silence)"
-    if args.mic_device is not None and not args.mic:
-        return "--mic-device chooses the microphone: use it with --mic"
-    if _mode(args) != "dictation":
-        return None
-    if args.output_dir is not None:
-        return "--mic --vad prints each utterance; it does not write files with -o"
-    for flag, given, why in (
-            ("--skip-silence", args.skip_silence, "the detector already leaves out what is not speech"),
-            ("--no-timestamps", args.no_timestamps, "there are no subtitle cues"),
-            ("--aligner", args.aligner is not None, "--timestamps prints each utterance's times, not word times"),
-            ("--max-line-width", args.max_line_width is not None, "each utterance is one line"),
-            ("--max-line-count", args.max_line_count is not None, "each utterance is one line"),
-            ("--max-cue-seconds", args.max_cue_seconds is not None, "there are no subtitle cues")):
-        if given:
-            return f"{flag} has no effect in dictation (--mic --vad): {why}"
-    return None
 
 
 def _list_devices() -> int:
@@ -492,12 +535,12 @@ def _listing_or_flag_problem(parser, args) -> int | None:
     if args.list_devices:
         return _list_devices()
     if not args.audio and not args.mic:
-        parser.error(_dictation_unhonoured(args) or "give audio files or folders (or --mic)")
+        parser.error(_first_problem(args, _MICROPHONE_RULES) or "give audio files or folders (or --mic)")
     if args.mic and args.audio:
         parser.error("--mic takes no audio files")
     try:
         problem = _unhonoured(args)
-    except ValueError as exc:   # an unknown -f format
+    except OptionError as exc:   # an unknown -f format
         problem = str(exc)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -620,7 +663,7 @@ def _print_result(name: str, result: Transcription, several: bool, timed: bool, 
             print(f"{name}:")
         for speaker, segments in speaker_runs(result):
             text = " ".join(join_texts([s.text for s in segments]).split())
-            clock = f"[{format_clock(segments[0].start)} --> {format_clock(segments[-1].end)}] "
+            clock = f"[{clock_centis(segments[0].start)} --> {clock_centis(segments[-1].end)}] "
             if text:
                 print(f"{clock}{speaker or '-'}: {text}", flush=True)
         return
@@ -713,7 +756,7 @@ def _stdin_to_files(args, options: TranscribeOptions, shape: CueShape, formats) 
     from ..writers import write_outputs
 
     if len(args.audio) > 1:
-        raise QwenASRError("with -o, standard input (-) is transcribed alone: give - as the only input")
+        raise SetupError("with -o, standard input (-) is transcribed alone: give - as the only input")
     model = _load(args)
     options = _with_aligner(args, options, model.dtype)
     try:

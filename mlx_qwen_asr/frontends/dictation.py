@@ -26,7 +26,7 @@ from ..audio.load import SAMPLE_RATE
 from .live import MIC_BLOCK_SECONDS
 from ..options import TranscribeOptions
 from ..audio.vad import FrameJudge, VadOptions, frames_to_spans
-from ..writers import format_clock
+from ..clock import clock_centis
 
 # An utterance this long with no pause long enough to end it is cut anyway (at its last
 # non-speech frame, if any), so its text never waits for the speaker to stop.
@@ -348,14 +348,14 @@ def heard_line(heard: Heard, timestamps: bool) -> str | None:
     if not text:
         return None
     if timestamps:
-        return f"[{format_clock(heard.utterance.start)} --> {format_clock(heard.utterance.end)}] {text}"
+        return f"[{clock_centis(heard.utterance.start)} --> {clock_centis(heard.utterance.end)}] {text}"
     return text
 
 
 def heard_report(heard: Heard) -> str:
     """The --verbose line of an utterance (stderr)."""
     u, r = heard.utterance, heard.result
-    return (f"utterance {u.index}: {format_clock(u.start)}-{format_clock(u.end)} ({u.seconds:.2f} s), "
+    return (f"utterance {u.index}: {clock_centis(u.start)}-{clock_centis(u.end)} ({u.seconds:.2f} s), "
             f"language {r.language or '-'}, {len(r.tokens)} tokens, finish {r.finish_reason}; "
             f"transcribed in {heard.printed - heard.started:.2f} s, printed {heard.latency:.2f} s after it ended, "
             f"{heard.waiting:.1f} s of audio waiting")

@@ -24,6 +24,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..aligner import get_aligner
+from ..clock import clock_seconds
 from ..errors import OutputError, SetupError, first_line
 from ..languages import forced_language_warning
 from ..options import DEFAULT_MODEL, TranscribeOptions
@@ -551,12 +552,6 @@ def _summary(records, inputs, total, output_dir, settings, formats, started, wal
     }
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
 def _interrupted_line(reason: str) -> str:
     return f"interrupted ({reason}): run the same command again to continue"
 
@@ -569,8 +564,8 @@ def format_summary(summary: dict) -> str:
              f"(of {total} inputs) -> {summary['output_dir']}"]
     lines += [f"  failed: {f['input']}: {f['error']}" for f in summary["failures"]]
     rtf = f", RTF {summary['rtf']:.3f}" if summary["rtf"] is not None else ""
-    lines.append(f"audio {summary['audio_hours']:.2f} h ({_clock(summary['audio_seconds'])}), "
-                 f"wall {_clock(summary['wall_seconds'])}{rtf}")
+    lines.append(f"audio {summary['audio_hours']:.2f} h ({clock_seconds(summary['audio_seconds'])}), "
+                 f"wall {clock_seconds(summary['wall_seconds'])}{rtf}")
     truncated = f" ({', '.join(summary['truncated_files'])})" if summary["truncated_files"] else ""
     lines.append(f"truncated: {summary['truncated']}{truncated}; retries: {summary['retries']}")
     if summary["interrupted"]:
