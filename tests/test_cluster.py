@@ -26,7 +26,7 @@ from mlx_qwen_asr.errors import QwenASRError
 from mlx_qwen_asr.frontends.folder import transcribe_folder
 
 REPO = Path(__file__).resolve().parents[1]
-CLIPS = [f"short_{i:02d}.flac" for i in range(1, 20)]   # groups of 8, 8, 3 (folder.GROUP_FILES)
+CLIPS = [f"short_{i:02d}.flac" for i in range(1, 20)]   # groups of 8, 8, 3 (batch.GROUP_FILES)
 OPTIONS = dict(dtype="float32", formats="all", quiet=True, word_timestamps=False)   # srt/vtt: segment cues
 
 
