@@ -9,7 +9,7 @@ from ...aligner import DEFAULT_ALIGNER
 from ..args import OneLineParser, positive_float, positive_int, program_name
 from ...batch import DEFAULT_BATCH_SIZE
 from ...errors import QwenASRError
-from ...options import DEFAULT_MODEL, TranscribeOptions
+from ...options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 
 DEFAULT_PORT = 8000
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from ...transcribe import load_model
 
     try:
+        load = LoadOptions(args.model, args.dtype, args.quantize)
         options = TranscribeOptions(aligner=args.aligner, max_new_tokens=args.max_new_tokens)
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     sock = _listen(args.host, args.port)   # a taken port is found before the model loads
     if sock is None:
         return 2
-    worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
-                    max_jobs=args.max_queue)
+    worker = Worker(lambda: load_model(load.model, load.dtype, load.quantize, load.low_memory),
+                    batch_size=args.batch_size, max_jobs=args.max_queue)
     settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
                         api_key=args.api_key,
                         max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
