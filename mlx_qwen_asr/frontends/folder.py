@@ -319,7 +319,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
         settings = {"model": str(model.path), "dtype": str(model.dtype)}
         if getattr(model, "quantize", None):
             settings["quantize"] = model.quantize  # outputs of a float run are not reused
-        # Ray workers load the same again
+        # how each Ray worker loads it again
         load = LoadOptions(str(model.path), str(model.dtype).rsplit(".", 1)[-1], model.quantize, model.low_memory)
     else:
         settings = {"model": str(model), "dtype": dtype}
@@ -495,16 +495,16 @@ class _Run:
                 return
 
     def _finish(self, job: Job, stat, result) -> None:
+        plan = self.plan
         record = {"input": str(job.source), "status": "failed"}
         if isinstance(result, Transcription):
             try:
-                plan = self.plan
                 paths = write_outputs(result, plan.output_dir / job.name, plan.formats, input=str(job.source),
                                       model=plan.settings["model"], options=plan.settings, shape=plan.shape)
             except OSError as exc:
                 result = OutputError(f"{job.source}: writing its outputs failed: {exc.strerror or exc}")
                 if exc.errno in FOLDER_ERRNOS:
-                    self.stopped = f"output folder {self.plan.output_dir}: {exc.strerror}"
+                    self.stopped = f"output folder {plan.output_dir}: {exc.strerror}"
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
@@ -513,8 +513,7 @@ class _Run:
                  f"error: {job.source}: {record['error']}")
             self.records.append(record)
             return
-        outputs = {fmt: path.relative_to(self.plan.output_dir).as_posix()
-                   for fmt, path in zip(self.plan.formats, paths)}
+        outputs = {fmt: path.relative_to(plan.output_dir).as_posix() for fmt, path in zip(plan.formats, paths)}
         record.update(status="done", outputs=list(outputs.values()), duration=round(result.duration, 3),
                       language=result.language, finish_reason=result.finish_reason,
                       truncated=result.truncated, retries=result.retries)
@@ -523,14 +522,14 @@ class _Run:
         except OSError as exc:   # the outputs are complete; only a rerun's skip is lost
             _say(f"error: {self.manifest.journal}: {exc.strerror or exc}")
             if exc.errno in FOLDER_ERRNOS:
-                self.stopped = f"output folder {self.plan.output_dir}: {exc.strerror}"
+                self.stopped = f"output folder {plan.output_dir}: {exc.strerror}"
         self.records.append(record)
         if result.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
             _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
         warning = forced_language_warning(str(job.source), result, self.options.language)
         if warning:
             _say(warning)
-        if self.plan.verbose:
+        if plan.verbose:
             _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
                  f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
 
