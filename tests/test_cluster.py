@@ -235,3 +235,17 @@ def test_workers_load_the_model_as_the_driver_loaded_it(tiny_checkpoint, tmp_pat
     assert worker.problem == ""
     assert worker.asr.low_memory and (worker.asr.dtype, worker.asr.quantize) == (model.dtype, model.quantize)
     assert worker.asr.quantize   # the low-memory recipe quantizes
+
+
+def test_a_bad_worker_count_is_a_setup_error_before_the_output_folder(tmp_path):
+    """Ray's setup failures are SetupErrors, as a local run's are: one line, exit status 2,
+    and no empty output folder left behind."""
+    import soundfile as sf
+
+    from audio_samples import speech
+    from mlx_qwen_asr.errors import SetupError
+
+    sf.write(tmp_path / "a.wav", speech(0.5), 16000)
+    with pytest.raises(SetupError, match="ray_workers must be at least 1"):
+        transcribe_folder(tmp_path / "a.wav", tmp_path / "out", ray=True, ray_workers=0, quiet=True)
+    assert not (tmp_path / "out").exists()

@@ -133,7 +133,7 @@ class RayWorkers:
             unreachable = None if address is True else _unreachable(str(address))
             if unreachable:
                 raise SetupError(f"Ray cluster {name}: cannot connect ({unreachable}); start one there "
-                                   "(ray start --head), or give --ray without an address for a local one")
+                                 "(ray start --head), or give --ray without an address for a local one")
             try:
                 with _ray_stderr_hidden():
                     if address is True:
@@ -143,7 +143,7 @@ class RayWorkers:
                         ray.init(address=str(address), **common)
             except ConnectionError:   # Ray's own advice names flags this command does not have
                 raise SetupError(f"Ray cluster {name}: no running cluster found; start one (ray start --head), "
-                                   "or give --ray without an address for a local one") from None
+                                 "or give --ray without an address for a local one") from None
             except Exception as exc:
                 raise SetupError(f"Ray cluster {name}: {first_line(exc)}") from None
             started = True
