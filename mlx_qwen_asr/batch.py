@@ -201,3 +201,78 @@ def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeO
             add_time(job.timings, "decode", result.decode_s / len(prompts))
             segments[slot] = model.segment(result, job.offset, job.end, options[slot])
     return segments
+
+
+# --- Many files, robustly: what folder runs and their Ray workers transcribe -------------
+# (imports here keep this section whole for readers of the scheduler above)
+
+from collections.abc import Iterator  # noqa: E402
+
+import soundfile as sf  # noqa: E402
+
+from .errors import SetupError  # noqa: E402
+
+# Files up to this long are transcribed together (so batched decoding can fill a batch
+# across files); longer ones, or ones whose length libsndfile cannot tell, go alone (a
+# caller can show their progress per segment).
+GROUP_MAX_SECONDS = 300.0
+GROUP_FILES = 8
+
+
+def file_groups(paths: list) -> Iterator[list[int]]:
+    """Indices of `paths` in the groups `transcribe_files` takes, in order: up to GROUP_FILES
+    short files together, each long or unmeasurable one alone. Each file's header is read
+    as its group is drawn."""
+    group = []
+    for index, path in enumerate(paths):
+        seconds = _probe_seconds(path)
+        if seconds is not None and seconds <= GROUP_MAX_SECONDS:
+            group.append(index)
+            if len(group) == GROUP_FILES:
+                yield group
+                group = []
+            continue
+        if group:
+            yield group
+            group = []
+        yield [index]
+    if group:
+        yield group
+
+
+def _probe_seconds(path) -> float | None:
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 else None
+
+
+def transcribe_files(model, paths: list, options: TranscribeOptions, progress=None) -> list:
+    """A `Transcription` or the exception for each of `paths` (audio files) with a loaded
+    `model`: together when there are several (batched decoding), one by one when some file
+    among them is bad, so that one bad file fails alone. A SetupError, wrong for every
+    file, is raised. `progress(path, done_seconds, total_seconds)` is called as the
+    segments of a file transcribed alone are done."""
+    if len(paths) > 1:
+        try:
+            results = model.transcribe_many([str(path) for path in paths], options=options)
+            if len(results) == len(paths):
+                return results
+        except SetupError:
+            raise
+        except Exception:
+            pass   # some file in the group is bad: find out which, one by one
+    return [_transcribe_file(model, path, options, progress) for path in paths]
+
+
+def _transcribe_file(model, path, options: TranscribeOptions, progress):
+    def report(done, total):
+        progress(path, done, total)
+
+    try:
+        return model.transcribe(str(path), options=options, progress=report if progress else None)
+    except SetupError:
+        raise
+    except Exception as exc:
+        return exc

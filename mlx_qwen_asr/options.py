@@ -177,11 +177,14 @@ class LoadOptions:
     model:     hub id or local directory.
     dtype:     "float32", "bfloat16", "float16", an mx.Dtype, or None (float32 on CPU, bfloat16 on GPU).
     quantize:  4 or 8: quantize the decoder's linear layers at that many bits once loaded; None: not.
+    low_memory: the small-footprint recipe for the device (loading.low_memory_settings; given
+               dtype and quantize are kept), and segments decoded one at a time by default.
     """
 
     model: object = DEFAULT_MODEL
     dtype: object = None
     quantize: int | None = None
+    low_memory: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.model, (str, os.PathLike)) and str(self.model)):

@@ -68,11 +68,11 @@ def main() -> None:
                        repetition_guard=args.max_new_tokens is None, recover_loops=args.max_new_tokens is None)
 
         driver = {}
-        original = cluster.RayWorkers.transcribe_all
+        original = cluster.RayWorkers.transcribe_groups
 
-        def timed(self, run, todo):
+        def timed(self, *args):
             start = cpu_seconds()
-            original(self, run, todo)
+            original(self, *args)
             driver["cpu"] = cpu_seconds() - start
             warm = self.actors[0]
             self.ray.get(warm.ready.remote())
@@ -81,7 +81,7 @@ def main() -> None:
                 self.ray.get(warm.ready.remote())
             driver["round_trip"] = (time.perf_counter() - start) / 50
 
-        cluster.RayWorkers.transcribe_all = timed
+        cluster.RayWorkers.transcribe_groups = timed
         report = {"files": args.files, "size": args.size, "max_new_tokens": args.max_new_tokens, "runs": {}}
         for name, ray, workers in (("local", None, None), ("ray_1_worker", True, 1), ("ray_2_workers", True, 2)):
             driver.clear()

@@ -26,7 +26,7 @@ from mlx_qwen_asr.errors import QwenASRError
 from mlx_qwen_asr.frontends.folder import transcribe_folder
 
 REPO = Path(__file__).resolve().parents[1]
-CLIPS = [f"short_{i:02d}.flac" for i in range(1, 20)]   # groups of 8, 8, 3 (folder.GROUP_FILES)
+CLIPS = [f"short_{i:02d}.flac" for i in range(1, 20)]   # groups of 8, 8, 3 (batch.GROUP_FILES)
 OPTIONS = dict(dtype="float32", formats="all", quiet=True, word_timestamps=False)   # srt/vtt: segment cues
 
 
@@ -208,3 +208,44 @@ def test_a_model_the_workers_cannot_load_is_a_setup_error(inputs, cluster, tmp_p
         transcribe_folder(inputs, tmp_path / "out", model=tmp_path / "no-model", ray=True, **OPTIONS)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_workers_load_the_model_as_the_driver_loaded_it(tiny_checkpoint, tmp_path, monkeypatch):
+    """A loaded low-memory model reaches the workers as its LoadOptions (dtype, bits and
+    low_memory), so each worker loads it the same way, not as a plain model."""
+    import soundfile as sf
+
+    from audio_samples import speech
+    from mlx_qwen_asr.errors import SetupError
+    from mlx_qwen_asr.frontends import cluster
+    from mlx_qwen_asr.transcribe import load_model
+
+    model = load_model(tiny_checkpoint, low_memory=True)
+    given = []
+
+    def start(address, load, workers=None):   # no cluster: what the workers would be given
+        given.append(load)
+        raise SetupError("no cluster in this test")
+
+    monkeypatch.setattr(cluster.RayWorkers, "start", start)
+    sf.write(tmp_path / "a.wav", speech(0.5), 16000)
+    with pytest.raises(SetupError, match="no cluster"):
+        transcribe_folder(tmp_path / "a.wav", tmp_path / "out", model=model, ray=True, quiet=True)
+    worker = cluster.Worker(given[0])
+    assert worker.problem == ""
+    assert worker.asr.low_memory and (worker.asr.dtype, worker.asr.quantize) == (model.dtype, model.quantize)
+    assert worker.asr.quantize   # the low-memory recipe quantizes
+
+
+def test_a_bad_worker_count_is_a_setup_error_before_the_output_folder(tmp_path):
+    """Ray's setup failures are SetupErrors, as a local run's are: one line, exit status 2,
+    and no empty output folder left behind."""
+    import soundfile as sf
+
+    from audio_samples import speech
+    from mlx_qwen_asr.errors import SetupError
+
+    sf.write(tmp_path / "a.wav", speech(0.5), 16000)
+    with pytest.raises(SetupError, match="ray_workers must be at least 1"):
+        transcribe_folder(tmp_path / "a.wav", tmp_path / "out", ray=True, ray_workers=0, quiet=True)
+    assert not (tmp_path / "out").exists()

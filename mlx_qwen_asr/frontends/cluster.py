@@ -1,11 +1,12 @@
 """Folder runs over a Ray cluster (`transcribe_folder(..., ray=...)`, `--ray`; the `ray` extra).
 
-This process stays the driver: it finds the inputs, skips finished ones and writes every
-output, the manifest and the summary through folder.py, so the files are those of a local
-run. Workers only transcribe: each is a Ray actor that loads the model once and takes one
-group of files at a time, the groups a local run makes (so batched decoding fills the same
-batches), and hands back the results. Workers write nothing, so nothing partial reaches
-the output folder whatever happens to them.
+This process stays the driver: folder.py finds the inputs, skips finished ones and writes
+every output, the manifest and the summary, so the files are those of a local run; this
+module only hands it each group's results (a callback). Workers only transcribe: each is a
+Ray actor that loads the model once (LoadOptions) and takes one group of files at a time,
+the groups a local run makes (batch.file_groups, so batched decoding fills the same
+batches), through the same batch.transcribe_files, and hands back the results. Workers
+write nothing, so nothing partial reaches the output folder whatever happens to them.
 
 * A worker that dies mid-group (killed, out of memory, its machine lost) is restarted by
   Ray, and its group goes back in the queue for the next free worker. A group that has
@@ -24,12 +25,11 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import QwenASRError
-from ..errors import first_line
-from .folder import FileProgress, _say, transcribe_group
-from ..options import TranscribeOptions
+from ..batch import transcribe_files
+from ..errors import QwenASRError, SetupError, first_line
+from ..options import LoadOptions, TranscribeOptions
 from ..results import Transcription
-from ..transcribe import ASRModel, load_model
+from ..transcribe import load_model
 
 # A local cluster started for a run: this many workers (each a process holding the model),
 # and a small object store, since only file names and transcripts travel through it.
@@ -47,12 +47,12 @@ CONNECT_SECONDS = 5
 class Worker:
     """One Ray actor's state: the model, loaded once."""
 
-    def __init__(self, model, dtype, quantize):
+    def __init__(self, load: LoadOptions):
         # A load error is kept and reported by ready(): an actor whose constructor raises
         # would be restarted over and over instead of saying why.
         self.problem = ""
         try:
-            self.asr = load_model(model, dtype, quantize)
+            self.asr = load_model(load.model, load.dtype, load.quantize, load.low_memory)
         except Exception as exc:
             self.problem = first_line(exc)
 
@@ -60,7 +60,7 @@ class Worker:
         return {"pid": os.getpid(), "host": socket.gethostname(), "problem": self.problem}
 
     def transcribe(self, sources: list[str], options: TranscribeOptions) -> list:
-        results = transcribe_group(self.asr, [Path(s) for s in sources], options)
+        results = transcribe_files(self.asr, sources, options)
         # Only the message travels back: every exception pickles as a plain QwenASRError.
         return [r if isinstance(r, Transcription) else QwenASRError(first_line(r)) for r in results]
 
@@ -107,7 +107,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise QwenASRError("--ray needs Ray: pip install 'mlx-qwen-asr[ray]'") from None
+        raise SetupError("--ray needs Ray: pip install 'mlx-qwen-asr[ray]'") from None
     return ray
 
 
@@ -116,27 +116,24 @@ class RayWorkers:
 
     def __init__(self, ray, actors, started_cluster: bool):
         self.ray, self.actors, self.started_cluster = ray, actors, started_cluster
-        self.deaths = 0   # workers lost during the run (for the progress bar)
 
     @classmethod
-    def start(cls, address, model, dtype=None, workers: int | None = None) -> "RayWorkers":
+    def start(cls, address, load: LoadOptions, workers: int | None = None) -> "RayWorkers":
         """Join the cluster at `address` ("auto", "HOST:PORT", "ray://...") or, for True,
         start a local one; start `workers` actors (default: LOCAL_WORKERS on a local
-        cluster, one per node on a running one) and wait until each has loaded the model."""
+        cluster, one per node on a running one) and wait until each has loaded the model
+        `load` names."""
         ray = _import_ray()
         if workers is not None and workers < 1:
-            raise QwenASRError(f"ray_workers must be at least 1, got {workers}")
-        quantize = None
-        if isinstance(model, ASRModel):   # a loaded model is loaded again by each worker
-            model, dtype, quantize = str(model.path), str(model.dtype).rsplit(".", 1)[-1], model.quantize
+            raise SetupError(f"ray_workers must be at least 1, got {workers}")
         started = False
         if not ray.is_initialized():
             common = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
             name = "(local)" if address is True else str(address)
             unreachable = None if address is True else _unreachable(str(address))
             if unreachable:
-                raise QwenASRError(f"Ray cluster {name}: cannot connect ({unreachable}); start one there "
-                                   "(ray start --head), or give --ray without an address for a local one")
+                raise SetupError(f"Ray cluster {name}: cannot connect ({unreachable}); start one there "
+                                 "(ray start --head), or give --ray without an address for a local one")
             try:
                 with _ray_stderr_hidden():
                     if address is True:
@@ -145,27 +142,27 @@ class RayWorkers:
                     else:
                         ray.init(address=str(address), **common)
             except ConnectionError:   # Ray's own advice names flags this command does not have
-                raise QwenASRError(f"Ray cluster {name}: no running cluster found; start one (ray start --head), "
-                                   "or give --ray without an address for a local one") from None
+                raise SetupError(f"Ray cluster {name}: no running cluster found; start one (ray start --head), "
+                                 "or give --ray without an address for a local one") from None
             except Exception as exc:
-                raise QwenASRError(f"Ray cluster {name}: {first_line(exc)}") from None
+                raise SetupError(f"Ray cluster {name}: {first_line(exc)}") from None
             started = True
         if workers is None:
             workers = LOCAL_WORKERS if address is True else max(1, sum(
                 n.get("Alive", False) and n.get("Resources", {}).get("CPU", 0) >= 1 for n in ray.nodes()))
         actor = ray.remote(num_cpus=1, max_restarts=WORKER_RESTARTS, max_task_retries=0)(Worker)
-        actors = [actor.options(scheduling_strategy="SPREAD").remote(model, dtype, quantize) for _ in range(workers)]
+        actors = [actor.options(scheduling_strategy="SPREAD").remote(load) for _ in range(workers)]
         self = cls(ray, actors, started)
         try:
             problems = {r["problem"] for r in ray.get([a.ready.remote() for a in actors]) if r["problem"]}
         except BaseException as exc:   # Ctrl-C too: the cluster this run started goes with it
             self.close()
             if isinstance(exc, Exception):
-                raise QwenASRError(f"Ray workers did not start: {first_line(exc)}") from None
+                raise SetupError(f"Ray workers did not start: {first_line(exc)}") from None
             raise
         if problems:
             self.close()
-            raise QwenASRError(sorted(problems)[0])
+            raise SetupError(sorted(problems)[0])
         return self
 
     def close(self) -> None:
@@ -175,13 +172,16 @@ class RayWorkers:
         if self.started_cluster:
             self.ray.shutdown()
 
-    def transcribe_all(self, run, todo) -> None:
-        """folder._Run.transcribe_all on the cluster: groups go to free workers, and each
-        group's results are written (run.finish_group) as soon as they come back."""
+    def transcribe_groups(self, paths: list, groups, options: TranscribeOptions, on_group, on_lost) -> None:
+        """Each of `groups` (lists of indices into `paths`, as batch.file_groups gives) to
+        a free worker; `on_group(indices, results)` gets each group's results as soon as
+        they come back, and returns False to stop the run. `on_lost(note)` hears of each
+        worker lost: `note` says what happens to its files, or is None when they failed
+        (on_group then has their errors)."""
         ray = self.ray
-        aligner = run.options.aligner   # a loaded aligner travels by its path, each worker loads it
-        options = replace(run.options, aligner=str(getattr(aligner, "path", aligner)))
-        groups = run.groups(todo)
+        aligner = options.aligner   # a loaded aligner travels by its path, each worker loads it
+        options = replace(options, aligner=str(getattr(aligner, "path", aligner)))
+        groups = iter(groups)
         fresh = True      # groups may still come from `groups`
         retry = deque()   # (group, times it lost its worker), served before new groups
         idle = deque(self.actors)
@@ -189,57 +189,49 @@ class RayWorkers:
         # result ref -> (actor, group, times it lost its worker); group None: a restarted
         # worker's ready() call, so that no group is sent to a worker before it is back.
         pending = {}
-        with FileProgress(len(todo), f"files ({len(self.actors)} Ray workers)", run.quiet) as bar:
-            while True:
-                while idle and (retry or fresh):
-                    item = retry.popleft() if retry else next(((g, 0) for g in groups), None)
-                    if item is None:
-                        fresh = False
-                        break
-                    actor = idle.popleft()
-                    pending[actor.transcribe.remote([str(job.source) for job, _ in item[0]], options)] = (actor, *item)
-                if not any(group for _, group, _ in pending.values()) and not retry and not fresh:
-                    return
-                if not pending:
-                    raise QwenASRError("every Ray worker died; run the same command again to continue")
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                actor, group, deaths = pending.pop(ref)
-                try:
-                    results = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    if group is not None:
-                        bar.update(self._lost_worker(run, group, deaths, retry))
-                        bar.set_postfix_str(f"{self.deaths} worker(s) lost")
-                    restarts[actor] += 1
-                    if restarts[actor] <= WORKER_RESTARTS:   # Ray restarts it: wait until it is back
-                        pending[actor.ready.remote()] = (actor, None, 0)
-                    continue
-                except ray.exceptions.RayError as exc:   # the call itself failed, not the files
-                    if group is None:
-                        continue
-                    results = [QwenASRError(f"{job.source}: {first_line(exc)}") for job, _ in group]
-                if group is None and results["problem"]:   # restarted, but the model no longer loads there
-                    continue
+        while True:
+            while idle and (retry or fresh):
+                item = retry.popleft() if retry else next(((g, 0) for g in groups), None)
+                if item is None:
+                    fresh = False
+                    break
+                actor = idle.popleft()
+                pending[actor.transcribe.remote([str(paths[i]) for i in item[0]], options)] = (actor, *item)
+            if not any(group for _, group, _ in pending.values()) and not retry and not fresh:
+                return
+            if not pending:
+                raise QwenASRError("every Ray worker died; run the same command again to continue")
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            actor, group, deaths = pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayActorError:
                 if group is not None:
-                    run.finish_group(group, results)
-                    bar.update(len(group))
-                    if run.stopped:   # the output folder failed (a full disk): stop as a local run does
-                        return
-                idle.append(actor)
+                    self._lost_worker(paths, group, deaths, retry, on_group, on_lost)
+                restarts[actor] += 1
+                if restarts[actor] <= WORKER_RESTARTS:   # Ray restarts it: wait until it is back
+                    pending[actor.ready.remote()] = (actor, None, 0)
+                continue
+            except ray.exceptions.RayError as exc:   # the call itself failed, not the files
+                if group is None:
+                    continue
+                results = [QwenASRError(f"{paths[i]}: {first_line(exc)}") for i in group]
+            if group is None and results["problem"]:   # restarted, but the model no longer loads there
+                continue
+            if group is not None and not on_group(group, results):
+                return
+            idle.append(actor)
 
-    def _lost_worker(self, run, group, deaths, retry) -> int:
-        """Requeue (or split, or fail) a group whose worker died; returns files finished."""
-        self.deaths += 1
+    def _lost_worker(self, paths, group, deaths, retry, on_group, on_lost) -> None:
+        """Requeue (or split, or fail) a group whose worker died."""
         deaths += 1
-        names = group[0][0].source.name + (f" +{len(group) - 1}" if len(group) > 1 else "")
+        names = Path(paths[group[0]]).name + (f" +{len(group) - 1}" if len(group) > 1 else "")
         if deaths < DEATHS_PER_GROUP:
-            _say(f"note: a Ray worker died while transcribing {names}; redoing it")
+            on_lost(f"a Ray worker died while transcribing {names}; redoing it")
             retry.append((group, deaths))
         elif len(group) > 1:
-            _say(f"note: {names} lost a Ray worker twice; redoing them one by one")
-            retry.extend(([item], 0) for item in group)
+            on_lost(f"{names} lost a Ray worker twice; redoing them one by one")
+            retry.extend(([index], 0) for index in group)
         else:
-            run.finish_group(group, [QwenASRError(f"{group[0][0].source}: the Ray worker transcribing it died "
-                                                  f"{deaths} times")])
-            return 1
-        return 0
+            on_lost(None)
+            on_group(group, [QwenASRError(f"{paths[group[0]]}: the Ray worker transcribing it died {deaths} times")])

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..aligner import get_aligner
+from ..batch import file_groups, transcribe_files
 from ..clock import clock_seconds
 from ..errors import OutputError, SetupError, first_line
 from ..languages import forced_language_warning
-from ..options import DEFAULT_MODEL, TranscribeOptions
+from ..options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .preflight import check_output_dir
 from ..results import FINISH_LENGTH, FINISH_REPETITION, Transcription
 from ..transcribe import ASRModel, load_model
@@ -48,11 +48,6 @@ SUMMARY_NAME = "summary.json"
 RESERVED_NAMES = frozenset({"manifest", "summary"})
 # Errors writing outputs that every later file would hit too: the run stops.
 FOLDER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-# Files up to this long go to `transcribe_many` together (so batched decoding can fill a
-# batch across files); longer ones, or ones whose length libsndfile cannot tell, go alone
-# with a progress bar over their segments.
-GROUP_MAX_SECONDS = 300.0
-GROUP_FILES = 8
 
 
 @dataclass
@@ -228,14 +223,6 @@ class FolderLock:
             self.fd = None
 
 
-def _probe_seconds(path: Path) -> float | None:
-    try:
-        info = sf.info(str(path))
-    except Exception:
-        return None
-    return info.frames / info.samplerate if info.samplerate > 0 else None
-
-
 def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
@@ -267,6 +254,38 @@ class FileProgress:
         self.bar.update(n)
         if self.bar.disable and not self.quiet and n:
             _say(f"{self.desc}: {self.done}/{self.total}" + (f" ({self.note})" if self.note else ""))
+
+
+class SegmentProgress:
+    """A bar over the audio seconds of a long file transcribed alone, on a terminal: the
+    `progress` callback of batch.transcribe_files. A file's bar goes when it is done, or
+    when the next file reports."""
+
+    def __init__(self, segment_seconds: float, quiet: bool):
+        self.segment_seconds, self.quiet = segment_seconds, quiet
+        self.path, self.bar = None, None
+
+    def __enter__(self) -> "SegmentProgress":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def __call__(self, path, done: float, total: float) -> None:
+        if path != self.path:
+            self.close()
+            self.path = path
+        if self.bar is None and total > self.segment_seconds and not self.quiet and _on_terminal():
+            self.bar = tqdm(total=round(total, 1), unit="s", desc=Path(path).name, leave=False, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.update(round(done, 1) - self.bar.n)
+            if done >= total:
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.path, self.bar = None, None
 
 
 def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = None, *, model=DEFAULT_MODEL,
@@ -301,47 +320,71 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
         settings = {"model": str(model.path), "dtype": str(model.dtype)}
         if getattr(model, "quantize", None):
             settings["quantize"] = model.quantize  # outputs of a float run are not reused
+        # how each Ray worker loads it again
+        load = LoadOptions(str(model.path), str(model.dtype).rsplit(".", 1)[-1], model.quantize, model.low_memory)
     else:
         settings = {"model": str(model), "dtype": dtype}
+        load = LoadOptions(model, dtype)
     settings.update(options.record())
     if shape is not None and shape != CueShape() and {"srt", "vtt"} & set(formats):
         settings["shape"] = dataclasses.asdict(shape)  # other cue shapes: other outputs
 
     created = not Path(output_dir).exists()
     output_dir = check_output_dir(output_dir)
+    plan = _Plan(inputs=inputs, found=found, output_dir=output_dir, formats=formats, settings=settings,
+                 options=options, shape=shape, load=load, model=model if isinstance(model, ASRModel) else None,
+                 overwrite=overwrite, quiet=quiet, verbose=verbose, ray=ray, ray_workers=ray_workers)
     try:
         with FolderLock(output_dir):
             removed = remove_stale_temps(output_dir)
             if removed and verbose:
                 _say(f"note: removed {removed} temporary file(s) left by an earlier run that was killed")
-            return _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options,
-                               overwrite, quiet, verbose, shape, ray, ray_workers)
+            return _run_folder(plan)
     except SetupError:
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()   # a model or aligner that failed to load leaves no empty folder behind
         raise
 
 
-def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, options, overwrite, quiet,
-                verbose, shape, ray=None, ray_workers=None) -> dict:
+@dataclass(frozen=True)
+class _Plan:
+    """One folder run as transcribe_folder settled it: what, into where, how and on what."""
+
+    inputs: list                  # as given (the summary lists them)
+    found: FoundInputs
+    output_dir: Path
+    formats: tuple
+    settings: dict                # what the manifest records: a finished input is reused only under the same
+    options: TranscribeOptions
+    shape: CueShape | None
+    load: LoadOptions             # the model: loaded only when there is work, by each worker on Ray
+    model: ASRModel | None        # the caller's loaded model (used here, not on Ray)
+    overwrite: bool
+    quiet: bool
+    verbose: bool
+    ray: object                   # None: transcribed here; else the cluster (cluster.RayWorkers.start)
+    ray_workers: int | None
+
+
+def _run_folder(plan: _Plan) -> dict:
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
-    manifest = Manifest(output_dir)
+    manifest = Manifest(plan.output_dir)
     records: list[dict] = []
-    for note in ([manifest.problem] if manifest.problem else []) + found.notes + found.renames:
+    for note in ([manifest.problem] if manifest.problem else []) + plan.found.notes + plan.found.renames:
         _say(f"note: {note}")
 
     todo: list[tuple[Job, os.stat_result]] = []
-    for job in found.jobs:
+    for job in plan.found.jobs:
         try:
             stat = job.source.stat()
         except OSError as exc:
             _say(f"error: {job.source}: {exc.strerror or exc}")
             records.append({"input": str(job.source), "status": "failed", "error": exc.strerror or str(exc)})
             continue
-        if not overwrite and manifest.is_done(job, stat, settings, formats, output_dir):
+        if not plan.overwrite and manifest.is_done(job, stat, plan.settings, plan.formats, plan.output_dir):
             entry = manifest.entries[job.key]
             records.append({"input": str(job.source), "status": "skipped",
-                             "outputs": [entry["outputs"][f] for f in formats], "duration": entry.get("duration")})
+                             "outputs": [entry["outputs"][f] for f in plan.formats], "duration": entry.get("duration")})
         else:
             todo.append((job, stat))
 
@@ -350,18 +393,21 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
     # before any audio. Locally the aligner too is loaded before any audio, so a bad one is one
     # setup error, not one per file.
     workers = None
-    if todo and ray:
+    if todo and plan.ray:
         from .cluster import RayWorkers
-        workers = RayWorkers.start(ray, model, dtype, ray_workers)
-    asr = model if isinstance(model, ASRModel) or not todo or workers else load_model(model, dtype)
+        workers = RayWorkers.start(plan.ray, plan.load, plan.ray_workers)
+    asr = plan.model
+    if todo and not workers and asr is None:
+        asr = load_model(plan.load.model, plan.load.dtype, plan.load.quantize, plan.load.low_memory)
+    options = plan.options
     if todo and options.word_timestamps and not workers:
         options = replace(options, aligner=get_aligner(options.aligner, asr.dtype))
-    run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose, shape)
+    run = _Run(plan, options, manifest, records)
     interrupted = None
     transcribe_start = time.perf_counter()
     try:
         if todo:
-            workers.transcribe_all(run, todo) if workers else run.transcribe_all(asr, todo)
+            run.transcribe_on(workers, todo) if workers else run.transcribe_all(asr, todo)
     except BaseException as exc:
         interrupted = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else first_line(exc) or type(exc).__name__
         raise
@@ -375,15 +421,14 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
             manifest.save()
         except OSError as exc:   # the journal still holds every finished input
             problems.append(f"{manifest.path} not updated: {exc.strerror or exc} (the next run reads the journal)")
-        summary = _summary(records, inputs, len(found.jobs), output_dir, settings, formats, started,
-                           time.perf_counter() - wall_start, transcribe_seconds, interrupted)
+        summary = _summary(records, plan, started, time.perf_counter() - wall_start, transcribe_seconds, interrupted)
         try:
-            with atomic_write(output_dir / SUMMARY_NAME) as file:
+            with atomic_write(plan.output_dir / SUMMARY_NAME) as file:
                 json.dump(summary, file, ensure_ascii=False, indent=2)
                 file.write("\n")
         except OSError as exc:
-            problems.append(f"{output_dir / SUMMARY_NAME} not written: {exc.strerror or exc}")
-        if not quiet:
+            problems.append(f"{plan.output_dir / SUMMARY_NAME} not written: {exc.strerror or exc}")
+        if not plan.quiet:
             print(format_summary(summary), file=sys.stderr)
         elif interrupted:
             _say(_interrupted_line(interrupted))
@@ -392,79 +437,55 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
     return summary
 
 
-def transcribe_group(asr, sources: list[Path], options: TranscribeOptions, quiet: bool = True) -> list:
-    """A `Transcription` or the exception for each of `sources`, transcribed together when
-    there are several (batched decoding) and one by one if some file among them is bad."""
-    if len(sources) > 1:
-        try:
-            results = asr.transcribe_many([str(source) for source in sources], options=options)
-            if len(results) == len(sources):
-                return results
-        except SetupError:
-            raise   # wrong for every file: the run stops
-        except Exception:
-            pass   # some file in the group is bad: find out which, one by one
-    return [_transcribe_one(asr, source, options, quiet) for source in sources]
-
-
-def _transcribe_one(asr, source: Path, options: TranscribeOptions, quiet: bool):
-    bar = None
-
-    def progress(done, total):
-        nonlocal bar
-        if bar is None and total > options.segment_seconds and not quiet and _on_terminal():
-            bar = tqdm(total=round(total, 1), unit="s", desc=source.name, leave=False, dynamic_ncols=True)
-        if bar is not None:
-            bar.update(round(done, 1) - bar.n)
-
-    try:
-        return asr.transcribe(str(source), options=options, progress=progress)
-    except SetupError:
-        raise
-    except Exception as exc:
-        return exc
-    finally:
-        if bar is not None:
-            bar.close()
+def _group_names(group) -> str:
+    """The progress bar's note for the group being transcribed."""
+    return group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}"
 
 
 class _Run:
-    """The transcribing part of a folder run: groups, progress bars, outputs, manifest.
-    A Ray run (cluster.py) uses its groups and finish_group, and transcribes elsewhere."""
+    """The transcribing part of a folder run: groups (batch.file_groups), progress bars,
+    outputs, manifest; here or on a Ray cluster's workers (cluster.py)."""
 
-    def __init__(self, output_dir, formats, settings, options, manifest, records, quiet, verbose, shape=None):
-        self.output_dir, self.formats, self.settings = output_dir, formats, settings
-        self.options, self.manifest, self.records = options, manifest, records
-        self.quiet, self.verbose, self.shape = quiet, verbose, shape
+    def __init__(self, plan: _Plan, options: TranscribeOptions, manifest: Manifest, records: list[dict]):
+        self.plan = plan
+        self.options = options   # plan.options, with the aligner loaded where it runs here
+        self.manifest, self.records = manifest, records
         self.stopped = None   # why the run stopped early (a full disk), if it did
 
     def transcribe_all(self, asr, todo) -> None:
-        with FileProgress(len(todo), "files", self.quiet) as bar:
-            for group in self.groups(todo):
-                bar.set_postfix_str(group[0][0].name if len(group) == 1 else f"{group[0][0].name} +{len(group) - 1}")
-                results = transcribe_group(asr, [job.source for job, _ in group], self.options, self.quiet)
+        sources = [job.source for job, _ in todo]
+        with (FileProgress(len(todo), "files", self.plan.quiet) as bar,
+              SegmentProgress(self.options.segment_seconds, self.plan.quiet) as segments):
+            for indices in file_groups(sources):
+                group = [todo[i] for i in indices]
+                bar.set_postfix_str(_group_names(group))
+                results = transcribe_files(asr, [sources[i] for i in indices], self.options, segments)
+                segments.close()
                 self.finish_group(group, results)
                 bar.update(len(group))
                 if self.stopped:
                     return
 
-    def groups(self, todo):
-        """`todo`'s (job, stat) items in the groups that are transcribed together."""
-        group = []
-        for item in todo:
-            seconds = _probe_seconds(item[0].source)
-            if seconds is not None and seconds <= GROUP_MAX_SECONDS:
-                group.append(item)
-                if len(group) == GROUP_FILES:
-                    yield group
-                    group = []
-                continue
-            if group:
-                yield group
-                group = []
-            yield [item]
-        if group:
-            yield group
+    def transcribe_on(self, workers, todo) -> None:
+        """transcribe_all on a Ray cluster's `workers` (cluster.RayWorkers): the same groups,
+        each group's outputs written as soon as its results come back."""
+        sources = [job.source for job, _ in todo]
+        lost = 0
+        with FileProgress(len(todo), f"files ({len(workers.actors)} Ray workers)", self.plan.quiet) as bar:
+            def finished(indices, results) -> bool:
+                group = [todo[i] for i in indices]
+                self.finish_group(group, results)
+                bar.update(len(group))
+                return not self.stopped   # the output folder failed (a full disk): stop as a local run does
+
+            def worker_lost(note) -> None:
+                nonlocal lost
+                lost += 1
+                if note:
+                    _say(f"note: {note}")
+                bar.set_postfix_str(f"{lost} worker(s) lost")
+
+            workers.transcribe_groups(sources, file_groups(sources), self.options, finished, worker_lost)
 
     def finish_group(self, group, results) -> None:
         """Write a group's outputs (or report its failures); each is journaled as it is done.
@@ -475,15 +496,16 @@ class _Run:
                 return
 
     def _finish(self, job: Job, stat, result) -> None:
+        plan = self.plan
         record = {"input": str(job.source), "status": "failed"}
         if isinstance(result, Transcription):
             try:
-                paths = write_outputs(result, self.output_dir / job.name, self.formats, input=str(job.source),
-                                      model=self.settings["model"], options=self.settings, shape=self.shape)
+                paths = write_outputs(result, plan.output_dir / job.name, plan.formats, input=str(job.source),
+                                      model=plan.settings["model"], options=plan.settings, shape=plan.shape)
             except OSError as exc:
                 result = OutputError(f"{job.source}: writing its outputs failed: {exc.strerror or exc}")
                 if exc.errno in FOLDER_ERRNOS:
-                    self.stopped = f"output folder {self.output_dir}: {exc.strerror}"
+                    self.stopped = f"output folder {plan.output_dir}: {exc.strerror}"
             except Exception as exc:
                 result = exc
         if not isinstance(result, Transcription):
@@ -492,7 +514,7 @@ class _Run:
                  f"error: {job.source}: {record['error']}")
             self.records.append(record)
             return
-        outputs = {fmt: path.relative_to(self.output_dir).as_posix() for fmt, path in zip(self.formats, paths)}
+        outputs = {fmt: path.relative_to(plan.output_dir).as_posix() for fmt, path in zip(plan.formats, paths)}
         record.update(status="done", outputs=list(outputs.values()), duration=round(result.duration, 3),
                       language=result.language, finish_reason=result.finish_reason,
                       truncated=result.truncated, retries=result.retries)
@@ -501,41 +523,40 @@ class _Run:
         except OSError as exc:   # the outputs are complete; only a rerun's skip is lost
             _say(f"error: {self.manifest.journal}: {exc.strerror or exc}")
             if exc.errno in FOLDER_ERRNOS:
-                self.stopped = f"output folder {self.output_dir}: {exc.strerror}"
+                self.stopped = f"output folder {plan.output_dir}: {exc.strerror}"
         self.records.append(record)
         if result.finish_reason in (FINISH_LENGTH, FINISH_REPETITION):
             _say(f"warning: {job.source}: decoding stopped early ({result.finish_reason}); the text may be incomplete")
         warning = forced_language_warning(str(job.source), result, self.options.language)
         if warning:
             _say(warning)
-        if self.verbose:
+        if plan.verbose:
             _say(f"{job.source}: {result.duration:.1f} s, language {result.language or '-'}, "
                  f"finish {result.finish_reason} -> {', '.join(outputs.values())}")
 
     def _record(self, job, stat, result, record, outputs) -> None:
         self.manifest.record(job, {
             "input": str(job.source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "options": self.settings, "outputs": outputs, "duration": record["duration"],
+            "options": self.plan.settings, "outputs": outputs, "duration": record["duration"],
             "language": result.language, "finish_reason": result.finish_reason,
             "truncated": result.truncated, "retries": result.retries,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
 
 
-def _summary(records, inputs, total, output_dir, settings, formats, started, wall, transcribe_seconds,
-             interrupted) -> dict:
+def _summary(records, plan: _Plan, started, wall, transcribe_seconds, interrupted) -> dict:
     done = [r for r in records if r["status"] == "done"]
     audio = sum(r["duration"] for r in done)
     return {
-        "output_dir": str(output_dir),
-        "inputs": [str(i) for i in inputs],
-        "model": settings["model"],
-        "options": settings,
-        "formats": list(formats),
+        "output_dir": str(plan.output_dir),
+        "inputs": [str(i) for i in plan.inputs],
+        "model": plan.settings["model"],
+        "options": plan.settings,
+        "formats": list(plan.formats),
         "started": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 3),
         "interrupted": interrupted,
-        "total": total,   # audio files found; done + skipped + failed is less when the run stopped early
+        "total": len(plan.found.jobs),   # audio files found; done + skipped + failed is less when the run stopped early
         "done": len(done),
         "skipped": sum(r["status"] == "skipped" for r in records),
         "failed": sum(r["status"] == "failed" for r in records),

@@ -13,7 +13,7 @@ import threading
 import uvicorn
 
 from ...errors import QwenASRError
-from ...options import TranscribeOptions
+from ...options import LoadOptions, TranscribeOptions
 from ...transcribe import load_model
 from .app import Settings, create_app, wrap
 from .protocol import STOPPING
@@ -31,6 +31,7 @@ def serve(args: argparse.Namespace) -> int:
               "(or --insecure to serve without one)", file=sys.stderr)
         return 2
     try:
+        load = LoadOptions(args.model, args.dtype, args.quantize)
         options = TranscribeOptions(aligner=args.aligner, max_new_tokens=args.max_new_tokens)
     except QwenASRError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -38,8 +39,8 @@ def serve(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)   # a taken port is found before the model loads
     if sock is None:
         return 2
-    worker = Worker(lambda: load_model(args.model, args.dtype, args.quantize), batch_size=args.batch_size,
-                    max_jobs=args.max_queue)
+    worker = Worker(lambda: load_model(load.model, load.dtype, load.quantize, load.low_memory),
+                    batch_size=args.batch_size, max_jobs=args.max_queue)
     settings = Settings(model_id=args.model_name or str(args.model), options=options, host=args.host,
                         api_key=args.api_key,
                         max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
