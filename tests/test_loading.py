@@ -40,9 +40,9 @@ def test_dtype_is_applied_to_every_float_parameter(tiny_checkpoint):
 
 
 def test_bf16_checkpoint_loaded_as_float32_is_exactly_upcast(tiny_checkpoint):
-    import mlx_qwen_asr.model.loading as loading
+    from mlx_qwen_asr.model.checkpoint import load_weights, weight_files
 
-    raw = loading.load_weights(loading.weight_files(tiny_checkpoint))
+    raw = load_weights(weight_files(tiny_checkpoint))
     model = ASRModel.load(tiny_checkpoint, dtype="float32")
     stored = raw["thinker.model.layers.0.mlp.up_proj.weight"]
     assert stored.dtype == mx.bfloat16
