@@ -570,9 +570,9 @@ def _no_speech_threshold(text: str) -> float | None:
 
 def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:
     """With word times: the aligner loaded (fetched like the model) before any audio is read."""
-    if not options.word_timestamps:
-        return options
-    return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
+    if options.word_timestamps:
+        _load_aligner(args, dtype)   # kept (aligner.get_aligner); the options hold its name
+    return options
 
 
 def _transcribe(model, source: tuple, options: TranscribeOptions, printer) -> Transcription:
@@ -664,9 +664,9 @@ def _source(path: str, args) -> tuple:
 
 def _load_aligner(args, dtype=None):
     """The aligner, loaded (fetched like the model) before any audio is read."""
-    from ..aligner import load_aligner
+    from ..aligner import get_aligner
 
-    return load_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
+    return get_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
 
 
 def _load(args):

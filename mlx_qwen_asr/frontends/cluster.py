@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
 from ..errors import QwenASRError
@@ -179,8 +178,7 @@ class RayWorkers:
         """folder._Run.transcribe_all on the cluster: groups go to free workers, and each
         group's results are written (run.finish_group) as soon as they come back."""
         ray = self.ray
-        aligner = run.options.aligner   # a loaded aligner travels by its path, each worker loads it
-        options = replace(run.options, aligner=str(getattr(aligner, "path", aligner)))
+        options = run.options   # the aligner by name: each worker loads it
         groups = run.groups(todo)
         fresh = True      # groups may still come from `groups`
         retry = deque()   # (group, times it lost its worker), served before new groups

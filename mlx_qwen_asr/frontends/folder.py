@@ -16,14 +16,14 @@ import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..aligner import get_aligner
+from ..aligner import get_aligner, named_aligner
 from ..errors import OutputError, SetupError, first_line
 from ..languages import forced_language_warning
 from ..options import DEFAULT_MODEL, TranscribeOptions
@@ -286,7 +286,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     starts a local one, "auto" or an address joins a running one; `ray_workers` says how many.
     The outputs, manifest and resuming are the same as a local run's.
     """
-    options = TranscribeOptions.build(options, **changes)
+    options = TranscribeOptions.build(options, **named_aligner(changes))
     formats = parse_formats(formats)
     if options.word_timestamps is None:   # srt/vtt are word-timed unless word_timestamps=False (the CLI's rule)
         options = dataclasses.replace(options, word_timestamps=bool({"srt", "vtt"} & set(formats)))
@@ -354,7 +354,7 @@ def _run_folder(found, inputs, output_dir, model, dtype, formats, settings, opti
         workers = RayWorkers.start(ray, model, dtype, ray_workers)
     asr = model if isinstance(model, ASRModel) or not todo or workers else load_model(model, dtype)
     if todo and options.word_timestamps and not workers:
-        options = replace(options, aligner=get_aligner(options.aligner, asr.dtype))
+        get_aligner(options.aligner, asr.dtype)   # loaded and kept for the run
     run = _Run(output_dir, formats, settings, options, manifest, records, quiet, verbose, shape)
     interrupted = None
     transcribe_start = time.perf_counter()
