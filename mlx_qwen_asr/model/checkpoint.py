@@ -7,6 +7,7 @@ files through here.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def tensor_shapes(file: Path) -> dict[str, tuple[int, ...]]:
     try:
         with open(file, "rb") as handle:
             (size,) = struct.unpack("<Q", handle.read(8))
+            if size > os.fstat(handle.fileno()).st_size - 8:   # not a header length: do not read that much
+                raise ValueError(f"header of {size} bytes in a smaller file")
             header = json.loads(handle.read(size))
     except (OSError, struct.error, ValueError) as exc:
         raise ModelLoadError(f"cannot read weights from {file}: not a safetensors file ({exc})") from None
