@@ -570,9 +570,12 @@ def _no_speech_threshold(text: str) -> float | None:
 
 def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:
     """With word times: the aligner loaded (fetched like the model) before any audio is read."""
-    if options.word_timestamps:
-        _load_aligner(args, dtype)   # kept (aligner.get_aligner); the options hold its name
-    return options
+    if not options.word_timestamps:
+        return options
+    from ..aligner import aligner_name
+
+    # Named by the folder it was loaded from, as folder manifests record it.
+    return TranscribeOptions.build(options, aligner=aligner_name(_load_aligner(args, dtype)))
 
 
 def _transcribe(model, source: tuple, options: TranscribeOptions, printer) -> Transcription:
