@@ -8,33 +8,30 @@ audio; the design and why: docs/architecture.md, "Word timestamps".
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 
 from .audio.load import SAMPLE_RATE, load_audio
-from .model.config import SUPPORTED_LANGUAGES, ModelConfig
+from .model.aligner_network import (DEFAULT_ALIGNER, PREFILL_CHUNK, AlignerConfig, ForcedAlignerNetwork,
+                                    load_aligner_network)
+from .model.config import SUPPORTED_LANGUAGES
 from .errors import ModelLoadError
-from .model.loading import load_network, parse_dtype, resolve_model_dir
-from .model.network import Qwen3ASR
+from .model.loading import parse_dtype, resolve_model_dir
 from .model_input import encode_clip
 from .prompt import normalize_language
 from .audio.cutting import ENERGY_WINDOW_SECONDS, quietest_cut
 from .model.tokenizer import QwenTokenizer
 from .word_split import locate_units, split_words
 
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 TIMESTAMP_TOKEN = "<timestamp>"
 # utils.MAX_FORCE_ALIGN_INPUT_SECONDS of the official package.
 MAX_ALIGN_SECONDS = 180.0
 # One timestamp class of the released aligner.
 MIN_DURATION = 0.08
-# Decoder positions per forward call: bounds the attention scores of a 180 s prompt
-# (~2300 audio + ~2000 text tokens) without changing the result (causal attention).
-PREFILL_CHUNK = 1024
 # Long audio: window ends move to the quietest moment of their last 10 s; words ending in a
 # window's last 20 s are aligned again by the next window.
 WINDOW_SEARCH_SECONDS = 10.0
@@ -56,61 +53,6 @@ class WordTiming:
     @property
     def duration(self) -> float:
         return self.end - self.start
-
-
-@dataclass(frozen=True)
-class AlignerConfig:
-    network: ModelConfig            # the network's sizes (head never tied to the embeddings)
-    classify_num: int               # timestamp classes of the head
-    timestamp_token_id: int
-    timestamp_segment_time: float   # ms per class
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "AlignerConfig":
-        model = ModelConfig.from_file(path)
-        raw, thinker = model.raw, model.raw.get("thinker_config", {})
-        kind = str(thinker.get("model_type", ""))
-        if "forced_aligner" not in kind:
-            raise ModelLoadError(f"{Path(path).parent} is not a Qwen3-ForcedAligner checkpoint (thinker model_type "
-                                 f"{kind!r}); word timestamps need an aligner such as {DEFAULT_ALIGNER}")
-        try:
-            classify_num = int(thinker["classify_num"])
-            token_id = int(raw["timestamp_token_id"])
-            segment_time = float(raw["timestamp_segment_time"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: forced-aligner field missing or bad: {exc}") from None
-        # The official thinker builds a separate [classify_num, hidden] head for aligners.
-        model = dataclasses.replace(model, text=dataclasses.replace(model.text, tie_word_embeddings=False))
-        return cls(model, classify_num, token_id, segment_time)
-
-
-class ForcedAlignerNetwork(Qwen3ASR):
-    """Qwen3ASR with the timestamp-classification head."""
-
-    def __init__(self, config: AlignerConfig):
-        super().__init__(config.network)
-        self.lm_head = nn.Linear(config.network.text.hidden_size, config.classify_num, bias=False)
-
-    def timestamp_logits(self, embeddings: mx.array, positions: list[int],
-                         chunk: int = PREFILL_CHUNK) -> mx.array:
-        """[len(positions), classify_num] head outputs at `positions` of a [1, P, hidden]
-        prompt: one causal pass, fed `chunk` positions at a time through a KV cache."""
-        length = embeddings.shape[1]
-        cache = self.make_cache(length) if length > chunk else None
-        picked = []
-        for start in range(0, length, chunk):
-            hidden = self.decoder(embeddings[:, start:start + chunk], cache)
-            local = [p - start for p in positions if start <= p < start + chunk]
-            if local:
-                picked.append(self.lm_head(hidden[0, mx.array(local)]))
-            mx.eval(picked, cache.state() if cache is not None else [])
-        if not picked:
-            return mx.zeros((0, self.lm_head.weight.shape[0]), dtype=embeddings.dtype)
-        return mx.concatenate(picked)
-
-
-def load_aligner_network(model_dir: Path, config: AlignerConfig, dtype: mx.Dtype) -> ForcedAlignerNetwork:
-    return load_network(model_dir, config.network, dtype, network=ForcedAlignerNetwork(config))
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,21 +270,42 @@ class Aligner:
         return self.align_samples(samples, text, language, min_duration=min_duration, official=official)
 
 
-_loaded: dict[tuple, Aligner] = {}
+# The loaded aligner, a resource beside the options (which hold only its name): the last
+# one used, kept so that every piece, file and request reuses it; one in memory at a time.
+# (name, dtype or None, aligner); dtype None: a caller's own Aligner, used as it was loaded.
+_kept: tuple[str, str | None, Aligner] | None = None
 
 
-def load_aligner(model: str | Path = DEFAULT_ALIGNER, dtype=None) -> Aligner:
-    """Load (or reuse, for the same path and dtype) an aligner."""
-    key = (str(model), str(parse_dtype(dtype)))
-    if key not in _loaded:
-        _loaded.clear()  # keep at most one aligner in memory
-        _loaded[key] = Aligner.load(model, dtype)
-    return _loaded[key]
+def get_aligner(name: str | os.PathLike = DEFAULT_ALIGNER, dtype=None) -> Aligner:
+    """The aligner `name` (hub id or directory) names, loaded at `dtype` on first use and
+    kept while the same one is asked for (so a bad name fails here, before any audio)."""
+    global _kept
+    key = (str(name), str(parse_dtype(dtype)))
+    if _kept is not None and _kept[0] == key[0] and _kept[1] in (None, key[1]):
+        return _kept[2]
+    _kept = None   # the old one goes before the next loads
+    aligner = Aligner.load(name, dtype)
+    _kept = (*key, aligner)
+    return aligner
 
 
-def get_aligner(aligner, dtype=None) -> Aligner:
-    """`aligner` itself if it is a loaded Aligner, else the (cached) one it names."""
-    return aligner if isinstance(aligner, Aligner) else load_aligner(aligner, dtype)
+def aligner_name(aligner: str | os.PathLike | Aligner) -> str | os.PathLike:
+    """The name the options hold for `aligner`. A loaded Aligner, which the public functions
+    take where a name goes, becomes the kept one (get_aligner returns it for its path,
+    whatever dtype is asked) and is named by its path; a name is returned as it is."""
+    global _kept
+    if not isinstance(aligner, Aligner):
+        return aligner
+    _kept = (str(aligner.path), None, aligner)
+    return str(aligner.path)
+
+
+def named_aligner(changes: dict) -> dict:
+    """Keyword options (`TranscribeOptions.build`'s changes) with a loaded Aligner given as
+    "aligner" replaced by its name (`aligner_name`): the API edge's one step for it."""
+    if "aligner" not in changes:
+        return changes
+    return {**changes, "aligner": aligner_name(changes["aligner"])}
 
 
 def align(audio, text: str, language: str | None = None, *, aligner: str | Path | Aligner = DEFAULT_ALIGNER,
@@ -350,5 +313,5 @@ def align(audio, text: str, language: str | None = None, *, aligner: str | Path 
           official: bool = False) -> list[WordTiming]:
     """Word timings of `text` spoken in `audio`; see `Aligner.align`. `aligner` is a hub id,
     a local directory or a loaded `Aligner`."""
-    return get_aligner(aligner, dtype).align(audio, text, language, sample_rate=sample_rate,
-                                             min_duration=min_duration, official=official)
+    return get_aligner(aligner_name(aligner), dtype).align(audio, text, language, sample_rate=sample_rate,
+                                                           min_duration=min_duration, official=official)

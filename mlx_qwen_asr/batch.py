@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aligner import get_aligner
+from .aligner import get_aligner, named_aligner
 from .audio.load import SAMPLE_RATE
 from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
@@ -50,7 +50,7 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
         batch_size = 1 if model.low_memory else DEFAULT_BATCH_SIZE
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-    options = TranscribeOptions.build(options, **changes)
+    options = TranscribeOptions.build(options, **named_aligner(changes))
     normalize_languages(options.language, model.config.support_languages)   # this model's languages
     check_context(model.tokenizer, options.context)
     run = _BatchRun(model, audios, options, sample_rate, progress, on_segment, on_text)

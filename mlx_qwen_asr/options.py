@@ -12,7 +12,7 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields, replace
 
-from .aligner import DEFAULT_ALIGNER, Aligner
+from .model.aligner_network import DEFAULT_ALIGNER
 from .model.config import SUPPORTED_LANGUAGES
 from .errors import OptionError
 from .languages import normalize_languages
@@ -46,7 +46,10 @@ class TranscribeOptions:
                        default): as the output needs them: on where srt/vtt files or
                        responses are made (transcribe_folder, the server), which are
                        word-timed as the CLI's are; off otherwise.
-    aligner:           the forced aligner for word_timestamps: hub id, directory or a loaded `Aligner`.
+    aligner:           the forced aligner for word_timestamps: hub id or directory. A name only: the
+                       loaded aligner is kept beside the options (aligner.get_aligner); a loaded
+                       `Aligner` given to transcribe(..., aligner=...) or the other entry points
+                       becomes the kept one and is held here by its path.
     skip_silence:      transcribe only the spans a voice-activity detector calls speech (vad.py;
                        needs the `vad` extra); every time stays on the input's clock.
     no_speech_threshold: a segment whose no_speech_prob is above this and whose text is unsure
@@ -71,7 +74,7 @@ class TranscribeOptions:
     repetition_guard: bool = True
     recover_loops: bool = True
     word_timestamps: bool | None = None
-    aligner: object = DEFAULT_ALIGNER
+    aligner: str | os.PathLike = DEFAULT_ALIGNER
     skip_silence: bool = False
     no_speech_threshold: float | None = DEFAULT_NO_SPEECH_THRESHOLD
     logprob_threshold: float | None = DEFAULT_LOGPROB_THRESHOLD
@@ -119,8 +122,9 @@ class TranscribeOptions:
             set_(self, "word_timestamps", True)
         else:
             set_(self, "diarize", None)
-        if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)) and not isinstance(self.aligner, Aligner):
-            raise OptionError(f"aligner must be a hub id, a directory or a loaded Aligner, got {self.aligner!r}")
+        if not (isinstance(self.aligner, (str, os.PathLike)) and str(self.aligner)):
+            raise OptionError(f"aligner must be a hub id or a directory, got {self.aligner!r} (a loaded Aligner "
+                              "goes to transcribe(..., aligner=...) or another entry point, not into the options)")
 
     @classmethod
     def build(cls, options: "TranscribeOptions | None" = None, **changes) -> "TranscribeOptions":
@@ -140,10 +144,10 @@ class TranscribeOptions:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)]
 
     def record(self) -> dict:
-        """The options as plain JSON values (a folder run's manifest): the aligner by its path,
-        and only when word timestamps are on (otherwise it changes nothing)."""
-        out = asdict(replace(self, aligner=DEFAULT_ALIGNER, diarize=None))
-        out["aligner"] = str(getattr(self.aligner, "path", self.aligner)) if self.word_timestamps else None
+        """The options as plain JSON values (a folder run's manifest): the aligner only when
+        word timestamps are on (otherwise it changes nothing)."""
+        out = asdict(replace(self, diarize=None))
+        out["aligner"] = str(self.aligner) if self.word_timestamps else None
         del out["diarize"]
         if self.diarize is not None:   # recorded only when on: earlier manifests stay valid
             out["diarize"] = self.diarize.record()

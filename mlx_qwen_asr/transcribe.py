@@ -24,6 +24,7 @@ from .errors import AudioError
 from .model.loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
 from .model.network import Qwen3ASR
 from .model_input import add_time, asr_prompt, prompt_ids
+from .aligner import named_aligner
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .model.peer_layouts import stored_quantization
 from .confidence import attach_confidence, is_no_speech, span_probability
@@ -280,7 +281,7 @@ def transcribe(audio, options: TranscribeOptions | None = None, *, model: str | 
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f'on_error must be "raise" or "return", got {on_error!r}')
-    options = TranscribeOptions.build(options, **changes)   # checked before the model loads
+    options = TranscribeOptions.build(options, **named_aligner(changes))   # checked before the model loads
     if not isinstance(model, ASRModel):
         if on_error == "raise" or not isinstance(audio, list):
             _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download

@@ -14,9 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from .aligner import DEFAULT_ALIGNER, get_aligner
+from .aligner import DEFAULT_ALIGNER, aligner_name, get_aligner
 from .audio.load import SAMPLE_RATE, load_audio
-from .errors import OptionError, QwenASRError
+from .errors import OptionError, SetupError
 from .languages import normalize_language
 from .results import FINISH_EOS, Segment, Transcription, join_texts
 
@@ -45,7 +45,7 @@ def subtitle_text(content: str) -> str:
 
 def read_transcript(text_or_file: str) -> str:
     """`--align`'s argument: a path to a text/.srt/.vtt file, or the transcript itself.
-    Raises QwenASRError for a file that cannot be read or holds no text."""
+    Raises a SetupError (OptionError) for a file that cannot be read or holds no text."""
     path = Path(text_or_file)
     try:
         is_file = path.is_file()
@@ -56,15 +56,15 @@ def read_transcript(text_or_file: str) -> str:
     if not is_file:
         text = " ".join(str(text_or_file).split())
         if not text:
-            raise QwenASRError("--align: the transcript is empty")
+            raise OptionError("--align: the transcript is empty")
         return text
     try:
         content = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise QwenASRError(f"--align: cannot read {path}: {exc}") from None
+        raise SetupError(f"--align: cannot read {path}: {exc}") from None
     text = subtitle_text(content) if path.suffix.lower() in SUBTITLE_SUFFIXES else " ".join(content.split())
     if not text:
-        raise QwenASRError(f"--align: {path} holds no transcript text")
+        raise OptionError(f"--align: {path} holds no transcript text")
     return text
 
 
@@ -85,7 +85,7 @@ def align_transcription(audio, text: str, language: str | None = None, *, aligne
     import time
 
     language = normalize_language(language)
-    aligner = get_aligner(aligner, dtype)
+    aligner = get_aligner(aligner_name(aligner), dtype)
     start = time.perf_counter()
     samples = load_audio(audio, sample_rate)
     loaded = time.perf_counter()

@@ -40,11 +40,30 @@ def test_dtype_is_applied_to_every_float_parameter(tiny_checkpoint):
 
 
 def test_bf16_checkpoint_loaded_as_float32_is_exactly_upcast(tiny_checkpoint):
-    import mlx_qwen_asr.model.loading as loading
+    from mlx_qwen_asr.model.checkpoint import load_weights, weight_files
 
-    raw = loading.load_weights(loading.weight_files(tiny_checkpoint))
+    raw = load_weights(weight_files(tiny_checkpoint))
     model = ASRModel.load(tiny_checkpoint, dtype="float32")
     stored = raw["thinker.model.layers.0.mlp.up_proj.weight"]
     assert stored.dtype == mx.bfloat16
     loaded = model.network.decoder.layers[0].mlp.up_proj.weight
     assert np.array_equal(np.array(stored.astype(mx.float32)), np.array(loaded))
+
+
+def test_setup_failures_of_the_model_layer_are_setup_errors(tmp_path):
+    """A bad quantization recipe or a folder without weights is one setup error (CLI exit 2),
+    not a bare ValueError or the base class."""
+    import pytest
+
+    from mlx_qwen_asr.errors import ModelLoadError, OptionError
+    from mlx_qwen_asr.model.checkpoint import tensor_shapes, weight_files
+    from mlx_qwen_asr.model.quantization import QuantizationSpec
+
+    for bad in ({"bits": 3}, {"bits": 4, "encoder_bits": 4}, {"head_bits": 2}, {"group_size": 48}):
+        with pytest.raises(OptionError):
+            QuantizationSpec(**bad)
+    with pytest.raises(ModelLoadError, match="has no model.safetensors"):
+        weight_files(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="not a safetensors file"):
+        tensor_shapes(tmp_path / "model.safetensors")

@@ -50,6 +50,18 @@ def test_bad_values_are_one_clear_error(changes, message):
         dataclasses.replace(TranscribeOptions(), **changes)
 
 
+def test_a_bad_transcript_to_align_is_a_setup_error(tmp_path):
+    """--align's text or file: an option value that cannot be used, not the base error class."""
+    from mlx_qwen_asr.transcripts import read_transcript
+
+    empty = tmp_path / "empty.srt"
+    empty.write_text("1\n00:00:00,000 --> 00:00:01,000\n\n")
+    for given, message in (("   ", "the transcript is empty"), (str(empty), "holds no transcript text"),
+                           ("notes/talk.txt", "no such file")):
+        with pytest.raises(OptionError, match=message):
+            read_transcript(given)
+
+
 def test_unknown_option_names_it():
     with pytest.raises(TypeError, match="temperature"):
         TranscribeOptions.build(temperature=0.5)

@@ -22,7 +22,8 @@ from mlx_qwen_asr.decoding import greedy_decode
 from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.errors import ModelLoadError
 from mlx_qwen_asr.audio.mel import log_mel_spectrogram
-from mlx_qwen_asr.model.peer_layouts import MLX_AUDIO, MLX_QWEN3_ASR, detect, nest_flat_config
+from mlx_qwen_asr.model.config import nest_flat_config
+from mlx_qwen_asr.model.peer_layouts import MLX_AUDIO, MLX_QWEN3_ASR, detect
 from mlx_qwen_asr.transcribe import ASRModel
 
 from heldout import HELDOUT, rows

@@ -63,6 +63,23 @@ def test_subtitle_cues_come_from_word_times(timed):
     assert srt.count(" --> ") == len(items)
 
 
+def test_a_loaded_aligner_is_kept_and_the_options_hold_its_path(aligner, aligner_dir):
+    """The options hold names: a loaded Aligner given at an entry point becomes the kept one."""
+    from mlx_qwen_asr.aligner import get_aligner, named_aligner
+    from mlx_qwen_asr.errors import OptionError
+    from mlx_qwen_asr.options import TranscribeOptions
+
+    changes = named_aligner({"aligner": aligner, "language": "English"})
+    assert changes == {"aligner": str(aligner_dir), "language": "English"}
+    options = TranscribeOptions.build(word_timestamps=True, **changes)
+    assert options.record()["aligner"] == str(aligner_dir)
+    assert get_aligner(options.aligner, "bfloat16") is aligner   # used as loaded, not loaded again
+    with pytest.raises(OptionError, match="aligner must be a hub id or a directory"):
+        TranscribeOptions(aligner=aligner)
+    by_name = get_aligner(f"{aligner_dir}/", "float32")   # another name: loaded, then kept
+    assert by_name is not aligner and get_aligner(f"{aligner_dir}/", "float32") is by_name
+
+
 def test_json_and_tsv_carry_the_words(timed):
     data = json.loads(to_string(timed, "json"))
     words = [w for s in data["segments"] for w in s["words"]]

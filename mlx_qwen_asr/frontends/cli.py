@@ -615,7 +615,10 @@ def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOpt
     """With word times: the aligner loaded (fetched like the model) before any audio is read."""
     if not options.word_timestamps:
         return options
-    return TranscribeOptions.build(options, aligner=_load_aligner(args, dtype))
+    from ..aligner import aligner_name
+
+    # Named by the folder it was loaded from, as folder manifests record it.
+    return TranscribeOptions.build(options, aligner=aligner_name(_load_aligner(args, dtype)))
 
 
 def _transcribe(model, source: tuple, options: TranscribeOptions, printer) -> Transcription:
@@ -707,9 +710,9 @@ def _source(path: str, args) -> tuple:
 
 def _load_aligner(args, dtype=None):
     """The aligner, loaded (fetched like the model) before any audio is read."""
-    from ..aligner import load_aligner
+    from ..aligner import get_aligner
 
-    return load_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
+    return get_aligner(args.aligner or DEFAULT_ALIGNER, dtype if dtype is not None else args.dtype)
 
 
 def _load(args):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
 from ..batch import transcribe_files
@@ -179,9 +178,7 @@ class RayWorkers:
         worker lost: `note` says what happens to its files, or is None when they failed
         (on_group then has their errors)."""
         ray = self.ray
-        aligner = options.aligner   # a loaded aligner travels by its path, each worker loads it
-        options = replace(options, aligner=str(getattr(aligner, "path", aligner)))
-        groups = iter(groups)
+        groups = iter(groups)   # options name the aligner: each worker loads it
         fresh = True      # groups may still come from `groups`
         retry = deque()   # (group, times it lost its worker), served before new groups
         idle = deque(self.actors)

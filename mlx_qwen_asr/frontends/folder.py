@@ -16,13 +16,13 @@ import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ..aligner import get_aligner
+from ..aligner import get_aligner, named_aligner
 from ..batch import file_groups, transcribe_files
 from ..clock import clock_seconds
 from ..errors import OutputError, SetupError, first_line
@@ -306,7 +306,7 @@ def transcribe_folder(inputs, output_dir, options: TranscribeOptions | None = No
     starts a local one, "auto" or an address joins a running one; `ray_workers` says how many.
     The outputs, manifest and resuming are the same as a local run's.
     """
-    options = TranscribeOptions.build(options, **changes)
+    options = TranscribeOptions.build(options, **named_aligner(changes))
     formats = parse_formats(formats)
     if options.word_timestamps is None:   # srt/vtt are word-timed unless word_timestamps=False (the CLI's rule)
         options = dataclasses.replace(options, word_timestamps=bool({"srt", "vtt"} & set(formats)))
@@ -401,7 +401,7 @@ def _run_folder(plan: _Plan) -> dict:
         asr = load_model(plan.load.model, plan.load.dtype, plan.load.quantize, plan.load.low_memory)
     options = plan.options
     if todo and options.word_timestamps and not workers:
-        options = replace(options, aligner=get_aligner(options.aligner, asr.dtype))
+        get_aligner(options.aligner, asr.dtype)   # loaded and kept for the run
     run = _Run(plan, options, manifest, records)
     interrupted = None
     transcribe_start = time.perf_counter()

@@ -80,8 +80,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
-        from .peer_layouts import nest_flat_config
-
         raw = nest_flat_config(raw)
         try:
             thinker = raw["thinker_config"]
@@ -124,6 +122,16 @@ class ModelConfig:
         if not isinstance(raw, dict):
             raise ModelLoadError(f"{path} is not a Qwen3-ASR config (expected a JSON object)")
         return cls.from_dict(raw)
+
+
+def nest_flat_config(raw: dict) -> dict:
+    """A config with top-level audio_config/text_config (mlx-audio's own ModelConfig reads
+    that form too) -> the Hugging Face nesting under thinker_config; others unchanged."""
+    if "thinker_config" in raw or not ("audio_config" in raw and "text_config" in raw):
+        return raw
+    ids = {k: raw[k] for k in ("audio_token_id", "audio_start_token_id", "audio_end_token_id") if k in raw}
+    thinker = {"audio_config": raw["audio_config"], "text_config": raw["text_config"], **ids}
+    return {**{k: v for k, v in raw.items() if k not in ("audio_config", "text_config")}, "thinker_config": thinker}
 
 
 _AUDIO_KEYS = (

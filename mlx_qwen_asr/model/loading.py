@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import mlx.core as mx
 
+from .checkpoint import load_weights, weight_files
 from .config import ModelConfig
 from ..errors import ModelLoadError
 from .network import Qwen3ASR, from_stored_name
@@ -102,34 +102,6 @@ def resolve_model_dir(model: str | os.PathLike, flag: str = "--model") -> Path:
         raise ModelLoadError(f"cannot get {text} from the Hugging Face hub{hint}: {type(exc).__name__}: {reason}; "
                              f"for a local copy give {flag} DIR (a folder holding its config.json, "
                              "model.safetensors and tokenizer files)") from None
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ModelLoadError(f"{index} is not a valid safetensors index: {exc}") from None
-        files = [model_dir / name for name in sorted(set(weight_map.values()))]
-    else:
-        files = sorted(model_dir.glob("model*.safetensors"))
-    if not files:
-        raise ModelLoadError(f"{model_dir} has no model.safetensors (or sharded model-*.safetensors)")
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise ModelLoadError(f"{model_dir} is missing weight files: {', '.join(missing)}")
-    return files
-
-
-def load_weights(files: list[Path]) -> dict[str, mx.array]:
-    weights = {}
-    for file in files:
-        try:
-            weights.update(mx.load(str(file)))
-        except Exception as exc:  # mlx raises RuntimeError/ValueError on bad files
-            raise ModelLoadError(f"cannot read weights from {file}: {exc}") from None
-    return weights
 
 
 def refuse_aligner(model_dir: Path, config: ModelConfig) -> None:

@@ -15,13 +15,14 @@ shapes, so mixed recipes (4-bit decoder, 8-bit encoder) load as stored.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 
 from ..errors import ModelLoadError
+from .checkpoint import load_weights, tensor_shapes, weight_files
 from .network import from_stored_name, to_stored_name
 from .quantization import quantize_layers
 
@@ -43,30 +44,7 @@ class PeerLayout:
     quantized: bool = False        # any layer stored quantized (declared or not)
 
 
-def nest_flat_config(raw: dict) -> dict:
-    """A config with top-level audio_config/text_config (mlx-audio's own ModelConfig reads
-    that form too) -> the Hugging Face nesting under thinker_config; others unchanged."""
-    if "thinker_config" in raw or not ("audio_config" in raw and "text_config" in raw):
-        return raw
-    ids = {k: raw[k] for k in ("audio_token_id", "audio_start_token_id", "audio_end_token_id") if k in raw}
-    thinker = {"audio_config": raw["audio_config"], "text_config": raw["text_config"], **ids}
-    return {**{k: v for k, v in raw.items() if k not in ("audio_config", "text_config")}, "thinker_config": thinker}
-
-
-def tensor_shapes(file: Path) -> dict[str, tuple[int, ...]]:
-    """Name -> shape from a safetensors header (nothing else of the file is read)."""
-    try:
-        with open(file, "rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(size))
-    except (OSError, struct.error, ValueError) as exc:
-        raise ModelLoadError(f"cannot read weights from {file}: not a safetensors file ({exc})") from None
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-
-
 def _weight_files(model_dir: Path) -> list[Path]:
-    from .loading import weight_files   # loading imports this module
-
     if any(model_dir.glob("model*.safetensors")) or (model_dir / "model.safetensors.index.json").is_file():
         return weight_files(model_dir)
     return sorted(model_dir.glob("*.safetensors"))
@@ -147,10 +125,6 @@ def _layer_recipes(layout: PeerLayout, shapes: dict, float_shapes: dict) -> dict
 def read_weights(layout: PeerLayout, network, config) -> dict[str, mx.array]:
     """The folder's tensors under `network`'s names; its quantized layers are swapped into
     `network` first, each at the bits and group size it was stored with."""
-    from mlx.utils import tree_flatten
-
-    from .loading import load_weights
-
     # Peers store the checkpoint's names (model.* for the decoder); the network's differ.
     shapes = {}
     for file in layout.files:

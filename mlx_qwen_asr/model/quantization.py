@@ -21,6 +21,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
+from ..errors import OptionError
+
 DECODER_BITS = (4, 8)
 ENCODER_BITS = (8, 16)
 HEAD_BITS = (4, 8, 16)
@@ -37,13 +39,13 @@ class QuantizationSpec:
 
     def __post_init__(self):
         if self.bits not in DECODER_BITS:
-            raise ValueError(f"decoder bits must be one of {DECODER_BITS}, got {self.bits}")
+            raise OptionError(f"decoder bits must be one of {DECODER_BITS}, got {self.bits}")
         if self.encoder_bits not in ENCODER_BITS:
-            raise ValueError(f"encoder bits must be one of {ENCODER_BITS} (never below 8), got {self.encoder_bits}")
+            raise OptionError(f"encoder bits must be one of {ENCODER_BITS} (never below 8), got {self.encoder_bits}")
         if self.head_bits not in HEAD_BITS:
-            raise ValueError(f"head bits must be one of {HEAD_BITS}, got {self.head_bits}")
+            raise OptionError(f"head bits must be one of {HEAD_BITS}, got {self.head_bits}")
         if self.group_size not in (32, 64, 128):
-            raise ValueError(f"group size must be 32, 64 or 128, got {self.group_size}")
+            raise OptionError(f"group size must be 32, 64 or 128, got {self.group_size}")
 
     def to_config(self) -> dict:
         return asdict(self)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..aligner import get_aligner
+from ..aligner import get_aligner, named_aligner
 from ..audio.load import SAMPLE_RATE
 from ..audio.blocks import ChunkInput, open_audio_blocks
 from ..decoding import token_budget
@@ -131,7 +131,7 @@ class StreamingSession:
         `keep_seconds`, instead of one after another. A step's cost grows little with its length,
         so on a machine somewhat slower than real time the delay stays bounded instead of
         growing without end. Off by default: then the text does not depend on how audio is fed."""
-        options = check_streamable(TranscribeOptions.build(options, **changes))
+        options = check_streamable(TranscribeOptions.build(options, **named_aligner(changes)))
         check_context(model.tokenizer, options.context)
         self.options = options
         self.model = model
