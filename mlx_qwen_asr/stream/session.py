@@ -29,7 +29,8 @@ from ..prompt import ASR_TEXT_TAG
 from ..results import join_texts
 from .regions import end_of_text, log_softmax, region_cut
 from .text import StreamText, StreamWords
-from ..transcribe import ASRModel, loop_end
+from ..segments import loop_end
+from ..transcribe import ASRModel
 
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2
