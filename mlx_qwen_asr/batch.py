@@ -9,32 +9,26 @@ are all done is finished, in input order of completion.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from .aligner import get_aligner, named_aligner
+from .audio.cutting import iter_pieces
 from .audio.load import SAMPLE_RATE
-from .decoding import RepetitionGuard, greedy_decode_batch
 from .errors import QwenASRError
+from .languages import normalize_languages
 from .limits import check_context
 from .options import TranscribeOptions
-from .languages import forced_language, normalize_languages
-from .results import FINISH_LENGTH, FINISH_REPETITION, FINISH_SILENCE, Segment, Transcription
-from .audio.cutting import iter_pieces
-from .model_input import add_time, asr_prompts
-from .transcribe import ASRModel, attach_words, open_speech_blocks, with_speed
+from .segments import InputSegments, PieceJob, decode_jobs, finish_piece, open_speech_blocks
 
 DEFAULT_BATCH_SIZE = 8
 
 
-def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions | None = None, *,
+def transcribe_batch(model, audios: list, options: TranscribeOptions | None = None, *,
                      batch_size: int | None = None, on_error: str = "raise", sample_rate: int | None = None,
                      progress=None, on_segment=None, on_text=None, **changes) -> list:
     """Transcribe several inputs (paths or arrays with `sample_rate`), decoding up to
     `batch_size` pieces (of any of them) together (default 8; 1 for a model loaded with
-    `low_memory`, as each row holds its own key/value cache). Each result equals
-    `model.transcribe` of that input alone.
+    `low_memory`, as each row holds its own key/value cache). `model` is an ASRModel; each
+    result equals `model.transcribe` of that input alone.
 
     `on_error="raise"` stops at the first bad input; `"return"` puts its exception in the
     result list instead, so one bad file does not stop the others. `progress`, if given, is
@@ -70,39 +64,10 @@ def transcribe_batch(model: ASRModel, audios: list, options: TranscribeOptions |
     return run.results
 
 
-@dataclass
-class PieceJob:
-    """One piece of an input to decode: its audio, where it starts, the timings it is charged to."""
-
-    index: int          # which input
-    order: int          # which piece of it
-    audio: np.ndarray
-    offset: float
-    timings: dict       # the input's timings, charged as its pieces are processed
-
-    @property
-    def end(self) -> float:
-        return self.offset + len(self.audio) / SAMPLE_RATE
-
-
-@dataclass
-class _InputState:
-    duration: float
-    timings: dict
-    parts: list = field(default_factory=list)   # per piece: its resulting Segments, None while pending
-    read: bool = False                          # all pieces cut (the input is fully read)
-    speech: object = None                       # with skip_silence: the vad.SpeechMap back to the input's clock
-    passed_on: int = 0                          # pieces whose text went to on_text
-
-    @property
-    def complete(self) -> bool:
-        return self.read and all(part is not None for part in self.parts)
-
-
 class _BatchRun:
     """The queue of piece jobs and the inputs still in progress of one transcribe_batch call."""
 
-    def __init__(self, model: ASRModel, audios: list, options: TranscribeOptions, sample_rate, progress,
+    def __init__(self, model, audios: list, options: TranscribeOptions, sample_rate, progress,
                  on_segment=None, on_text=None):
         self.model, self.audios, self.options = model, audios, options
         self.sample_rate, self.progress, self.on_segment = sample_rate, progress, on_segment
@@ -110,15 +75,16 @@ class _BatchRun:
         self.aligner = get_aligner(options.aligner, model.dtype) if options.word_timestamps else None
         self.results: list = [None] * len(audios)
         self.jobs: list[PieceJob] = []
-        self.inputs: dict[int, _InputState] = {}
+        self.inputs: dict[int, InputSegments] = {}
 
     def read(self, index: int, audio, batch_size: int) -> None:
         """Cut input `index` into piece jobs, decoding a batch whenever `batch_size` are queued."""
         start = time.perf_counter()
         stream, speech = open_speech_blocks(audio, self.sample_rate, self.options)
-        state = self.inputs[index] = _InputState(stream.duration, {"open": time.perf_counter() - start}, speech=speech)
-        for order, piece in enumerate(iter_pieces(stream.blocks, self.options.segment_seconds)):
-            state.parts.append(None)
+        state = self.inputs[index] = InputSegments(stream.duration, {"open": time.perf_counter() - start},
+                                                   speech=speech)
+        for piece in iter_pieces(stream.blocks, self.options.segment_seconds):
+            order = state.add_piece()
             self.jobs.append(PieceJob(index, order, piece.audio, piece.start / SAMPLE_RATE, state.timings))
             if len(self.jobs) >= batch_size:
                 self.decode_queued()
@@ -133,12 +99,7 @@ class _BatchRun:
         model, options = self.model, self.options
         for job, segment in zip(self.jobs, decode_jobs(model, self.jobs, [options] * len(self.jobs))):
             state = self.inputs[job.index]
-            parts = [segment]
-            if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in (FINISH_REPETITION, FINISH_LENGTH):
-                parts = model.decode_with_recovery(job.audio, job.offset, options, state.timings, first=segment)
-            if self.aligner is not None:
-                attach_words(self.aligner, parts, job.audio, job.offset, state.timings)
-            state.parts[job.order] = parts
+            state.put(job.order, finish_piece(model, segment, job, options, self.aligner))
             if self.on_segment is not None:   # on the input's clock, also with skip_silence
                 end = job.end if state.speech is None else state.speech.to_input(job.end, end=True)
                 self.on_segment(job.index, end, state.duration)
@@ -146,22 +107,17 @@ class _BatchRun:
         self.jobs.clear()
         self.finish_ready()
 
-    def pass_on_text(self, index: int, state: _InputState) -> None:
+    def pass_on_text(self, index: int, state: InputSegments) -> None:
         """The texts of input `index`'s pieces that are decoded with all before them, in order."""
         if self.on_text is None:
             return
-        while state.passed_on < len(state.parts) and state.parts[state.passed_on] is not None:
-            for segment in state.parts[state.passed_on]:
+        for part in state.newly_in_order():
+            for segment in part:
                 self.on_text(index, segment.text)
-            state.passed_on += 1
 
     def finish_ready(self) -> None:
         for index in [i for i, state in self.inputs.items() if state.complete]:
-            state = self.inputs.pop(index)
-            segments = [seg for part in state.parts for seg in part]
-            if state.speech is not None:
-                state.speech.remap(segments)
-            result = Transcription.from_segments(segments, state.duration, with_speed(state.timings, segments))
+            result = self.inputs.pop(index).transcription()
             result.source = self.audios[index] if self.sample_rate is None else (self.audios[index], self.sample_rate)
             if self.options.diarize is not None:
                 from .speakers.attach import diarize_result
@@ -170,37 +126,6 @@ class _BatchRun:
             self.results[index] = result
             if self.progress is not None:
                 self.progress(index, result)
-
-
-def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeOptions]) -> list[Segment]:
-    """Segments of a batch, job i decoded with `options[i]` (the server batches requests
-    with different languages, contexts and budgets): silent ones skipped, the rest decoded
-    together, each row exactly as it would be alone."""
-    segments: list[Segment | None] = []
-    prompts, budgets, guards, choices, slots, live = [], [], [], [], [], []
-    encoded = asr_prompts(model, [job.audio for job in jobs], [o.context for o in options],
-                          [forced_language(o.language) for o in options], [job.timings for job in jobs])
-    for job, row_options, prompt in zip(jobs, options, encoded):
-        if prompt is None:
-            segments.append(Segment(job.offset, job.end, "", forced_language(row_options.language) or "", FINISH_SILENCE))
-            continue
-        segments.append(None)
-        prompts.append(prompt[1])
-        budgets.append(model.budget(job.audio, row_options))
-        guards.append(RepetitionGuard() if row_options.repetition_guard else None)
-        choices.append(model.header_choices(row_options.language))
-        slots.append(model.language_slot(row_options.language))
-        live.append(len(segments) - 1)
-    if prompts:
-        decoded = greedy_decode_batch(model.network, prompts, budgets, model.config.eos_token_ids, guards,
-                                      header_choices=choices, no_speech_ids=model.no_speech_ids, slots=slots)
-        for slot, result in zip(live, decoded):
-            job = jobs[slot]
-            # The batch's time is shared: each row is charged an equal part.
-            add_time(job.timings, "prefill", result.prefill_s / len(prompts))
-            add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = model.segment(result, job.offset, job.end, options[slot])
-    return segments
 
 
 # --- Many files, robustly: what folder runs and their Ray workers transcribe -------------

@@ -1,48 +1,31 @@
-"""Offline transcription: audio -> pieces -> mel -> encoder -> prompt -> greedy decoding -> segments.
+"""The loaded model (`ASRModel`, `load_model`) and offline transcription (`transcribe`).
 
 Audio is read block by block and cut at quiet moments into pieces of about 30 s; each is
 transcribed on its own into a segment (its own language, token budget and finish reason)
-and the segments are joined. A piece that loops or runs out of budget is decoded again
-with a remedy.
+and the segments are joined. The pieces are scheduled by batch.py and decoded by
+segments.py, where a piece that loops or runs out of budget is decoded again with a remedy.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import mlx.core as mx
-import numpy as np
 
-from .audio.load import SAMPLE_RATE
-from .audio.blocks import open_audio_blocks
+from .batch import transcribe_batch
 from .model.config import ModelConfig
-from .decoding import DecodeResult, RepetitionGuard, greedy_decode, token_budget
 from .errors import AudioError
 from .model.loading import load_network, low_memory_settings, parse_dtype, refuse_aligner, resolve_model_dir
 from .model.network import Qwen3ASR
-from .model_input import add_time, asr_prompt, prompt_ids
+from .model_input import prompt_ids
 from .aligner import named_aligner
 from .options import DEFAULT_MODEL, LoadOptions, TranscribeOptions
 from .model.peer_layouts import stored_quantization
-from .confidence import attach_confidence, is_no_speech, span_probability
 from .languages import forced_language, language_set
-from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME, transcript_text
-from .results import (FINISH_EOS, FINISH_LENGTH, FINISH_NO_SPEECH, FINISH_REPETITION, FINISH_SILENCE, Segment,
-                      Transcription)
-from .audio.cutting import ENERGY_WINDOW_SECONDS, quietest_cut
+from .prompt import ASR_TEXT_TAG, LANGUAGE_WORD, NO_SPEECH_NAME
+from .results import Transcription
 from .model.tokenizer import QwenTokenizer
-
-# Loop remedies: first a repetition penalty, then (segments this long or longer) two halves.
-RETRY_PENALTY = 1.1
-MIN_SPLIT_SECONDS = 2.0
-# A loop the model ends itself ("a cool table a cool table ..." then EOS, typically over
-# silence) never reaches the decoding guard's bar; the finished tokens are checked with a
-# lower one: a pattern repeating 4 times at the tail (a single token 6 times). The trained
-# fixture's held-out speech never meets it.
-EOS_LOOP_GUARD = RepetitionGuard(short_period=1, short_repeats=6, long_repeats=4)
 
 
 class ASRModel:
@@ -114,8 +97,6 @@ class ASRModel:
         divided by its peak, as the official engine does (streamed chunks are scaled by
         their type's range instead: see audio.load_audio).
         """
-        from .batch import transcribe_batch
-
         def on_segment(index, end_seconds, duration):
             progress(min(end_seconds, duration), duration)
 
@@ -128,127 +109,7 @@ class ASRModel:
         """`transcribe_batch(self, audios, options, ...)`: several inputs, segments decoded together.
         `on_error="return"` puts a bad input's exception in its place in the list instead of
         raising it (the others are still transcribed)."""
-        from .batch import transcribe_batch
-
         return transcribe_batch(self, audios, options, on_error=on_error, **kwargs)
-
-    def decode_with_recovery(self, samples, offset: float, options: TranscribeOptions, timings: dict,
-                             first: Segment | None = None) -> list[Segment]:
-        """One segment decoded (`first`, if it already was); if it looped or hit its default
-        budget and `recover_loops` is on: again with a repetition penalty, then in two halves."""
-        segment = first or self.decode_segment(samples, offset, options, timings=timings)
-        budget_was_ours = options.max_new_tokens is None
-        if not (options.recover_loops and segment.finish_reason in (FINISH_REPETITION, FINISH_LENGTH) and budget_was_ours):
-            return [segment]
-        retry = self.decode_segment(samples, offset, options, repetition_penalty=RETRY_PENALTY, timings=timings)
-        retry.retries, retry.remedy = 1, "repetition_penalty"
-        if retry.finish_reason == FINISH_EOS or len(samples) < MIN_SPLIT_SECONDS * SAMPLE_RATE:
-            return [retry]
-        quarter = len(samples) // 4
-        cut = quietest_cut(samples, quarter, len(samples) - quarter, int(ENERGY_WINDOW_SECONDS * SAMPLE_RATE))
-        halves = []
-        for part, part_offset in ((samples[:cut], offset), (samples[cut:], offset + cut / SAMPLE_RATE)):
-            half = self.decode_segment(part, part_offset, options, repetition_penalty=RETRY_PENALTY, timings=timings)
-            half.retries, half.remedy = 2, "split"
-            halves.append(half)
-        return halves
-
-    def decode_segment(self, samples: np.ndarray, offset: float = 0.0, options: TranscribeOptions | None = None, *,
-                       repetition_penalty: float = 1.0, timings: dict | None = None, **changes) -> Segment:
-        """One segment of 16 kHz mono audio through mel, encoder and decoder."""
-        options = TranscribeOptions.build(options, **changes)
-        timings = {} if timings is None else timings
-        end = offset + len(samples) / SAMPLE_RATE
-        prompt = asr_prompt(self, samples, options.context, forced_language(options.language), timings)
-        if prompt is None:
-            return Segment(offset, end, "", forced_language(options.language) or "", FINISH_SILENCE)
-        guard = RepetitionGuard() if options.repetition_guard else None
-        result = greedy_decode(self.network, prompt[1][None], self.budget(samples, options),
-                               self.config.eos_token_ids, guard, repetition_penalty=repetition_penalty,
-                               header_choices=self.header_choices(options.language),
-                               no_speech_ids=self.no_speech_ids, slot=self.language_slot(options.language))
-        add_time(timings, "prefill", result.prefill_s)
-        add_time(timings, "decode", result.decode_s)
-        return self.segment(result, offset, end, options)
-
-    def budget(self, samples: np.ndarray, options: TranscribeOptions) -> int:
-        """Tokens a segment may generate: the option, else scaled to its duration."""
-        return token_budget(len(samples) / SAMPLE_RATE) if options.max_new_tokens is None else int(options.max_new_tokens)
-
-    def segment(self, result: DecodeResult, start: float, end: float, options: TranscribeOptions) -> Segment:
-        """The Segment a decoding result makes: text parsed, language found, confidence
-        (confidence.py) attached; with the options' repetition guard, one that ended in a loop
-        at EOS finishes as "repetition"; dropped as no speech if the options' gate says so."""
-        raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        forced = forced_language(options.language)
-        detected, text = transcript_text(raw, forced)
-        finish = result.finish_reason
-        if options.repetition_guard and finish == FINISH_EOS and ends_in_loop(result.tokens):
-            finish = FINISH_REPETITION
-        # A detected language's header ("language X<asr_text>") is generated; a forced one is in the prompt.
-        tag = self.tokenizer.token_to_id(ASR_TEXT_TAG)
-        header = result.tokens.index(tag) + 1 if forced is None and tag in result.tokens else 0
-        segment = Segment(start, end, text, detected, finish, result.tokens[header:], raw=raw,
-                          generated=len(result.tokens))
-        attach_confidence(segment, result, header, self.tokenizer, self.language_token)
-        if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
-            segment.text, segment.finish_reason = "", FINISH_NO_SPEECH
-        return segment
-
-
-def ends_in_loop(tokens: list[int]) -> bool:
-    """The tokens end in a loop (EOS_LOOP_GUARD), maybe followed by one more (a full stop)."""
-    return EOS_LOOP_GUARD.is_looping(tokens) or EOS_LOOP_GUARD.is_looping(tokens[:-1])
-
-
-def loop_end(tokens: list[int]) -> int | None:
-    """Where the first copy of a loop the tokens end in (`ends_in_loop`) ends: the tokens up to
-    there say it once. None if they end in no loop."""
-    guard = EOS_LOOP_GUARD
-    for body in (tokens, tokens[:-1]):
-        if not guard.is_looping(body):
-            continue
-        for period in range(1, guard.max_period + 1):
-            span = period * guard.repeats_needed(period)
-            start = len(body) - span
-            if start < 0 or any(body[i] != body[i - period] for i in range(start + period, len(body))):
-                continue
-            while start >= period and body[start - period:start] == body[start:start + period]:
-                start -= period
-            return start + period
-    return None
-
-
-def open_speech_blocks(audio, sample_rate, options: TranscribeOptions):
-    """The input's block stream, and with `skip_silence` only its speech plus the map
-    (vad.SpeechMap) back to the input's clock (None without)."""
-    stream = open_audio_blocks(audio, sample_rate)
-    if not options.skip_silence:
-        return stream, None
-    from .audio.vad import speech_only
-
-    return speech_only(stream)
-
-
-def attach_words(aligner, segments: list[Segment], audio: np.ndarray, offset: float, timings: dict) -> None:
-    """Word times for each segment (cut from `audio`, which starts at `offset` seconds),
-    shifted to the input's clock."""
-    start = time.perf_counter()
-    for segment in segments:
-        first = int(round((segment.start - offset) * SAMPLE_RATE))
-        last = int(round((segment.end - offset) * SAMPLE_RATE))
-        words = aligner.align_samples(audio[first:last], segment.text, segment.language or None)
-        segment.words = [replace(w, start=w.start + segment.start, end=w.end + segment.start,
-                                 probability=span_probability(segment.word_probabilities, w.span)) for w in words]
-    add_time(timings, "align", time.perf_counter() - start)
-
-
-def with_speed(timings: dict, segments: list[Segment]) -> dict:
-    """Adds decode_tokens_per_s: tokens generated per second of decoding."""
-    decode = timings.get("decode", 0.0)
-    tokens = sum(s.generated for s in segments)
-    timings["decode_tokens_per_s"] = tokens / decode if decode > 0 else 0.0
-    return timings
 
 
 _loaded: dict[tuple, ASRModel] = {}
@@ -287,8 +148,6 @@ def transcribe(audio, options: TranscribeOptions | None = None, *, model: str | 
             _check_paths(audio if isinstance(audio, list) else [audio])   # before a model download
         model = load_model(model, dtype, quantize)
     if isinstance(audio, list):
-        from .batch import transcribe_batch
-
         return transcribe_batch(model, audio, options, sample_rate=sample_rate, on_error=on_error)
     return model.transcribe(audio, options, sample_rate=sample_rate)
 

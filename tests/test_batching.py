@@ -133,7 +133,7 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
 
     from heldout import HELDOUT
     from mlx_qwen_asr.audio.load import load_audio
-    from mlx_qwen_asr.batch import PieceJob, decode_jobs
+    from mlx_qwen_asr.segments import PieceJob, decode_jobs, decode_piece
     from mlx_qwen_asr.options import TranscribeOptions
 
     names = ["short_01.flac", "short_02.flac", "medium_01.flac", "short_03.flac"]
@@ -143,9 +143,34 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
                TranscribeOptions(language="German")]
     jobs = [PieceJob(0, i, clip, 1.5 * i, {}) for i, clip in enumerate(clips)]
     batched = decode_jobs(trained_model, jobs, options)
-    alone = [trained_model.decode_segment(clip, 1.5 * i, o) for i, (clip, o) in enumerate(zip(clips, options))]
+    alone = [decode_piece(trained_model, clip, 1.5 * i, o) for i, (clip, o) in enumerate(zip(clips, options))]
     fields = lambda s: (s.start, s.end, s.text, s.language, s.finish_reason, s.tokens)   # noqa: E731
     assert [fields(s) for s in batched] == [fields(s) for s in alone]
     assert batched[2].finish_reason == "length" and batched[2].generated == 3   # the budget counts the header
     assert batched[4].finish_reason == "silence" and batched[4].language == "German"
     assert batched[0].text and batched[1].text and batched[3].text   # row 2: 3 tokens hold only the prefix
+
+
+def test_an_input_s_segments_come_out_in_piece_order():
+    """InputSegments (batch.py and the server's worker keep an input's pieces in it): pieces
+    finished out of order are handed on only once all before them are, the input is complete
+    only once fully read with every piece finished, and its result joins them in order."""
+    from mlx_qwen_asr.results import Segment
+    from mlx_qwen_asr.segments import InputSegments
+
+    state = InputSegments(4.0, {"decode": 2.0})
+    first, second = state.add_piece(), state.add_piece()
+    a, b, c = (Segment(0.0, 2.0, "one", "English", "eos", generated=3),
+               Segment(2.0, 3.0, "two", "English", "eos", generated=2),
+               Segment(3.0, 4.0, "three", "English", "eos", generated=1))
+    state.put(second, [b, c])
+    assert state.newly_in_order() == [] and state.in_order() == []
+    state.put(first, [a])
+    assert not state.complete   # more pieces may still be cut
+    assert state.newly_in_order() == [[a], [b, c]] and state.newly_in_order() == []
+    assert state.in_order() == [a, b, c]
+    state.read = True
+    assert state.complete
+    result = state.transcription()
+    assert result.text == "one two three" and result.segments == [a, b, c] and result.duration == 4.0
+    assert result.timings["decode_tokens_per_s"] == 3.0

@@ -49,7 +49,7 @@ def test_batched_equals_unbatched(trained_model, trained_offline):
 
 
 def test_a_loop_the_model_ends_with_eos_is_caught_and_remedied(trained_model, trained_offline):
-    from mlx_qwen_asr.transcribe import ends_in_loop
+    from mlx_qwen_asr.segments import ends_in_loop
 
     # After its speech, 5 s of silence make the fixture repeat its last words, then say EOS.
     audio = np.concatenate([load_audio(HELDOUT / "short_04.flac"), np.zeros(5 * 16000, np.float32)])

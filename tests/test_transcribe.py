@@ -10,6 +10,7 @@ from mlx_qwen_asr.testing import official
 from mlx_qwen_asr.audio.mel import log_mel_spectrogram
 from mlx_qwen_asr.decoding import RepetitionGuard, token_budget
 from mlx_qwen_asr.options import TranscribeOptions
+from mlx_qwen_asr.segments import to_segment
 from mlx_qwen_asr.transcribe import ASRModel, Transcription
 
 from audio_samples import speech
@@ -48,13 +49,13 @@ def test_markup_in_the_decoded_text_is_not_in_the_segment_text(ours):
 
     raw = "language English<asr_text>one two thirdlanguage English<asr_text>third<non_speech> four"
     tokens = ours.tokenizer.encode(raw)
-    segment = ours.segment(DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, TranscribeOptions())
+    segment = to_segment(ours, DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, TranscribeOptions())
     assert (segment.language, segment.text) == ("English", "one two third third four")
     assert segment.raw == raw   # the raw output as decoded
     # The tokens are the text's: from after the first header on (markup mid-text kept).
     assert segment.tokens == tokens[tokens.index(ours.tokenizer.token_to_id("<asr_text>")) + 1:]
     assert segment.generated == len(tokens)
-    forced = ours.segment(DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, TranscribeOptions(language="English"))
+    forced = to_segment(ours, DecodeResult(tokens, "eos", 0.0, 0.0), 0.0, 1.0, TranscribeOptions(language="English"))
     assert forced.tokens == tokens   # a forced language's header is in the prompt, not the output
     assert StreamText(ours.tokenizer, None).body(tokens) == "one two third third four"
 
@@ -64,8 +65,8 @@ def test_a_loop_ended_by_eos_finishes_as_repetition(ours):
 
     speech_tokens = ours.tokenizer.encode("language English<asr_text>no, no, no. we sat on the mat.")
     looped = ours.tokenizer.encode("language English<asr_text>we sat" + " on the mat" * 5 + ".")
-    finish = lambda tokens, check: ours.segment(DecodeResult(tokens, "eos", 0, 0), 0.0, 1.0,
-                                               TranscribeOptions(repetition_guard=check)).finish_reason
+    finish = lambda tokens, check: to_segment(ours, DecodeResult(tokens, "eos", 0, 0), 0.0, 1.0,
+                                              TranscribeOptions(repetition_guard=check)).finish_reason
     assert finish(looped, True) == "repetition"
     assert finish(looped, False) == "eos"   # plain greedy decoding (repetition_guard=False)
     assert finish(speech_tokens, True) == "eos"

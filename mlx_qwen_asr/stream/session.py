@@ -27,7 +27,8 @@ from ..results import join_texts
 from .decoder import StreamDecoder
 from .regions import region_cut
 from .text import StreamText, StreamWords
-from ..transcribe import ASRModel, loop_end
+from ..segments import loop_end
+from ..transcribe import ASRModel
 
 STEP_SECONDS = 2.0
 UNFIXED_STEPS = 2

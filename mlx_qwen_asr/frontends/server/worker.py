@@ -13,9 +13,10 @@ Scheduling is by piece: each slot of a batch goes to the waiting request that ha
 fewest pieces decoded so far (the oldest of those), so a request that arrives while a
 batch runs joins the next one ahead of any long file's later pieces, long files share the
 slots in turn, and none holds every slot until it is done (even with --batch-size 1).
-Each piece is decoded exactly as `ASRModel.transcribe` decodes it (batched rows give the
-tokens of single decoding; loops and missing EOS get the same remedies), so a request's
-transcript is the CLI's.
+Each piece is decoded and finished by segments.py exactly as `ASRModel.transcribe` does it
+(batched rows give the tokens of single decoding; loops and missing EOS get the same
+remedies), and a request's segments are kept in the same `InputSegments`, so its transcript
+is the CLI's. This module holds only the server's policy: scheduling, gathering, cancelling.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from dataclasses import dataclass, field
 
 from ...aligner import get_aligner
 from ...audio.load import SAMPLE_RATE
-from ...batch import PieceJob, decode_jobs
 from ...options import TranscribeOptions
-from ...results import FINISH_LENGTH, FINISH_REPETITION, Segment, Transcription
+from ...results import Segment, Transcription
 from ...audio.cutting import AudioPiece
-from ...transcribe import ASRModel, attach_words, with_speed
+from ...segments import InputSegments, PieceJob, decode_jobs, finish_piece
+from ...transcribe import ASRModel
 
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,12 @@ class Job:
     on_progress: Callable[[list[Segment]], None] | None = None
     result: Future = field(default_factory=Future)   # -> Transcription, or the exception
     cancelled: bool = False                          # set by the client side: drop the work
-    timings: dict = field(default_factory=dict)
-    parts: list = field(default_factory=list)        # per piece: its Segments, None while pending
-    next_piece: int = 0
-    reported: int = 0                                # pieces passed to on_progress
+    next_piece: int = 0                              # pieces handed to a batch so far
+    # Per piece its Segments as they are finished; on_progress gets them in order.
+    segments: InputSegments = field(init=False)
+
+    def __post_init__(self):
+        self.segments = InputSegments(self.duration, parts=[None] * len(self.pieces), read=True)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -141,7 +144,6 @@ class Worker:
                 raise QueueFull(f"{self._outstanding} requests are waiting")
             self._outstanding += 1
             self._accepted.add(job)
-        job.parts = [None] * len(job.pieces)
         job.result.add_done_callback(lambda _f: self._job_done(job))
         self._inbox.put(job)
         return job.result
@@ -270,55 +272,35 @@ class Worker:
             return
         self.batches = (self.batches + [len(picked)])[-1000:]
         try:
-            segments = self._decode(picked)
+            # The picked pieces decoded together, each with its own request's options.
+            pieces = [PieceJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE,
+                               job.segments.timings) for job, index in picked]
+            segments = decode_jobs(self.model, pieces, [job.options for job, _ in picked])
         except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the server
             for job in {id(j): j for j, _ in picked}.values():
                 self._finish(job, error=exc)
             return
-        for (job, index), segment in zip(picked, segments):
+        for (job, index), piece, segment in zip(picked, pieces, segments):
             if job.result.done():
                 continue
             try:
-                job.parts[index] = self._complete(job, index, segment)
+                options = job.options
+                aligner = get_aligner(options.aligner, self.model.dtype) if options.word_timestamps else None
+                job.segments.put(index, finish_piece(self.model, segment, piece, options, aligner))
             except Exception as exc:  # noqa: BLE001
                 self._finish(job, error=exc)
                 continue
             job.pieces[index] = None   # its audio is no longer needed
             self._report(job)
 
-    def _decode(self, picked: list[tuple[Job, int]]) -> list[Segment]:
-        """The picked segments decoded together, each with its own request's options, as
-        transcribe decodes a batch of segments."""
-        jobs = [PieceJob(0, index, job.pieces[index].audio, job.pieces[index].start / SAMPLE_RATE, job.timings)
-                for job, index in picked]
-        return decode_jobs(self.model, jobs, [job.options for job, _ in picked])
-
-    def _complete(self, job: Job, index: int, segment: Segment) -> list[Segment]:
-        """A decoded segment's loop remedies and word times, as transcribe applies them."""
-        piece, options = job.pieces[index], job.options
-        offset = piece.start / SAMPLE_RATE
-        parts = [segment]
-        if options.recover_loops and options.max_new_tokens is None and segment.finish_reason in (FINISH_REPETITION,
-                                                                                                  FINISH_LENGTH):
-            parts = self.model.decode_with_recovery(piece.audio, offset, options, job.timings, first=segment)
-        if options.word_timestamps:
-            attach_words(get_aligner(options.aligner, self.model.dtype), parts, piece.audio, offset, job.timings)
-        return parts
-
     def _report(self, job: Job) -> None:
-        done = job.reported
-        while done < len(job.parts) and job.parts[done] is not None:
-            done += 1
-        if done > job.reported:
-            job.reported = done
-            if job.on_progress is not None:
-                try:
-                    job.on_progress([s for part in job.parts[:done] for s in part])
-                except Exception:  # noqa: BLE001 - a client's callback cannot stop the worker
-                    pass
-        if done == len(job.parts):
-            segments = [s for part in job.parts for s in part]
-            self._finish(job, Transcription.from_segments(segments, job.duration, with_speed(job.timings, segments)))
+        if job.segments.newly_in_order() and job.on_progress is not None:
+            try:
+                job.on_progress(job.segments.in_order())
+            except Exception:  # noqa: BLE001 - a client's callback cannot stop the worker
+                pass
+        if job.segments.complete:
+            self._finish(job, job.segments.transcription())
 
     def _finish(self, job: Job, result: Transcription | None = None, error: BaseException | None = None) -> None:
         self._jobs = [j for j in self._jobs if j is not job]
