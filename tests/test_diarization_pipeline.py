@@ -188,3 +188,18 @@ def test_a_small_cluster_near_a_large_one_is_folded_into_it():
     assert clustering.DISTANCE_THRESHOLD < distance < clustering.FOLD_DISTANCE, distance
     centroids = clustering.cluster_centroids(np.vstack([talker, stray]), np.array([3.0, 3.0, 3.0, 1.0]))
     assert len(centroids) == 1
+
+
+def test_on_long_audio_a_cluster_with_a_sliver_of_the_speech_is_no_speaker():
+    """Over 2 s of clean speech but under MIN_CLUSTER_SHARE of all of it: stray prints
+    (18 speakers for an hour of 11 voices, before), folded into the nearest speaker."""
+    from mlx_qwen_asr.speakers import clustering
+
+    rng = np.random.default_rng(2)
+    a, b, c = np.eye(64)[:3]
+    prints = np.vstack([_around(a, 100, 0.2, rng), _around(b, 100, 0.2, rng), _around(c, 2, 0.2, rng)])
+    seconds = np.full(len(prints), 2.0)                   # the stray pair: 4 s of 404 s
+    assert clustering.MIN_SPEAKER_SECONDS < 4.0 < clustering.MIN_CLUSTER_SHARE * seconds.sum()
+    assert len(clustering.cluster_centroids(prints, seconds)) == 2
+    fewer = np.r_[0:20, 100:120, 200:202]                  # 4 s of 84 s: a speaker
+    assert len(clustering.cluster_centroids(prints[fewer], seconds[fewer])) == 3

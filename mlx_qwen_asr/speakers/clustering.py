@@ -23,7 +23,12 @@ DISTANCE_THRESHOLD = 0.5
 # clusters far from every large one are joined together, and are a speaker who said little
 # if they hold MIN_SPEAKER_SHARE of the speech (short files hold a few voice prints only);
 # otherwise they join the nearest large cluster (on long audio: stray prints, not voices).
+# On long audio a cluster also needs MIN_CLUSTER_SHARE of all the clustered speech: stray
+# prints (overlap, noise) form small tight clusters of their own there (an hour of 11 voices
+# gave 18 speakers, with 10-20 s of clean speech in each stray one; the real ones held 37 s
+# or more of 2254 s).
 MIN_SPEAKER_SECONDS = 2.0
+MIN_CLUSTER_SHARE = 0.01
 FOLD_DISTANCE = 0.8
 MIN_SPEAKER_SHARE = 0.1
 # Only embeddings of at least this much clean (non-overlapped) speech are clustered: an
@@ -92,18 +97,18 @@ def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers:
 
 
 def _fold_small(units: np.ndarray, seconds: np.ndarray, labels: np.ndarray, loose: np.ndarray) -> np.ndarray:
-    """Clusters with under MIN_SPEAKER_SECONDS of speech joined to the nearest larger one
-    within the same `loose` cluster (the tree cut at FOLD_DISTANCE, which nests `labels`);
+    """Clusters with under MIN_SPEAKER_SECONDS (or MIN_CLUSTER_SHARE) of speech joined to
+    the nearest larger one within the same `loose` cluster (the tree cut at FOLD_DISTANCE, which nests `labels`);
     where there is none, the small clusters of that loose cluster become one, kept if it
     holds MIN_SPEAKER_SHARE of all the speech, else joined to the nearest larger one."""
     ids = np.unique(labels)
     totals = np.array([seconds[labels == k].sum() for k in ids])
-    large = ids[totals >= MIN_SPEAKER_SECONDS]
+    large = ids[totals >= max(MIN_SPEAKER_SECONDS, MIN_CLUSTER_SHARE * seconds.sum())]
     if len(large) == 0 or len(large) == len(ids):
         return labels
     centroids = normalize(np.stack([units[labels == k].mean(0) for k in large]))
     folded = labels.copy()
-    for group in np.unique(loose[np.isin(labels, ids[totals < MIN_SPEAKER_SECONDS])]):
+    for group in np.unique(loose[~np.isin(labels, large)]):
         small = (loose == group) & ~np.isin(labels, large)
         near = np.isin(large, labels[loose == group])
         if not near.any() and seconds[small].sum() >= MIN_SPEAKER_SHARE * seconds.sum():
