@@ -41,7 +41,8 @@ def outputs(out: Path) -> dict:
             continue
         if path.name == "manifest.json":
             files = json.loads(path.read_text())["files"]
-            found[path.name] = {key: {k: v for k, v in entry.items() if k != "finished"} for key, entry in files.items()}
+            found[path.name] = {key: {k: v for k, v in entry.items() if k != "finished"}
+                                for key, entry in files.items()}
         elif path.suffix == ".json":
             found[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k != "timings"}
         else:

@@ -86,7 +86,8 @@ def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers:
             labels = fcluster(tree, t=min(num_speakers, len(units)), criterion="maxclust")
         else:
             labels = fcluster(tree, t=threshold, criterion="distance")
-            labels = _fold_small(units, seconds, labels, fcluster(tree, t=max(threshold, FOLD_DISTANCE), criterion="distance"))
+            loose = fcluster(tree, t=max(threshold, FOLD_DISTANCE), criterion="distance")
+            labels = _fold_small(units, seconds, labels, loose)
             count = len(np.unique(labels))
             low = min_speakers or 1
             high = max_speakers or count

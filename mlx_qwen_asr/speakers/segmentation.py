@@ -207,8 +207,9 @@ def _recur_numpy(projected: np.ndarray, recurrent: np.ndarray) -> np.ndarray:
         c = np.zeros_like(h)
         for step in range(steps):
             z = part[step] + np.matmul(h, recurrent)
-            c = _sigmoid(z[..., hidden:2 * hidden]) * c + _sigmoid(z[..., :hidden]) * np.tanh(z[..., 2 * hidden:3 * hidden])
-            h = _sigmoid(z[..., 3 * hidden:]) * np.tanh(c)
+            i, f, g, o = (z[..., k * hidden:(k + 1) * hidden] for k in range(4))
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
             out[step, :, first:first + NUMPY_GROUP] = h
     return out
 
