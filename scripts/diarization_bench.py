@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -229,7 +228,7 @@ def score(items: list[dict], results: dict) -> dict:
 def accuracy(args) -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    items = build_set(Path(args.audio_dir), work, args.count)
+    items = build_set(Path(args.audio_dir), work, args.count, args.seed)
     (work / "truth.json").write_text(json.dumps(items))
     files = [item["file"] for item in items]
     report = {"load_before": open("/proc/loadavg").read().split()[:3]}
@@ -248,9 +247,12 @@ import json, resource, sys, time
 import mlx_qwen_asr
 mlx_qwen_asr.diarize(sys.argv[2])   # load and warm
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
 start = time.perf_counter()
 turns = mlx_qwen_asr.diarize(sys.argv[1])
+cpu = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall_s": time.perf_counter() - start, "speakers": len({t.speaker for t in turns}),
+                  "cpu_s": cpu.ru_utime + cpu.ru_stime - usage.ru_utime - usage.ru_stime,
                   "rss_after_load_bytes": loaded,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 '''
@@ -289,6 +291,8 @@ def main(argv=None) -> int:
         p.add_argument("--work-dir", default=None)
     sub.choices["accuracy"].add_argument("--count", type=int, default=20, help="conversations to build")
     sub.choices["accuracy"].add_argument("--senko-python", default=None, help="python of an environment with senko")
+    sub.choices["accuracy"].add_argument("--seed", type=int, default=0,
+                                         help="another seed builds other conversations (a held-out set)")
     sub.choices["speed"].add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0])
     args = parser.parse_args(argv)
     args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="diarization-bench-")

@@ -153,3 +153,53 @@ def test_dictation_labels_utterances_as_they_come():
         result = Transcription("hello there", "English", 3.0, [], "eos")
         show(Heard(Utterance(index, 0.0, 3.0, voice(name, 3.0, index)), result, 0, 0, 0, 0))
     assert out.getvalue() == "SPEAKER_1: hello there\nSPEAKER_2: hello there\n"
+
+
+def _around(direction, count, spread, rng):
+    """`count` unit vectors near `direction` (cosine distance about spread**2 / 2 to it)."""
+    vectors = direction + spread * rng.standard_normal((count, len(direction))) / np.sqrt(len(direction))
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_speaker_who_said_little_stays_a_speaker_when_far_from_the_rest():
+    """Small clusters (under MIN_SPEAKER_SECONDS each) far from every large one are a voice
+    of their own, joined together; before, they were folded into the large one (one speaker)."""
+    from mlx_qwen_asr.speakers import clustering
+
+    rng = np.random.default_rng(0)
+    a, b = np.eye(64)[0], np.eye(64)[1]              # orthogonal: cosine distance 1
+    talker = _around(a, 3, 0.2, rng)
+    quiet = _around(b, 2, 1.0, rng)                  # two short prints, apart by more than the threshold
+    distance = 1 - quiet[0] @ quiet[1]
+    assert clustering.DISTANCE_THRESHOLD < distance < clustering.FOLD_DISTANCE
+    centroids = clustering.cluster_centroids(np.vstack([talker, quiet]), np.array([3.0, 3.0, 3.0, 0.7, 0.7]))
+    assert len(centroids) == 2
+    assert sorted(np.argmax(centroids @ np.stack([a, b]).T, axis=1)) == [0, 1]
+
+
+def test_a_small_cluster_near_a_large_one_is_folded_into_it():
+    from mlx_qwen_asr.speakers import clustering
+
+    rng = np.random.default_rng(1)
+    a = np.eye(64)[0]
+    talker = _around(a, 3, 0.2, rng)
+    stray = (0.35 * a + np.sqrt(1 - 0.35 ** 2) * np.eye(64)[1])[None]   # cosine distance 0.65 to a
+    distance = np.mean(1 - talker @ stray[0])           # average linkage's distance
+    assert clustering.DISTANCE_THRESHOLD < distance < clustering.FOLD_DISTANCE, distance
+    centroids = clustering.cluster_centroids(np.vstack([talker, stray]), np.array([3.0, 3.0, 3.0, 1.0]))
+    assert len(centroids) == 1
+
+
+def test_on_long_audio_a_cluster_with_a_sliver_of_the_speech_is_no_speaker():
+    """Over 2 s of clean speech but under MIN_CLUSTER_SHARE of all of it: stray prints
+    (18 speakers for an hour of 11 voices, before), folded into the nearest speaker."""
+    from mlx_qwen_asr.speakers import clustering
+
+    rng = np.random.default_rng(2)
+    a, b, c = np.eye(64)[:3]
+    prints = np.vstack([_around(a, 100, 0.2, rng), _around(b, 100, 0.2, rng), _around(c, 2, 0.2, rng)])
+    seconds = np.full(len(prints), 2.0)                   # the stray pair: 4 s of 404 s
+    assert clustering.MIN_SPEAKER_SECONDS < 4.0 < clustering.MIN_CLUSTER_SHARE * seconds.sum()
+    assert len(clustering.cluster_centroids(prints, seconds)) == 2
+    fewer = np.r_[0:20, 100:120, 200:202]                  # 4 s of 84 s: a speaker
+    assert len(clustering.cluster_centroids(prints[fewer], seconds[fewer])) == 3

@@ -106,6 +106,30 @@ def test_segmentation_matches_original_on_noise(originals, segmentation_fp32):
     assert relative_error(ours, theirs) < 1e-4
 
 
+def test_segmentation_lstm_steppers_match_original(originals, segmentation_fp32):
+    """The recurrence steps in numpy on the CPU and in MLX elsewhere: both match the original."""
+    rng = np.random.default_rng(1)
+    waveforms = (0.1 * rng.standard_normal((3, segmentation.WINDOW_SAMPLES))).astype(np.float32)
+    theirs = originals.segmentation(waveforms)
+    for stepper in ("numpy", "mlx"):
+        ours = np.array(segmentation_fp32(mx.array(waveforms), stepper=stepper))
+        assert relative_error(ours, theirs) < 1e-4, stepper
+
+
+def test_lstm_steppers_agree_across_numpy_groups():
+    """More windows than one numpy group (NUMPY_GROUP), unequal last group: same states as MLX."""
+    rng = np.random.default_rng(2)
+    layer = segmentation.BiLSTMLayer(12, 16)
+    layer.update({"weight_ih": mx.array(rng.standard_normal((2, 64, 12)).astype(np.float32) * 0.3),
+                  "weight_hh": mx.array(rng.standard_normal((2, 64, 16)).astype(np.float32) * 0.3),
+                  "bias": mx.array(rng.standard_normal((2, 64)).astype(np.float32) * 0.3)})
+    x = mx.array(rng.standard_normal((segmentation.NUMPY_GROUP + 3, 40, 12)).astype(np.float32))
+    ours, reference = np.array(layer(x, stepper="numpy")), np.array(layer(x, stepper="mlx"))
+    assert ours.shape == (segmentation.NUMPY_GROUP + 3, 40, 32)
+    assert relative_error(ours, reference) < 1e-5
+    assert segmentation.default_stepper() == ("numpy" if mx.default_device() == mx.cpu else "mlx")
+
+
 def test_shipped_segmentation_matches_original_on_speech(originals):
     audio = two_voices(16.0)
     windows = np.stack([audio[:160_000], audio[-160_000:]])

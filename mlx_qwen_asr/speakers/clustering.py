@@ -18,8 +18,19 @@ from ..errors import SetupError
 # Cosine distance at which two groups of embeddings stop being one speaker. Chosen on the
 # conversations of scripts/diarization_bench.py (docs/performance.md).
 DISTANCE_THRESHOLD = 0.5
-# A cluster with less clean speech than this is no speaker of its own (auto count only).
+# A cluster with less clean speech than this is no speaker of its own (auto count only):
+# it joins the nearest larger cluster within FOLD_DISTANCE (the tree cut there). Small
+# clusters far from every large one are joined together, and are a speaker who said little
+# if they hold MIN_SPEAKER_SHARE of the speech (short files hold a few voice prints only);
+# otherwise they join the nearest large cluster (on long audio: stray prints, not voices).
+# On long audio a cluster also needs MIN_CLUSTER_SHARE of all the clustered speech: stray
+# prints (overlap, noise) form small tight clusters of their own there (an hour of 11 voices
+# gave 18 speakers, with 10-20 s of clean speech in each stray one; the real ones held 37 s
+# or more of 2254 s).
 MIN_SPEAKER_SECONDS = 2.0
+MIN_CLUSTER_SHARE = 0.01
+FOLD_DISTANCE = 0.8
+MIN_SPEAKER_SHARE = 0.1
 # Only embeddings of at least this much clean (non-overlapped) speech are clustered: an
 # overlapped one sits between two voices and would join their clusters. The rest are assigned.
 MIN_CLEAN_SECONDS = 0.5
@@ -75,7 +86,8 @@ def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers:
             labels = fcluster(tree, t=min(num_speakers, len(units)), criterion="maxclust")
         else:
             labels = fcluster(tree, t=threshold, criterion="distance")
-            labels = _fold_small(units, seconds, labels)
+            loose = fcluster(tree, t=max(threshold, FOLD_DISTANCE), criterion="distance")
+            labels = _fold_small(units, seconds, labels, loose)
             count = len(np.unique(labels))
             low = min_speakers or 1
             high = max_speakers or count
@@ -85,19 +97,28 @@ def cluster_centroids(embeddings: np.ndarray, seconds: np.ndarray, num_speakers:
                                for k in np.unique(labels)]))
 
 
-def _fold_small(units: np.ndarray, seconds: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Clusters with under MIN_SPEAKER_SECONDS of speech joined to the nearest larger one."""
+def _fold_small(units: np.ndarray, seconds: np.ndarray, labels: np.ndarray, loose: np.ndarray) -> np.ndarray:
+    """Clusters with under MIN_SPEAKER_SECONDS (or MIN_CLUSTER_SHARE) of speech joined to
+    the nearest larger one within the same `loose` cluster (the tree cut at FOLD_DISTANCE, which nests `labels`);
+    where there is none, the small clusters of that loose cluster become one, kept if it
+    holds MIN_SPEAKER_SHARE of all the speech, else joined to the nearest larger one."""
     ids = np.unique(labels)
     totals = np.array([seconds[labels == k].sum() for k in ids])
-    large = ids[totals >= MIN_SPEAKER_SECONDS]
+    large = ids[totals >= max(MIN_SPEAKER_SECONDS, MIN_CLUSTER_SHARE * seconds.sum())]
     if len(large) == 0 or len(large) == len(ids):
         return labels
     centroids = normalize(np.stack([units[labels == k].mean(0) for k in large]))
-    labels = labels.copy()
-    for k in ids[totals < MIN_SPEAKER_SECONDS]:
-        members = labels == k
-        labels[members] = large[np.argmax(units[members] @ centroids.T, axis=1)]
-    return labels
+    folded = labels.copy()
+    for group in np.unique(loose[~np.isin(labels, large)]):
+        small = (loose == group) & ~np.isin(labels, large)
+        near = np.isin(large, labels[loose == group])
+        if not near.any() and seconds[small].sum() >= MIN_SPEAKER_SHARE * seconds.sum():
+            folded[small] = labels[small].min()     # one speaker who said little
+            continue
+        choices = large[near] if near.any() else large
+        similarity = units[small] @ centroids[near if near.any() else slice(None)].T
+        folded[small] = choices[np.argmax(similarity, axis=1)]
+    return folded
 
 
 def assign_window(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
