@@ -8,6 +8,9 @@ from dataclasses import dataclass, fields, replace
 
 from ..errors import OptionError
 
+# The segmentation network's window: it was trained on 10 s of audio at a time.
+WINDOW_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class DiarizeOptions:

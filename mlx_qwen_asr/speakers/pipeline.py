@@ -28,9 +28,9 @@ import numpy as np
 from ..audio.load import SAMPLE_RATE
 from ..audio.blocks import open_audio_blocks
 from . import clustering
-from .options import DiarizeOptions
+from .options import WINDOW_SECONDS, DiarizeOptions
+from .references import embed_references, match_references
 
-WINDOW_SECONDS = 10.0
 # Windows follow each other without overlap: a second look at each moment (windows every
 # 5 s) costs twice the time, and on the bench's conversations moved the DER within what the
 # choice of conversations moves (18.9 % against 16.7 % on one set, 13.3 % against 14.1 % on
@@ -243,8 +243,6 @@ def _speaker_names(centroids: np.ndarray, references: dict | None) -> dict[int, 
     """Known speakers' names for the clusters their reference embeddings match best."""
     if not references or len(centroids) == 0:
         return {}
-    from .references import match_references
-
     return match_references(centroids, references)
 
 
@@ -315,7 +313,6 @@ def diarize(audio, *, sample_rate: int | None = None, options: DiarizeOptions | 
     clustering.check_available()
     models = models or shipped_models()
     if options.speakers and options.references is None:
-        from .references import embed_references
 
         options = options.with_references(embed_references(options.speakers, models))
     stream = open_audio_blocks(audio, sample_rate)

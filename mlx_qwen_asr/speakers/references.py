@@ -9,6 +9,7 @@ import numpy as np
 from ..audio.load import SAMPLE_RATE, load_audio
 from ..errors import AudioError, OptionError
 from . import clustering
+from .options import WINDOW_SECONDS
 
 # A reference needs this much speech (as the segmentation hears it) to be a voice print.
 MIN_REFERENCE_SPEECH_SECONDS = 1.0
@@ -43,8 +44,6 @@ def speech_embedding(audio: np.ndarray, models, min_seconds: float = 0.5) -> np.
 
 def speech_features(audio: np.ndarray, models) -> np.ndarray:
     """Filterbank frames of `audio` (any length) where the segmentation hears one voice alone."""
-    from .pipeline import WINDOW_SECONDS
-
     window = int(WINDOW_SECONDS * SAMPLE_RATE)
     rows = []
     for start in range(0, max(len(audio), 1), window):
