@@ -98,6 +98,15 @@ def tiny_checkpoint_fp32(tmp_path_factory, tiny_config_and_weights) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model(tiny_checkpoint_fp32):
+    """The tiny random model in float32, loaded once for every module that transcribes with
+    it (a module needing another model defines its own `model`)."""
+    from mlx_qwen_asr import ASRModel
+
+    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def synthetic_tokenizer_checkpoint(tmp_path_factory, tiny_config_and_weights) -> Path:
     """Tiny bf16 checkpoint whose tokenizer is always the synthesized one."""
     config, weights = tiny_config_and_weights

@@ -7,14 +7,8 @@ import soundfile as sf
 from mlx_qwen_asr.decoding import greedy_decode, greedy_decode_batch
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.model_input import asr_prompt
-from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint_fp32):
-    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
 
 
 def embeddings(model, audio):

@@ -14,11 +14,6 @@ from mlx_qwen_asr.transcribe import ASRModel
 from audio_samples import speech
 
 
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint):
-    return ASRModel.load(tiny_checkpoint, dtype="float32")
-
-
 def test_missing_file(model, tmp_path):
     with pytest.raises(AudioError, match="no such file"):
         model.transcribe(tmp_path / "nope.wav")

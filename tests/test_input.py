@@ -10,14 +10,8 @@ from mlx_qwen_asr.audio.load import chunk_samples, load_audio, resample
 from mlx_qwen_asr.audio.blocks import BlockResampler, open_audio_blocks
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.stream.session import StreamingSession
-from mlx_qwen_asr.transcribe import load_model
 
 BAD_RATES = [0, -16000, 16000.5, "16000", None, True, float("nan")]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint):
-    return load_model(tiny_checkpoint)
 
 
 @pytest.mark.parametrize("rate", BAD_RATES)

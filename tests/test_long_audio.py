@@ -9,7 +9,6 @@ from mlx_qwen_asr.audio.blocks import open_audio_blocks
 from mlx_qwen_asr.results import join_texts, merge_languages
 from mlx_qwen_asr.audio.cutting import iter_pieces
 from mlx_qwen_asr.segments import decode_piece
-from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
 from looping import always_token
@@ -71,11 +70,6 @@ def test_join_and_merge():
     assert join_texts(["Hello there.", "", " General Kenobi "]) == "Hello there. General Kenobi"
     assert join_texts(["你好。", "世界", "ok"]) == "你好。世界ok"
     assert merge_languages(["English", "English", "", "Chinese", "English"]) == "English,Chinese,English"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint_fp32):
-    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
 
 
 def test_long_file_is_transcribed_segment_by_segment(model, tmp_path):

@@ -11,12 +11,6 @@ from audio_samples import speech
 
 from mlx_qwen_asr import LoadOptions, OptionError, StreamingSession, TranscribeOptions, transcribe_folder
 from mlx_qwen_asr.frontends.cli import main
-from mlx_qwen_asr.transcribe import load_model
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint):
-    return load_model(tiny_checkpoint)
 
 
 def test_defaults_and_normalised_language():

@@ -12,16 +12,10 @@ from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.testing.parity import relative_error
 from mlx_qwen_asr.stream.encoder_cache import EncoderWindowCache
 from mlx_qwen_asr.stream.session import StreamingSession, transcribe_stream
-from mlx_qwen_asr.transcribe import ASRModel
 
 from audio_samples import speech
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint_fp32):
-    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
 
 
 def test_streaming_encoder_equals_full_encoder_as_audio_grows(model):

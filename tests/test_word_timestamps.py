@@ -9,7 +9,6 @@ import soundfile as sf
 
 from mlx_qwen_asr.aligner import Aligner
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
-from mlx_qwen_asr.transcribe import ASRModel
 from mlx_qwen_asr.writers import MAX_CUE_SECONDS, build_cues, cue_items, to_string, word_phrases, wrap
 
 from audio_samples import speech
@@ -24,11 +23,6 @@ def aligner_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def aligner(aligner_dir):
     return Aligner.load(aligner_dir, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint_fp32):
-    return ASRModel.load(tiny_checkpoint_fp32, dtype="float32")
 
 
 @pytest.fixture(scope="module")
