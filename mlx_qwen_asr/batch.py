@@ -199,5 +199,5 @@ def decode_jobs(model: ASRModel, jobs: list[PieceJob], options: list[TranscribeO
             # The batch's time is shared: each row is charged an equal part.
             add_time(job.timings, "prefill", result.prefill_s / len(prompts))
             add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = model.segment(result, job.offset, job.end, options[slot])
+            segments[slot] = model.segment(result, job.offset, job.end, options[slot], job.audio)
     return segments

@@ -168,16 +168,18 @@ class ASRModel:
                                no_speech_ids=self.no_speech_ids, slot=self.language_slot(options.language))
         add_time(timings, "prefill", result.prefill_s)
         add_time(timings, "decode", result.decode_s)
-        return self.segment(result, offset, end, options)
+        return self.segment(result, offset, end, options, samples)
 
     def budget(self, samples: np.ndarray, options: TranscribeOptions) -> int:
         """Tokens a segment may generate: the option, else scaled to its duration."""
         return token_budget(len(samples) / SAMPLE_RATE) if options.max_new_tokens is None else int(options.max_new_tokens)
 
-    def segment(self, result: DecodeResult, start: float, end: float, options: TranscribeOptions) -> Segment:
+    def segment(self, result: DecodeResult, start: float, end: float, options: TranscribeOptions,
+                samples: np.ndarray | None = None) -> Segment:
         """The Segment a decoding result makes: text parsed, language found, confidence
         (confidence.py) attached; with the options' repetition guard, one that ended in a loop
-        at EOS finishes as "repetition"; dropped as no speech if the options' gate says so."""
+        at EOS finishes as "repetition"; dropped as no speech if the options' gate says so
+        (given the segment's audio, `samples`, the gate may listen to it too)."""
         raw = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
         forced = forced_language(options.language)
         detected, text = transcript_text(raw, forced)
@@ -190,7 +192,8 @@ class ASRModel:
         segment = Segment(start, end, text, detected, finish, result.tokens[header:], raw=raw,
                           generated=len(result.tokens))
         attach_confidence(segment, result, header, self.tokenizer, self.language_token)
-        if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
+        if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold, samples,
+                        options.min_speech_seconds):
             segment.text, segment.finish_reason = "", FINISH_NO_SPEECH
         return segment
 
