@@ -2,6 +2,7 @@
 
     python scripts/confidence_bench.py                          # AUROC and the gate, trained fixture
     python scripts/confidence_bench.py --cost-model DIR         # + cost per token at DIR's dims
+    python scripts/confidence_bench.py --no-quality --recordings   # speech heard in ../shared's recordings
     python -m mlx_qwen_asr.testing.random_checkpoint DIR --size 0.6b   # (a random 0.6B checkpoint)
 
 AUROC: the trained fixture (tests/fixtures/tiny_asr.npz) transcribes its 28 held-out clips,
@@ -200,6 +201,14 @@ def gate(model) -> None:
     print(f"speech-activity network: one 10 s window {np.median(times) * 1000:.0f} ms (median of 5)")
 
 
+def recordings() -> None:
+    """Seconds of speech the network hears in each recording of ../shared/data/audio."""
+    files = sorted(f for f in SHARED_AUDIO.glob("*/*") if f.suffix in (".wav", ".flac", ".aiff", ".mp3"))
+    print(f"\nspeech heard in {SHARED_AUDIO}'s recordings (manifest.tsv says which hold none):")
+    for heard, path in sorted((speech_seconds(load_audio(f)), f) for f in files):
+        print(f"{heard:6.2f} s heard of {len(load_audio(path)) / 16000:6.2f} s  {path.relative_to(SHARED_AUDIO)}")
+
+
 def cost(model_dir: str, pairs: int) -> None:
     """Decode steps in pairs, one with the scores and one without, in alternating order
     (a shared machine's load moves both alike): medians, and the scores alone."""
@@ -246,7 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--snr", type=float, default=5.0, help="noise under the held-out clips, dB SNR")
     parser.add_argument("--cost-model", default=None, help="checkpoint directory for the per-token cost")
     parser.add_argument("--pairs", type=int, default=40, help="pairs of decode steps timed")
-    parser.add_argument("--no-quality", action="store_true", help="cost only")
+    parser.add_argument("--no-quality", action="store_true", help="no AUROC and gate on the fixture")
+    parser.add_argument("--recordings", action="store_true", help="speech heard in ../shared's recordings")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if not args.no_quality:
@@ -254,6 +264,8 @@ def main(argv=None) -> int:
             model = ASRModel.load(expand_compact(TRAINED_MODEL, Path(tmp)), dtype="float32")
             quality(model, args.snr)
             gate(model)
+    if args.recordings:
+        recordings()
     if args.cost_model:
         cost(args.cost_model, args.pairs)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
