@@ -20,6 +20,8 @@ import numpy as np
 # on the trained fixture's held-out speech and ../shared's recordings).
 PURE_TONE_SHARE = 0.9
 TONE_FFT = 1024
+# Windows run together (the sinc layer's input for 4 windows is ~64 MB in float32).
+WINDOW_BATCH = 4
 
 _network = None
 
@@ -45,13 +47,15 @@ def speech_seconds(samples: np.ndarray) -> float:
     samples = np.asarray(samples, np.float32)
     if not len(samples):
         return 0.0
-    windows = np.stack([np.pad(samples[i:i + WINDOW_SAMPLES], (0, max(0, i + WINDOW_SAMPLES - len(samples))))
-                        for i in range(0, len(samples), WINDOW_SAMPLES)])
-    nobody = np.asarray(_segmentation()(mx.array(windows))[..., 0])    # log P(nobody speaks) [window, frame]
+    windows = [np.pad(samples[i:i + WINDOW_SAMPLES], (0, max(0, i + WINDOW_SAMPLES - len(samples))))
+               for i in range(0, len(samples), WINDOW_SAMPLES)]
     frames = 0
-    for window, log_nobody in zip(windows, nobody):
-        speech = log_nobody < np.log(0.5)
-        frames += int((speech & ~pure_tone_frames(window, len(log_nobody))).sum())
+    for first in range(0, len(windows), WINDOW_BATCH):
+        batch = np.stack(windows[first:first + WINDOW_BATCH])
+        nobody = np.asarray(_segmentation()(mx.array(batch))[..., 0])    # log P(nobody speaks) [window, frame]
+        for window, log_nobody in zip(batch, nobody):
+            speech = log_nobody < np.log(0.5)
+            frames += int((speech & ~pure_tone_frames(window, len(log_nobody))).sum())
     return frames * FRAME_STEP
 
 
