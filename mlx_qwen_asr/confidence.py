@@ -8,8 +8,11 @@ loop read back with each token (decoding.token_scores), and the no-speech gate b
   ended it (Whisper's definition), and `no_speech_prob`, the probability the model gave
   "no speech" (the end of text, or "None" after "language") at its language slot.
 
-A segment is dropped as no speech (`finish_reason="no_speech"`) when its no_speech_prob is
-above a threshold and its text is unsure (avg_logprob below another): Whisper's gate.
+A segment is dropped as no speech (`finish_reason="no_speech"`) when its text is unsure
+(avg_logprob below a threshold) and either its no_speech_prob is above another (Whisper's
+gate) or a speech-activity network hears (almost) no speech in its audio
+(speech_presence.py): the model, trained on little non-speech, writes words over hum, pink
+noise or a tone while being sure they are speech.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from .word_split import is_cjk_ideograph
 # room tone (scripts/confidence_bench.py, docs/confidence.md).
 DEFAULT_NO_SPEECH_THRESHOLD = 0.6
 DEFAULT_LOGPROB_THRESHOLD = -1.0
+# Held-out speech: 1.9 s of speech heard at least, spoken digits of ../shared 0.25 s; noise,
+# hum, room tone and tones: none.
+DEFAULT_MIN_SPEECH_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -109,13 +115,22 @@ def span_probability(words: list[WordProbability] | None, span: tuple[int, int] 
     return math.prod(overlapping) if overlapping else None
 
 
-def is_no_speech(segment, no_speech_threshold: float | None, logprob_threshold: float | None) -> bool:
-    """Whisper's gate: the model said "no speech" at the language slot with probability above
-    `no_speech_threshold`, and the text it wrote anyway is unsure (avg_logprob below
-    `logprob_threshold`; None: whatever it is). `no_speech_threshold=None` turns the gate off.
-    A segment without text has nothing to drop."""
-    if no_speech_threshold is None or segment.no_speech_prob is None or not segment.text:
+def is_no_speech(segment, no_speech_threshold: float | None, logprob_threshold: float | None,
+                 samples=None, min_speech_seconds: float | None = None) -> bool:
+    """The segment's text is unsure (avg_logprob below `logprob_threshold`; None: whatever it
+    is) and either the model said "no speech" at the language slot with probability above
+    `no_speech_threshold` (Whisper's gate) or, given its audio (`samples`, 16 kHz) and
+    `min_speech_seconds`, a speech-activity network hears less speech than that in it (run
+    only when the rest has not decided). `no_speech_threshold=None` turns the gate off. A
+    segment without text has nothing to drop."""
+    if no_speech_threshold is None or not segment.text:
         return False
-    if segment.no_speech_prob <= no_speech_threshold:
+    if logprob_threshold is not None and segment.avg_logprob is not None and segment.avg_logprob >= logprob_threshold:
         return False
-    return logprob_threshold is None or segment.avg_logprob is None or segment.avg_logprob < logprob_threshold
+    if segment.no_speech_prob is not None and segment.no_speech_prob > no_speech_threshold:
+        return True
+    if samples is None or min_speech_seconds is None:
+        return False
+    from .speech_presence import speech_seconds
+
+    return speech_seconds(samples) < min_speech_seconds

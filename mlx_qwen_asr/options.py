@@ -17,7 +17,7 @@ from .model.config import SUPPORTED_LANGUAGES
 from .errors import OptionError
 from .languages import normalize_languages
 from .limits import MAX_NEW_TOKENS, MAX_SEGMENT_SECONDS
-from .confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD
+from .confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_NO_SPEECH_THRESHOLD
 from .audio.cutting import DEFAULT_SEGMENT_SECONDS
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
@@ -56,7 +56,10 @@ class TranscribeOptions:
                        (avg_logprob below `logprob_threshold`) is dropped, finish_reason
                        "no_speech" (confidence.py); None keeps every segment.
     logprob_threshold: the avg_logprob under which a segment's text counts as unsure; None:
-                       the no-speech probability alone decides.
+                       every text does (the no-speech evidence alone decides).
+    min_speech_seconds: a segment whose text is unsure and in whose audio a speech-activity
+                       network (speech_presence.py) hears less speech than this is dropped as
+                       "no speech" too; None: the audio is not listened to.
     diarize:           who spoke when: True, or a speakers.options.DiarizeOptions (number of
                        speakers, known voices); every segment and word gets a speaker
                        (speakers/attach.py). It times the words (word_timestamps), as segments
@@ -78,6 +81,7 @@ class TranscribeOptions:
     skip_silence: bool = False
     no_speech_threshold: float | None = DEFAULT_NO_SPEECH_THRESHOLD
     logprob_threshold: float | None = DEFAULT_LOGPROB_THRESHOLD
+    min_speech_seconds: float | None = DEFAULT_MIN_SPEECH_SECONDS
     diarize: object = None
 
     def __post_init__(self):
@@ -111,6 +115,10 @@ class TranscribeOptions:
                                                        and -math.inf < self.logprob_threshold <= 0.0):
             raise OptionError(f"logprob_threshold must be a log-probability (a number <= 0) or None, got "
                               f"{self.logprob_threshold!r}")
+        if self.min_speech_seconds is not None and not (_is_number(self.min_speech_seconds)
+                                                        and 0.0 <= self.min_speech_seconds < math.inf):
+            raise OptionError(f"min_speech_seconds must be a number of seconds >= 0 or None, got "
+                              f"{self.min_speech_seconds!r}")
         if self.skip_silence:
             from .audio.vad import check_available
 
@@ -160,11 +168,11 @@ class TranscribeOptions:
 
 
 # Fields the folder manifests of earlier versions did not record (see `record`).
-NEWER_FIELDS = ("no_speech_threshold", "logprob_threshold")
+NEWER_FIELDS = ("no_speech_threshold", "logprob_threshold", "min_speech_seconds")
 
 # What streaming cannot honour (it decodes growing regions with its own budget and guard).
 NOT_STREAMED = ("max_new_tokens", "segment_seconds", "repetition_guard", "recover_loops", "skip_silence",
-                "no_speech_threshold", "logprob_threshold", "diarize")
+                "no_speech_threshold", "logprob_threshold", "min_speech_seconds", "diarize")
 
 
 def check_streamable(options: TranscribeOptions) -> TranscribeOptions:

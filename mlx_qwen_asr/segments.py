@@ -83,7 +83,7 @@ def decode_piece(model, samples: np.ndarray, offset: float = 0.0, options: Trans
                            no_speech_ids=model.no_speech_ids, slot=model.language_slot(options.language))
     add_time(timings, "prefill", result.prefill_s)
     add_time(timings, "decode", result.decode_s)
-    return to_segment(model, result, offset, end, options)
+    return to_segment(model, result, offset, end, options, samples)
 
 
 def decode_jobs(model, jobs: list[PieceJob], options: list[TranscribeOptions]) -> list[Segment]:
@@ -113,14 +113,16 @@ def decode_jobs(model, jobs: list[PieceJob], options: list[TranscribeOptions]) -
             # The batch's time is shared: each row is charged an equal part.
             add_time(job.timings, "prefill", result.prefill_s / len(prompts))
             add_time(job.timings, "decode", result.decode_s / len(prompts))
-            segments[slot] = to_segment(model, result, job.offset, job.end, options[slot])
+            segments[slot] = to_segment(model, result, job.offset, job.end, options[slot], job.audio)
     return segments
 
 
-def to_segment(model, result: DecodeResult, start: float, end: float, options: TranscribeOptions) -> Segment:
+def to_segment(model, result: DecodeResult, start: float, end: float, options: TranscribeOptions,
+               samples: np.ndarray | None = None) -> Segment:
     """The Segment a decoding result makes: text parsed, language found, confidence
     (confidence.py) attached; with the options' repetition guard, one that ended in a loop
-    at EOS finishes as "repetition"; dropped as no speech if the options' gate says so."""
+    at EOS finishes as "repetition"; dropped as no speech if the options' gate says so
+    (given the segment's audio, `samples`, the gate may listen to it too)."""
     raw = model.tokenizer.decode(result.tokens, skip_special_tokens=True)
     forced = forced_language(options.language)
     detected, text = transcript_text(raw, forced)
@@ -133,7 +135,8 @@ def to_segment(model, result: DecodeResult, start: float, end: float, options: T
     segment = Segment(start, end, text, detected, finish, result.tokens[header:], raw=raw,
                       generated=len(result.tokens))
     attach_confidence(segment, result, header, model.tokenizer, model.language_token)
-    if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold):
+    if is_no_speech(segment, options.no_speech_threshold, options.logprob_threshold, samples,
+                    options.min_speech_seconds):
         segment.text, segment.finish_reason = "", FINISH_NO_SPEECH
     return segment
 

@@ -2,6 +2,7 @@
 
     python scripts/confidence_bench.py                          # AUROC and the gate, trained fixture
     python scripts/confidence_bench.py --cost-model DIR         # + cost per token at DIR's dims
+    python scripts/confidence_bench.py --no-quality --recordings   # speech heard in ../shared's recordings
     python -m mlx_qwen_asr.testing.random_checkpoint DIR --size 0.6b   # (a random 0.6B checkpoint)
 
 AUROC: the trained fixture (tests/fixtures/tiny_asr.npz) transcribes its 28 held-out clips,
@@ -11,10 +12,14 @@ clean and under white, pink and 50 Hz hum noise (mlx_qwen_asr/testing/noisy_audi
 probability than a wrong one (1: always, 0.5: chance).
 
 Gate: every speech segment's no_speech_prob and avg_logprob, clean and noisy, and those of
-noise-only inputs (white, pink, hum at several levels, a 1 kHz sine and, when ../shared is
-there, its recorded white noise; "room tone": low-passed noise with a faint hum), and which
-of them the default gate (confidence.py) drops or leaves with text, and a strict setting
-of it (`no_speech_threshold=0, logprob_threshold=-2`: unsure text goes).
+noise-only inputs (white, pink, hum at several levels, a 1 kHz sine of 3 s and a beep of
+1 s and, when ../shared is there, its recorded white noise and sine; "room tone": brown
+noise with a faint hum), and which of them the default gate (confidence.py) drops or
+leaves with text: the whole gate, and Whisper's part of it alone (`min_speech_seconds=None`,
+the audio not listened to). With each, the seconds of speech the speech-activity network
+(speech_presence.py) hears: for speech segments, those whose text is unsure (the only ones
+it is asked about). Its cost: the time of one 10 s window, and how many windows the held-out
+runs asked for.
 
 Cost: `--cost-model DIR`: decode steps (network forward of one token and the argmax) timed
 in pairs, one with the scores (decoding.token_scores) and one without, in alternating
@@ -39,14 +44,15 @@ from heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
 from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
-from mlx_qwen_asr.confidence import DEFAULT_LOGPROB_THRESHOLD, DEFAULT_NO_SPEECH_THRESHOLD, is_no_speech  # noqa: E402
+from mlx_qwen_asr.confidence import (DEFAULT_LOGPROB_THRESHOLD, DEFAULT_MIN_SPEECH_SECONDS,  # noqa: E402
+                                     DEFAULT_NO_SPEECH_THRESHOLD, is_no_speech)
+from mlx_qwen_asr.speech_presence import speech_seconds  # noqa: E402
 from mlx_qwen_asr.testing.compact_checkpoint import expand_compact  # noqa: E402
 from mlx_qwen_asr.testing.noisy_audio import NOISE_KINDS, noise  # noqa: E402
 from mlx_qwen_asr.testing.wer import normalize  # noqa: E402
 
-SHARED_NOISE = ROOT.parent / "shared" / "data" / "audio" / "pdx" / "noise.wav"
-# A stricter setting of the same gate: unsure text goes whatever the no-speech probability.
-STRICT = (0.0, -2.0)
+SHARED_AUDIO = ROOT.parent / "shared" / "data" / "audio"
+DEFAULTS = (DEFAULT_NO_SPEECH_THRESHOLD, DEFAULT_LOGPROB_THRESHOLD)
 
 
 def aligned_correct(reference: list[str], hypothesis: list[str]) -> list[bool]:
@@ -109,10 +115,31 @@ def noise_inputs(rng) -> dict[str, np.ndarray]:
     for db in (-30, -45):
         out[f"room tone {db} dBFS"] = room_tone(8 * 16000, db, rng)
     t = np.arange(3 * 16000) / 16000
-    out["1 kHz sine"] = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-    if SHARED_NOISE.exists():
-        out["recorded white noise (10 s)"] = load_audio(SHARED_NOISE)[:10 * 16000]
+    out["1 kHz sine, 3 s"] = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    out["1 kHz beep, 1 s"] = out["1 kHz sine, 3 s"][:16000]
+    if (SHARED_AUDIO / "pdx" / "noise.wav").exists():
+        out["pdx/noise.wav (10 s)"] = load_audio(SHARED_AUDIO / "pdx" / "noise.wav")[:10 * 16000]
+        out["pdx/sine.wav"] = load_audio(SHARED_AUDIO / "pdx" / "sine.wav")
     return out
+
+
+class Listener:
+    """speech_seconds, counted and timed."""
+
+    def __init__(self):
+        self.calls, self.windows, self.seconds = 0, 0, 0.0
+
+    def __call__(self, audio: np.ndarray) -> float:
+        start = time.perf_counter()
+        heard = speech_seconds(audio)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.windows += -(-len(audio) // 160000)
+        return heard
+
+
+def segment_audio(audio: np.ndarray, segment) -> np.ndarray:
+    return audio[int(round(segment.start * 16000)):int(round(segment.end * 16000))]
 
 
 def quality(model, snr_db: float) -> None:
@@ -122,42 +149,64 @@ def quality(model, snr_db: float) -> None:
     conditions = {"clean": clips}
     for kind in NOISE_KINDS:
         conditions[f"{kind} {snr_db:g} dB SNR"] = [with_noise(c, kind, snr_db, rng) for c in clips]
-    everything, segments = [], []
+    everything = []
+    listen = Listener()
     print(f"{'condition':22} {'words':>6} {'wrong':>6} {'AUROC':>6}  no_speech_prob max  avg_logprob min  "
-          f"segments dropped (default, strict {STRICT})")
+          f"segments dropped: model alone, default gate  (unsure: speech heard, min)")
     for name, audios in conditions.items():
         results = model.transcribe_many(audios, sample_rate=16000, no_speech_threshold=None)
         scored = [pair for r, row in zip(results, picked) for pair in scored_words(r, row["text"])]
         everything += scored
-        segs = [s for r in results for s in r.segments if s.text]
-        segments += segs
-        dropped = sum(is_no_speech(s, DEFAULT_NO_SPEECH_THRESHOLD, DEFAULT_LOGPROB_THRESHOLD) for s in segs)
-        strict = sum(is_no_speech(s, *STRICT) for s in segs)
+        segs = [(s, segment_audio(a, s)) for r, a in zip(results, audios) for s in r.segments if s.text]
+        alone = sum(is_no_speech(s, *DEFAULTS) for s, _ in segs)
+        dropped = sum(is_no_speech(s, *DEFAULTS, a, DEFAULT_MIN_SPEECH_SECONDS) for s, a in segs)
+        unsure = [listen(a) for s, a in segs if s.avg_logprob < DEFAULT_LOGPROB_THRESHOLD]
         right = [p for p, ok in scored if ok]
         wrong = [p for p, ok in scored if not ok]
         print(f"{name:22} {len(scored):6d} {len(wrong):6d} {auroc(right, wrong):6.3f}  "
-              f"{max(s.no_speech_prob for s in segs):18.2e}  {min(s.avg_logprob for s in segs):15.3f}  "
-              f"{dropped}/{len(segs)}, strict {strict}/{len(segs)}")
+              f"{max(s.no_speech_prob for s, _ in segs):18.2e}  {min(s.avg_logprob for s, _ in segs):15.3f}  "
+              f"{alone}/{len(segs)}, {dropped}/{len(segs)}  ({len(unsure)} unsure"
+              + (f": {min(unsure):.2f} s" if unsure else "") + ")", flush=True)
     right = [p for p, ok in everything if ok]
     wrong = [p for p, ok in everything if not ok]
     print(f"{'all':22} {len(everything):6d} {len(wrong):6d} {auroc(right, wrong):6.3f}  "
           f"(mean probability: correct {np.mean(right):.3f}, wrong {np.mean(wrong):.3f})")
+    print(f"speech-activity network: asked about {listen.calls} unsure segments, {listen.windows} windows of 10 s, "
+          f"{listen.seconds:.1f} s ({listen.seconds / max(listen.windows, 1) * 1000:.0f} ms a window)")
 
 
 def gate(model) -> None:
-    print(f"\nnoise only: default gate no_speech_prob > {DEFAULT_NO_SPEECH_THRESHOLD} and avg_logprob < "
-          f"{DEFAULT_LOGPROB_THRESHOLD}")
-    print(f"{'input':28} {'language':10} {'no_speech_prob':>14} {'avg_logprob':>11}  "
-          f"text without gate -> default gate; strict {STRICT}")
+    print(f"\nnoise only: default gate: avg_logprob < {DEFAULT_LOGPROB_THRESHOLD} and (no_speech_prob > "
+          f"{DEFAULT_NO_SPEECH_THRESHOLD} or speech heard < {DEFAULT_MIN_SPEECH_SECONDS} s)")
+    print(f"{'input':28} {'language':8} {'no_speech_prob':>14} {'avg_logprob':>11} {'heard':>6}  "
+          f"text without gate -> model alone -> default gate")
+    listen = Listener()
     for name, audio in noise_inputs(np.random.default_rng(1)).items():
+        heard = listen(audio)
         for language in (None, ["en", "zh"]):
             kept = model.transcribe(audio, sample_rate=16000, language=language, no_speech_threshold=None)
+            alone = model.transcribe(audio, sample_rate=16000, language=language, min_speech_seconds=None)
             gated = model.transcribe(audio, sample_rate=16000, language=language)
-            for k, g in zip(kept.segments, gated.segments):
-                print(f"{name:28} {'auto' if language is None else 'en,zh':10} {k.no_speech_prob or 0:14.4f} "
-                      f"{k.avg_logprob if k.avg_logprob is not None else float('nan'):11.3f}  "
-                      f"{k.text[:30]!r} -> {g.text[:30]!r} ({g.finish_reason}); "
-                      f"strict: {'dropped' if is_no_speech(k, *STRICT) else repr(k.text[:30])}")
+            k = kept.segments[0]
+            print(f"{name:28} {'auto' if language is None else 'en,zh':8} {k.no_speech_prob or 0:14.4f} "
+                  f"{k.avg_logprob if k.avg_logprob is not None else float('nan'):11.3f} {heard:5.2f}s  "
+                  f"{kept.text[:24]!r} -> {alone.text[:24]!r} -> {gated.text[:24]!r} ({gated.finish_reason})",
+                  flush=True)
+    window = noise("pink", 160000, -30.0, np.random.default_rng(2))
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        speech_seconds(window)
+        times.append(time.perf_counter() - start)
+    print(f"speech-activity network: one 10 s window {np.median(times) * 1000:.0f} ms (median of 5)")
+
+
+def recordings() -> None:
+    """Seconds of speech the network hears in each recording of ../shared/data/audio."""
+    files = sorted(f for f in SHARED_AUDIO.glob("*/*") if f.suffix in (".wav", ".flac", ".aiff", ".mp3"))
+    print(f"\nspeech heard in {SHARED_AUDIO}'s recordings (manifest.tsv says which hold none):")
+    for heard, path in sorted((speech_seconds(load_audio(f)), f) for f in files):
+        print(f"{heard:6.2f} s heard of {len(load_audio(path)) / 16000:6.2f} s  {path.relative_to(SHARED_AUDIO)}")
 
 
 def cost(model_dir: str, pairs: int) -> None:
@@ -206,7 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--snr", type=float, default=5.0, help="noise under the held-out clips, dB SNR")
     parser.add_argument("--cost-model", default=None, help="checkpoint directory for the per-token cost")
     parser.add_argument("--pairs", type=int, default=40, help="pairs of decode steps timed")
-    parser.add_argument("--no-quality", action="store_true", help="cost only")
+    parser.add_argument("--no-quality", action="store_true", help="no AUROC and gate on the fixture")
+    parser.add_argument("--recordings", action="store_true", help="speech heard in ../shared's recordings")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if not args.no_quality:
@@ -214,6 +264,8 @@ def main(argv=None) -> int:
             model = ASRModel.load(expand_compact(TRAINED_MODEL, Path(tmp)), dtype="float32")
             quality(model, args.snr)
             gate(model)
+    if args.recordings:
+        recordings()
     if args.cost_model:
         cost(args.cost_model, args.pairs)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

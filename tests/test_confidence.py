@@ -1,6 +1,7 @@
 """Confidence from the decode loop: token log-probabilities equal a teacher-forced pass,
 words and segments are summed from them, no_speech_prob is read at the language slot,
-and the no-speech gate drops unsure text where the model said "no speech"."""
+and the no-speech gate drops unsure text where the model said "no speech" or where a
+speech-activity network hears no speech (noise, hum, room tone, tones)."""
 
 import json
 import math
@@ -16,11 +17,12 @@ from mlx_qwen_asr.decoding import greedy_decode
 from mlx_qwen_asr.model_input import asr_prompt
 from mlx_qwen_asr.notebook import _sureness
 from mlx_qwen_asr.results import Segment
+from mlx_qwen_asr.speech_presence import pure_tone_frames, speech_seconds
 from mlx_qwen_asr.frontends.server import formats
 from mlx_qwen_asr.testing.noisy_audio import noise
 from mlx_qwen_asr.writers import to_string
 
-from heldout import HELDOUT
+from heldout import HELDOUT, rows
 
 CLIP = HELDOUT / "short_03.flac"
 NOISE = np.random.default_rng(0).normal(0, 0.1, 3 * 16000).astype(np.float32)
@@ -145,12 +147,102 @@ def test_the_default_gate_keeps_the_held_out_speech(trained_offline):
         assert all(s.no_speech_prob < 0.01 for s in result.segments if s.text)
 
 
+def room_tone(seconds: float, level_db: float, rng) -> np.ndarray:
+    """Brown (1/f^2) noise with a faint 50 Hz hum under it, at `level_db` dBFS."""
+    samples = int(seconds * 16000)
+    spectrum = np.fft.rfft(rng.standard_normal(samples)) / np.maximum(np.arange(samples // 2 + 1), 1)
+    x = np.fft.irfft(spectrum, samples)
+    x = x / np.sqrt(np.mean(x ** 2)) + 0.1 * noise("hum", samples, 0.0, rng)
+    return (x / np.sqrt(np.mean(x ** 2)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def sine(seconds: float, hz: float = 1000.0) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * hz * np.arange(int(seconds * 16000)) / 16000)).astype(np.float32)
+
+
+NOISE_ONLY = {
+    "pink": lambda rng: noise("pink", 8 * 16000, -35.0, rng),
+    "hum": lambda rng: noise("hum", 8 * 16000, -20.0, rng),
+    "room tone": lambda rng: room_tone(8.0, -45.0, rng),
+    "1 s beep": lambda rng: sine(1.0),
+    "3 s tone": lambda rng: sine(3.0),
+}
+
+
+@pytest.mark.parametrize("kind", NOISE_ONLY)
+def test_noise_only_inputs_give_no_text(trained_model, kind):
+    """The fixture is sure these are speech (no_speech_prob tiny) and writes words, unsure:
+    the speech-activity network hears no speech in them, and the default gate drops them."""
+    audio = NOISE_ONLY[kind](np.random.default_rng(3))
+    kept = trained_model.transcribe(audio, sample_rate=16000, no_speech_threshold=None)
+    assert kept.text, "the fixture writes words on this input without the gate"
+    assert kept.segments[0].no_speech_prob < 0.6 and kept.segments[0].avg_logprob < -1.0
+    unheard = trained_model.transcribe(audio, sample_rate=16000, min_speech_seconds=None)
+    assert unheard.text == kept.text   # Whisper's gate alone keeps it: the model heard speech
+    dropped = trained_model.transcribe(audio, sample_rate=16000)
+    assert dropped.text == "" and [s.finish_reason for s in dropped.segments] == ["no_speech"]
+    assert dropped.finish_reason == "no_speech" and dropped.segments[0].tokens   # what it wrote stays on record
+
+
+def test_unsure_noisy_speech_keeps_its_text(trained_model):
+    """Held-out speech under pink noise at 5 dB SNR, where the fixture's text is unsure: the
+    network hears the speech, and the default gate keeps every such segment."""
+    rng = np.random.default_rng(0)
+    unsure = 0
+    for row in [r for r in rows() if r["kind"] == "short"][:8]:
+        clip = load_audio(HELDOUT / row["file"])
+        level = 10 * np.log10(np.mean(clip ** 2)) - 5.0
+        noisy = np.clip(clip + noise("pink", len(clip), level, rng), -1, 1).astype(np.float32)
+        kept = trained_model.transcribe(noisy, sample_rate=16000, no_speech_threshold=None)
+        gated = trained_model.transcribe(noisy, sample_rate=16000)
+        unsure += sum(s.avg_logprob < -1.0 for s in kept.segments if s.text)
+        assert gated.text == kept.text and all(s.finish_reason != "no_speech" for s in gated.segments)
+    assert unsure >= 2, "some of these segments are unsure, so the network is asked"
+
+
+def test_speech_seconds_hears_speech_not_noise():
+    clip = load_audio(CLIP)
+    assert speech_seconds(clip) > 0.6 * len(clip) / 16000
+    rng = np.random.default_rng(2)
+    for audio in (NOISE, noise("pink", 5 * 16000, -30.0, rng), room_tone(5.0, -40.0, rng), sine(1.0),
+                  np.zeros(16000, np.float32)):
+        assert speech_seconds(audio) == 0.0
+    assert speech_seconds(np.zeros(0, np.float32)) == 0.0
+
+
+def test_a_pure_tone_is_not_speech():
+    """The network alone hears a 1 s beep as speech; its frames are pure tones, speech's are not."""
+    window = np.pad(sine(1.0, 700.0), (0, 9 * 16000))
+    tone = pure_tone_frames(window, 40)
+    assert tone.all()
+    clip = load_audio(CLIP)
+    assert pure_tone_frames(clip, 100).mean() < 0.2
+
+
+def test_the_gate_listens_only_to_unsure_text(monkeypatch):
+    from mlx_qwen_asr import speech_presence
+
+    def seg(avg):
+        s = Segment(0.0, 1.0, "hi", "English", "eos")
+        s.no_speech_prob, s.avg_logprob = 0.001, avg
+        return s
+    silence = np.zeros(16000, np.float32)
+    assert is_no_speech(seg(-2.0), 0.6, -1.0, silence, 0.1)
+    assert not is_no_speech(seg(-2.0), 0.6, -1.0, silence, None)      # not listening
+    assert not is_no_speech(seg(-2.0), None, -1.0, silence, 0.1)      # gate off
+    assert not is_no_speech(seg(-2.0), 0.6, -1.0, silence, 0.0)       # nothing is less than no time
+    monkeypatch.setattr(speech_presence, "speech_seconds", lambda samples: pytest.fail("listened to sure text"))
+    assert not is_no_speech(seg(-0.5), 0.6, -1.0, silence, 0.1)
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.5, "high", True])
 def test_bad_no_speech_thresholds_are_refused(value):
     with pytest.raises(OptionError, match="no_speech_threshold"):
         TranscribeOptions(no_speech_threshold=value)
     with pytest.raises(OptionError, match="logprob_threshold"):
         TranscribeOptions(logprob_threshold=0.5)
+    with pytest.raises(OptionError, match="min_speech_seconds"):
+        TranscribeOptions(min_speech_seconds=-1.0)
 
 
 def test_json_and_verbose_json_carry_confidence(trained_model):
@@ -192,6 +284,22 @@ def test_command_line_no_speech_threshold(capsys, trained_checkpoint, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(base + ["--no-speech-threshold", "2"])
     assert "probability from 0 to 1" in capsys.readouterr().err
+
+
+def test_command_line_min_speech_seconds(capsys, trained_checkpoint, tmp_path):
+    import soundfile as sf
+
+    from mlx_qwen_asr import cli
+
+    path = tmp_path / "hum.wav"
+    sf.write(path, noise("hum", 8 * 16000, -20.0, np.random.default_rng(3)), 16000)
+    base = [str(path), "--model", str(trained_checkpoint)]
+    assert cli.main(base) == 0 and capsys.readouterr().out.strip() == ""
+    assert cli.main(base + ["--min-speech-seconds", "none"]) == 0 and capsys.readouterr().out.strip()
+    assert cli.main(base + ["--no-speech-threshold", "none"]) == 0 and capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--min-speech-seconds", "-1"])
+    assert "seconds (a number >= 0)" in capsys.readouterr().err
 
 
 def test_scores_when_nothing_counts_as_no_speech():

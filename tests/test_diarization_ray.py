@@ -13,8 +13,8 @@ import ray
 import soundfile as sf
 
 from heldout import HELDOUT
-from mlx_qwen_asr.audio import load_audio
-from mlx_qwen_asr.folder import transcribe_folder
+from mlx_qwen_asr.audio.load import load_audio
+from mlx_qwen_asr.frontends.folder import transcribe_folder
 
 pytestmark = pytest.mark.slow   # a local Ray cluster and two transcriptions: ~30 s
 RATE = 16000

@@ -38,8 +38,10 @@ def reference(official_engine, tiny_checkpoint_fp32):
 def test_transcription_equals_official_pipeline(ours, reference, seconds, language, context):
     audio = speech(seconds)
     expected = reference.transcribe(audio, language=language, context=context)[0]
+    # The official pipeline drops no text: neither does ours here (the random model's text is
+    # unsure, and the first 0.3 s hold no speech the no-speech gate would hear).
     result = ours.transcribe(audio, sample_rate=16000, language=language, context=context,
-                             max_new_tokens=MAX_TOKENS, repetition_guard=False)
+                             max_new_tokens=MAX_TOKENS, repetition_guard=False, no_speech_threshold=None)
     assert (result.language, result.text) == (expected.language, expected.text)
 
 

@@ -28,7 +28,7 @@ from ..model.loading import slow_on_this_device
 from ..options import DEFAULT_ALIGNER, DEFAULT_MODEL, TranscribeOptions
 from .preflight import check_inputs, check_microphone, check_output_dir
 from ..clock import clock_centis
-from ..confidence import DEFAULT_NO_SPEECH_THRESHOLD
+from ..confidence import DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_NO_SPEECH_THRESHOLD
 from ..audio.cutting import DEFAULT_SEGMENT_SECONDS
 from ..limits import check_context
 from ..results import FINISH_LENGTH, FINISH_REPETITION, join_texts
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     recognition.add_argument("--no-speech-threshold", type=_no_speech_threshold, default=DEFAULT_NO_SPEECH_THRESHOLD,
                              help="drop a segment whose no-speech probability is above this and whose text is unsure "
                                   f"(default: {DEFAULT_NO_SPEECH_THRESHOLD:g}; 'none' keeps every segment)")
+    recognition.add_argument("--min-speech-seconds", type=_min_speech_seconds, default=DEFAULT_MIN_SPEECH_SECONDS,
+                             help="also drop a segment whose text is unsure and in which a speech-activity network "
+                                  f"hears less speech than this (default: {DEFAULT_MIN_SPEECH_SECONDS:g}; 'none': "
+                                  "do not listen)")
     recognition.add_argument("--context", default="", help="context text (names, terms) given to the model as system prompt")
     model.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="compute precision (default: float32 on CPU, bfloat16 on GPU)")
@@ -596,6 +600,7 @@ def options_from(args) -> TranscribeOptions:
         segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
         word_timestamps=_word_times(args) and args.align is None, aligner=args.aligner or DEFAULT_ALIGNER,
         skip_silence=args.skip_silence, no_speech_threshold=args.no_speech_threshold,
+        min_speech_seconds=args.min_speech_seconds,
         diarize=diarize_from(args))
 
 
@@ -608,6 +613,18 @@ def _no_speech_threshold(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}")
+    return value
+
+
+def _min_speech_seconds(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0) or 'none', got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0) or 'none', got {text!r}")
     return value
 
 
