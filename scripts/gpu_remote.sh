@@ -101,7 +101,7 @@ smoke() {
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader || true
     "$PY" -c '
 import mlx_qwen_asr, mlx.core as mx
-from mlx_qwen_asr import fast_blas
+from mlx_qwen_asr.model import fast_blas
 a = mx.random.normal((512, 512))
 print("mlx", mx.__version__, "gpu:", mx.is_available(mx.gpu), mx.device_info().get("device_name"),
       "matmul:", (a @ a).sum().item(), "| fast_blas:", fast_blas.status().get("library"))

@@ -289,7 +289,7 @@ def test_command_line_no_speech_threshold(capsys, trained_checkpoint, tmp_path):
 def test_command_line_min_speech_seconds(capsys, trained_checkpoint, tmp_path):
     import soundfile as sf
 
-    from mlx_qwen_asr import cli
+    from mlx_qwen_asr.frontends import cli
 
     path = tmp_path / "hum.wav"
     sf.write(path, noise("hum", 8 * 16000, -20.0, np.random.default_rng(3)), 16000)
