@@ -222,7 +222,7 @@ def boundary_error(aligner_dir: Path, heldout: Path) -> dict:
         errors[name] = np.abs(pred - np.array([[a, b] for _, a, b in words])).ravel()
     groups = {kind: float(np.concatenate([e for n, e in errors.items() if n.startswith(kind)]).mean())
               for kind in ("short", "medium", "long")}
-    # Over all word boundaries, as tests/test_fixture_aligner.py measures it.
+    # Over all word boundaries, as tests/testing/test_fixture_aligner.py measures it.
     return {"mean": float(np.concatenate(list(errors.values())).mean()), "per_group": groups,
             "per_file": {n: float(e.mean()) for n, e in errors.items()}}
 

@@ -1,6 +1,6 @@
 """Checkpoints converted by mlx-audio and mlx-qwen3-asr load here and keep the model's output.
 
-The trained test fixture (tests/heldout.py) is converted with each project's own code, in
+The trained test fixture (tests/support/heldout.py) is converted with each project's own code, in
 throwaway virtual environments made (or reused) under --venv-root (they are never this
 package's dependencies): float, 8-bit and 4-bit. Each result is loaded with this package's
 `load_model` in float32 and compared with the original checkpoint loaded the same way:
@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
-from teacher_forcing import teacher_forced_logits  # noqa: E402
+from support.heldout import HELDOUT, TRAINED_MODEL, rows  # noqa: E402
+from support.teacher_forcing import teacher_forced_logits  # noqa: E402
 
 from mlx_qwen_asr.audio.load import load_audio  # noqa: E402
 from mlx_qwen_asr.decoding import greedy_decode  # noqa: E402

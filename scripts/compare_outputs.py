@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # this checkout's package; tests/heldout.py
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # this checkout's package; tests/support/heldout.py
 
-from heldout import HELDOUT, TRAINED_ALIGNER, TRAINED_MODEL, rows  # noqa: E402
+from support.heldout import HELDOUT, TRAINED_ALIGNER, TRAINED_MODEL, rows  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
 from mlx_qwen_asr.audio.load import load_audio  # noqa: E402

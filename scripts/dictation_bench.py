@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from heldout import HELDOUT, TRAINED_MODEL, group_wers, rows  # noqa: E402
+from support.heldout import HELDOUT, TRAINED_MODEL, group_wers, rows  # noqa: E402
 
 from mlx_qwen_asr.frontends.dictation import RealClock, SimulatedClock, dictate, paced_blocks  # noqa: E402
 from mlx_qwen_asr.options import TranscribeOptions  # noqa: E402

@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from heldout import HELDOUT  # noqa: E402
+from support.heldout import HELDOUT  # noqa: E402
 
 from mlx_qwen_asr import ASRModel  # noqa: E402
 from mlx_qwen_asr.audio.load import load_audio  # noqa: E402

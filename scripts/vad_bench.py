@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from heldout import HELDOUT, TRAINED_MODEL, rows, word_times  # noqa: E402
+from support.heldout import HELDOUT, TRAINED_MODEL, rows, word_times  # noqa: E402
 
 from mlx_qwen_asr.testing.noisy_audio import with_gaps  # noqa: E402
 from mlx_qwen_asr.audio.vad import VadOptions, frames_to_spans, speech_spans  # noqa: E402

@@ -1,5 +1,5 @@
 """Session fixtures: Qwen3-ASR checkpoints in the Hugging Face layout, random-weight ones
-built here and the trained fixtures (tests/heldout.py) written out from their compact form.
+built here and the trained fixtures (tests/support/heldout.py) written out from their compact form.
 
 Built once per test session into pytest's temporary directory (well under a second
 each). The tokenizer is the real Qwen vocabulary when ../shared is present, otherwise a
@@ -117,8 +117,8 @@ def synthetic_tokenizer_checkpoint(tmp_path_factory, tiny_config_and_weights) ->
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory) -> Path:
-    """The tiny trained fixture model (tests/heldout.py) as a Hugging Face folder, bf16."""
-    from heldout import TRAINED_MODEL
+    """The tiny trained fixture model (tests/support/heldout.py) as a Hugging Face folder, bf16."""
+    from support.heldout import TRAINED_MODEL
 
     from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 
@@ -136,15 +136,15 @@ def trained_model(trained_checkpoint):
 @pytest.fixture(scope="session")
 def trained_offline(trained_model) -> dict:
     """file -> the trained model's offline transcription (default settings) of each held-out clip."""
-    from heldout import HELDOUT, rows
+    from support.heldout import HELDOUT, rows
 
     return {r["file"]: trained_model.transcribe(HELDOUT / r["file"]) for r in rows()}
 
 
 @pytest.fixture(scope="session")
 def trained_aligner(tmp_path_factory) -> Path:
-    """The tiny trained forced-aligner fixture (tests/heldout.py) as a Hugging Face folder."""
-    from heldout import TRAINED_ALIGNER
+    """The tiny trained forced-aligner fixture (tests/support/heldout.py) as a Hugging Face folder."""
+    from support.heldout import TRAINED_ALIGNER
 
     from mlx_qwen_asr.testing.compact_checkpoint import expand_compact
 

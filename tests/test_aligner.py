@@ -19,7 +19,7 @@ from mlx_qwen_asr.testing import official
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.word_split import WordSplitError, locate_units, split_words
 
-from audio_samples import speech
+from support.audio_samples import speech
 
 SENTENCE = ("And so, my fellow Americans: ask not what your country can do for you - "
             "ask what you can do for your country! It's 3.14, 你好world.")

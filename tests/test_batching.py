@@ -8,7 +8,7 @@ from mlx_qwen_asr.decoding import greedy_decode, greedy_decode_batch
 from mlx_qwen_asr.errors import AudioError
 from mlx_qwen_asr.model_input import asr_prompt
 
-from audio_samples import speech
+from support.audio_samples import speech
 
 
 def embeddings(model, audio):
@@ -83,7 +83,7 @@ def test_one_bad_input_does_not_stop_the_others(model, tmp_path):
 def test_long_file_segments_batched_equal_one_by_one(trained_model):
     """A single long file: its segments decoded (and encoded) in batches give the text and
     tokens of decoding them one at a time (trained fixture, held-out 39 s clip, 8 s segments)."""
-    from heldout import HELDOUT
+    from support.heldout import HELDOUT
 
     path = HELDOUT / "long_01.flac"
     one_by_one = trained_model.transcribe(path, segment_seconds=8.0, batch_size=1)
@@ -100,7 +100,7 @@ def test_encoder_batch_equals_each_clip_alone(trained_model):
     one of a single chunk (encoded alone)."""
     import mlx.core as mx
 
-    from heldout import HELDOUT
+    from support.heldout import HELDOUT
     from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.model_input import clip_mel
 
@@ -125,7 +125,7 @@ def test_rows_of_one_batch_keep_their_own_options(trained_model):
     no loop guard - and a silent row is skipped with its own language."""
     import numpy as np
 
-    from heldout import HELDOUT
+    from support.heldout import HELDOUT
     from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.segments import PieceJob, decode_jobs, decode_piece
     from mlx_qwen_asr.options import TranscribeOptions

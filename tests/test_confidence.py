@@ -22,7 +22,7 @@ from mlx_qwen_asr.frontends.server import formats
 from mlx_qwen_asr.testing.noisy_audio import noise
 from mlx_qwen_asr.writers import to_string
 
-from heldout import HELDOUT, rows
+from support.heldout import HELDOUT, rows
 
 CLIP = HELDOUT / "short_03.flac"
 NOISE = np.random.default_rng(0).normal(0, 0.1, 3 * 16000).astype(np.float32)

@@ -11,7 +11,7 @@ import mlx_qwen_asr
 from mlx_qwen_asr import AudioError, LanguageError, ModelLoadError
 from mlx_qwen_asr.transcribe import ASRModel
 
-from audio_samples import speech
+from support.audio_samples import speech
 
 
 def test_missing_file(model, tmp_path):

@@ -1,4 +1,4 @@
-"""Pipelines on a model that really transcribes (the tiny trained fixture, tests/heldout.py).
+"""Pipelines on a model that really transcribes (the tiny trained fixture, tests/support/heldout.py).
 
 Random weights prove the arithmetic; these prove the pipelines keep the words: segmentation
 loses and duplicates nothing at its cuts, batching changes nothing, streaming ends with the
@@ -10,8 +10,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from heldout import HELDOUT, rows
-from teacher_forcing import teacher_forced_logits
+from support.heldout import HELDOUT, rows
+from support.teacher_forcing import teacher_forced_logits
 
 from mlx_qwen_asr.audio.load import load_audio
 from mlx_qwen_asr.decoding import greedy_decode

@@ -15,7 +15,7 @@ from mlx_qwen_asr.frontends.server import formats
 from mlx_qwen_asr.stream.session import StreamingSession
 from mlx_qwen_asr.audio.load import load_audio
 
-from heldout import HELDOUT, rows
+from support.heldout import HELDOUT, rows
 
 CLIPS = [HELDOUT / r["file"] for r in rows() if r["kind"] == "short"][:4] + [HELDOUT / "medium_01.flac"]
 

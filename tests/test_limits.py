@@ -12,7 +12,7 @@ from mlx_qwen_asr.errors import OptionError
 from mlx_qwen_asr.limits import MAX_CONTEXT_TOKENS, check_context
 from mlx_qwen_asr.stream.session import StreamingSession
 
-from heldout import HELDOUT, rows
+from support.heldout import HELDOUT, rows
 
 ROOT = HELDOUT.parent.parent.parent
 SHORT = [r["file"] for r in rows() if r["kind"] == "short"]
@@ -50,7 +50,7 @@ def test_lying_headers_are_one_error_from_python_and_the_cli(trained_model, trai
     from mlx_qwen_asr.audio.load import load_audio
     from mlx_qwen_asr.errors import AudioError
 
-    from lying_audio import LYING
+    from support.lying_audio import LYING
 
     paths = []
     for name, (data, words) in LYING.items():

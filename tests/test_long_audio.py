@@ -10,8 +10,8 @@ from mlx_qwen_asr.results import join_texts, merge_languages
 from mlx_qwen_asr.audio.cutting import iter_pieces
 from mlx_qwen_asr.segments import decode_piece
 
-from audio_samples import speech
-from looping import always_token
+from support.audio_samples import speech
+from support.looping import always_token
 
 SR = 16000
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_samples import speech
+from support.audio_samples import speech
 
 from mlx_qwen_asr import LoadOptions, OptionError, StreamingSession, TranscribeOptions, transcribe_folder
 from mlx_qwen_asr.frontends.cli import main

@@ -12,7 +12,7 @@ from mlx_qwen_asr.testing import official, parity
 from mlx_qwen_asr.model.encoder import audio_token_count
 from mlx_qwen_asr.transcribe import ASRModel
 
-from audio_samples import speech
+from support.audio_samples import speech
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def reference(official_engine, tiny_checkpoint_fp32):
 
 def test_mel_matches_official(ours, reference):
     # 3.5e-5 measured on JFK: the official float32 torch STFT is itself 4.4e-5 from the
-    # float64 recipe (ours 1.9e-5; tests/test_mel.py), so 1e-5 is below float32 noise.
+    # float64 recipe (ours 1.9e-5; tests/audio/test_mel.py), so 1e-5 is below float32 noise.
     figures = parity.compare_mel(ours, reference, speech(11.0))
     assert figures["shape"] == [128, 1100]
     assert figures["max_abs_diff"] < 1e-4

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from heldout import HELDOUT
+from support.heldout import HELDOUT
 
 from mlx_qwen_asr import AudioError
 
@@ -40,16 +40,16 @@ SKIPPED = {
     "python -m fixture_training.model": "trains the fixture model for hours (espeak-ng, torch)",
     "python -m fixture_training.aligner": "trains the fixture aligner for hours (espeak-ng, torch)",
     "python -m mlx_qwen_asr.testing.random_checkpoint /tmp/random-asr --size 0.6b":
-        "5.7 GB of memory and 30-90 s; tests/test_random_checkpoint.py covers the builder",
+        "5.7 GB of memory and 30-90 s; tests/testing/test_random_checkpoint.py covers the builder",
     "python -m mlx_qwen_asr.bench --compare-official": "a 4-minute benchmark with the official engine",
     "python scripts/check_peer_checkpoints.py": "builds other projects' virtual environments (minutes, network)",
     "python scripts/server_bench.py --fixture": "a benchmark (minutes)",
-    "python scripts/server_soak.py --minutes 10 --clients 4": "a 10-minute soak; tests/test_server_faults.py "
+    "python scripts/server_soak.py --minutes 10 --clients 4": "a 10-minute soak; tests/frontends/test_server_faults.py "
                                                              "covers each fault it mixes",
     "python -m mlx_qwen_asr --mic": "needs a microphone",
     "python -m mlx_qwen_asr --mic --vad [--timestamps]": "needs a microphone",
     "python -m mlx_qwen_asr --list-devices": "lists this machine's sound devices (PortAudio)",
-    "python -m mlx_qwen_asr archive/ -o transcripts --ray": "starts a Ray cluster (~30 s): tests/test_cluster.py",
+    "python -m mlx_qwen_asr archive/ -o transcripts --ray": "starts a Ray cluster (~30 s): tests/frontends/test_cluster.py",
     "ray start --head": "starts a Ray cluster that outlives the test",
     "ray start --address HEAD_IP:6379": "joins a Ray cluster on another machine",
     "python -m mlx_qwen_asr archive/ -o transcripts --ray=HEAD_IP:6379": "needs a Ray cluster on another machine",

@@ -43,7 +43,7 @@ import soundfile as sf
 from mlx_qwen_asr.aligner import WordTiming
 from mlx_qwen_asr.notebook_audio import EMBED_MAX_SECONDS
 
-from heldout import HELDOUT
+from support.heldout import HELDOUT
 
 CLIP_14S = HELDOUT / "medium_01.flac"   # 14.4 s
 

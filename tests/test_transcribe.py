@@ -13,8 +13,8 @@ from mlx_qwen_asr.options import TranscribeOptions
 from mlx_qwen_asr.segments import to_segment
 from mlx_qwen_asr.transcribe import ASRModel, Transcription
 
-from audio_samples import speech
-from looping import always_token
+from support.audio_samples import speech
+from support.looping import always_token
 
 MAX_TOKENS = 60
 

@@ -11,7 +11,7 @@ from mlx_qwen_asr.aligner import Aligner
 from mlx_qwen_asr.testing.random_checkpoint import aligner_config_dict, random_weights, write_checkpoint
 from mlx_qwen_asr.writers import MAX_CUE_SECONDS, build_cues, cue_items, to_string, word_phrases, wrap
 
-from audio_samples import speech
+from support.audio_samples import speech
 
 
 @pytest.fixture(scope="module")
