@@ -58,15 +58,30 @@ def number(text: str, kind):
         raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    value = number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+def bounded(kind: type, accept, refusal: str):
+    """An argparse type: a number of `kind` that `accept` takes, else "<refusal>, got TEXT"."""
+    def parse(text: str):
+        value = number(text, kind)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{refusal}, got {text}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+def number_or_none(accept, expected: str):
+    """An argparse type: 'none' (None) or a number `accept` takes; one message, naming `expected`, for the rest."""
+    def parse(text: str):
+        if text.strip().lower() == "none":
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected} or 'none', got {text!r}")
+        return value
+    return parse
+
+
+positive_int = bounded(int, lambda value: value >= 1, "must be at least 1")
+positive_float = bounded(float, lambda value: value > 0, "must be above 0")

@@ -16,11 +16,13 @@ cannot honour is a setup error, never silently ignored.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 
-from .args import OneLineParser, long_options, number, positive_float, positive_int, program_name
+from .args import (OneLineParser, bounded, long_options, number, number_or_none, positive_float, positive_int,
+                   program_name)
 from ..errors import OptionError, QwenASRError, SetupError, first_line
 from .folder import find_audio, transcribe_folder
 from ..languages import forced_language_warning, language_table
@@ -60,6 +62,12 @@ whisper's spellings work where they mean the same (--output_dir, --output_format
 _ for - in any long flag). Exit status: 0 all done, 1 some file failed, 2 setup error,
 130 interrupted.
 """
+
+
+_speaker_count = bounded(int, lambda value: value >= 1, "must be at least 1 speaker")
+_positive_seconds = bounded(float, lambda value: value >= 1.0, "must be at least 1 second")
+_no_speech_threshold = number_or_none(lambda value: 0.0 <= value <= 1.0, "a probability from 0 to 1")
+_min_speech_seconds = number_or_none(lambda value: 0.0 <= value < math.inf, "seconds (a number >= 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,18 +234,8 @@ def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str
     return result
 
 
-def _speaker_count(text: str) -> int:
-    value = number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 speaker, got {text}")
-    return value
 
 
-def _positive_seconds(text: str) -> float:
-    value = number(text, float)
-    if not value >= 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
-    return value
 
 
 def _positive_rate(text: str) -> int:
@@ -604,28 +602,8 @@ def options_from(args) -> TranscribeOptions:
         diarize=diarize_from(args))
 
 
-def _no_speech_threshold(text: str) -> float | None:
-    if text.strip().lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 or 'none', got {text!r}")
-    return value
 
 
-def _min_speech_seconds(text: str) -> float | None:
-    if text.strip().lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0) or 'none', got {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0) or 'none', got {text!r}")
-    return value
 
 
 def _with_aligner(args, options: TranscribeOptions, dtype=None) -> TranscribeOptions:
