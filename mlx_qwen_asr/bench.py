@@ -54,7 +54,8 @@ from .model import fast_blas
 from .audio.load import SAMPLE_RATE, load_audio
 from .decoding import greedy_decode
 from .model.config import ModelConfig
-from .model.loading import load_network, parse_dtype, resolve_model_dir, weight_files
+from .model.checkpoint import weight_files
+from .model.loading import load_network, parse_dtype, resolve_model_dir
 from .model_input import asr_prompt, clip_mel, embed_asr_prompt
 from .model.tokenizer import QwenTokenizer
 from .transcribe import ASRModel

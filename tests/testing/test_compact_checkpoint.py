@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_qwen_asr.testing.compact_checkpoint import expand_compact, load_compact, save_compact
-from mlx_qwen_asr.model.loading import load_weights, weight_files
+from mlx_qwen_asr.model.checkpoint import load_weights, weight_files
 from mlx_qwen_asr.testing.random_checkpoint import model_config_dict, random_weights, write_tokenizer_files
 
 
