@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # this checkout's package, not another installed one
-HELDOUT_MODULE = ROOT / "tests" / "heldout.py"
+HELDOUT_MODULE = ROOT / "tests" / "support" / "heldout.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_asr.npz"
 SCHEMA = 1
 MIN_START_S = 20.0   # a check is not started with less time than this left
